@@ -1,0 +1,20 @@
+//! Lambda: Esputnik webhooks -> SQS. Configuration and clients are built once per execution
+//! environment; the handler lives in `shared::ingest::esputnik` so `sparkbridge dev` runs the same code.
+
+use std::sync::Arc;
+
+use lambda_http::{run, service_fn, Error};
+use shared::adapters::sqs::SqsQueue;
+use shared::ingest::esputnik::EsputnikIngest;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let queue = Arc::new(SqsQueue::from_env().await?);
+    let ingest = Arc::new(EsputnikIngest::from_env(queue)?);
+    run(service_fn(move |req| {
+        let ingest = ingest.clone();
+        async move { Ok::<_, Error>(ingest.handle(req).await) }
+    }))
+    .await
+}

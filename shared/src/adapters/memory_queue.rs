@@ -1,0 +1,245 @@
+//! An in-memory queue with SQS semantics that matter to the bridge: visibility timeouts,
+//! receive counts and redrive to a dead-letter queue. The embedded default of `sparkbridge dev`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::ports::{EventQueue, OutboundMessage, QueueError};
+
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub id: String,
+    pub body: String,
+    pub attributes: BTreeMap<String, String>,
+    pub receive_count: u32,
+    visible_at: Instant,
+    receipt: Option<String>,
+}
+
+/// A message handed to a consumer; it stays invisible until deleted or its timeout ends.
+#[derive(Debug, Clone)]
+pub struct ReceivedMessage {
+    pub id: String,
+    pub receipt: String,
+    pub body: String,
+    pub attributes: BTreeMap<String, String>,
+    pub receive_count: u32,
+}
+
+#[derive(Default)]
+struct State {
+    seq: u64,
+    main: Vec<StoredMessage>,
+    dlq: Vec<StoredMessage>,
+}
+
+pub struct MemoryQueue {
+    state: Mutex<State>,
+    arrived: Notify,
+    visibility: Duration,
+    max_receive_count: u32,
+    max_bytes: usize,
+}
+
+impl MemoryQueue {
+    pub fn new(visibility: Duration, max_receive_count: u32, max_bytes: usize) -> Self {
+        Self {
+            state: Mutex::default(),
+            arrived: Notify::new(),
+            visibility,
+            max_receive_count,
+            max_bytes,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Receives up to `max` visible messages. A message received more than the redrive limit
+    /// moves to the DLQ instead, as SQS does.
+    pub fn receive(&self, max: usize) -> Vec<ReceivedMessage> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let st = &mut *st;
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < st.main.len() && out.len() < max {
+            if st.main[i].visible_at > now {
+                i += 1;
+                continue;
+            }
+            if st.main[i].receive_count >= self.max_receive_count {
+                let mut m = st.main.remove(i);
+                m.receipt = None;
+                st.dlq.push(m);
+                continue;
+            }
+            st.seq += 1;
+            let receipt = format!("rcpt-{}", st.seq);
+            let m = &mut st.main[i];
+            m.receive_count += 1;
+            m.visible_at = now + self.visibility;
+            m.receipt = Some(receipt.clone());
+            out.push(ReceivedMessage {
+                id: m.id.clone(),
+                receipt,
+                body: m.body.clone(),
+                attributes: m.attributes.clone(),
+                receive_count: m.receive_count,
+            });
+            i += 1;
+        }
+        out
+    }
+
+    /// Waits until a message may have become available, or `timeout` passes.
+    pub async fn wait(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.arrived.notified()).await;
+    }
+
+    pub fn delete(&self, receipt: &str) -> bool {
+        let mut st = self.lock();
+        let before = st.main.len();
+        st.main.retain(|m| m.receipt.as_deref() != Some(receipt));
+        before != st.main.len()
+    }
+
+    pub fn change_visibility(&self, receipt: &str, secs: u64) -> bool {
+        let mut st = self.lock();
+        match st
+            .main
+            .iter_mut()
+            .find(|m| m.receipt.as_deref() == Some(receipt))
+        {
+            Some(m) => {
+                m.visible_at = Instant::now() + Duration::from_secs(secs);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn send_to_dlq(&self, message: OutboundMessage) {
+        let mut st = self.lock();
+        st.seq += 1;
+        let id = format!("dlq-{}", st.seq);
+        st.dlq.push(StoredMessage {
+            id,
+            body: message.body,
+            attributes: message.attributes,
+            receive_count: 0,
+            visible_at: Instant::now(),
+            receipt: None,
+        });
+    }
+
+    pub fn dlq(&self) -> Vec<StoredMessage> {
+        self.lock().dlq.clone()
+    }
+
+    pub fn remove_from_dlq(&self, id: &str) -> Option<StoredMessage> {
+        let mut st = self.lock();
+        let pos = st.dlq.iter().position(|m| m.id == id)?;
+        Some(st.dlq.remove(pos))
+    }
+
+    /// Messages on the main queue, visible or not.
+    pub fn depth(&self) -> usize {
+        self.lock().main.len()
+    }
+
+    fn push(&self, messages: Vec<OutboundMessage>) {
+        let mut st = self.lock();
+        let now = Instant::now();
+        for m in messages {
+            st.seq += 1;
+            let id = format!("msg-{}", st.seq);
+            st.main.push(StoredMessage {
+                id,
+                body: m.body,
+                attributes: m.attributes,
+                receive_count: 0,
+                visible_at: now,
+                receipt: None,
+            });
+        }
+        drop(st);
+        self.arrived.notify_waiters();
+    }
+}
+
+#[async_trait]
+impl EventQueue for MemoryQueue {
+    async fn enqueue(&self, messages: Vec<OutboundMessage>) -> Result<(), QueueError> {
+        if let Some(m) = messages.iter().find(|m| m.size() > self.max_bytes) {
+            return Err(QueueError::TooLarge {
+                size: m.size(),
+                max: self.max_bytes,
+            });
+        }
+        self.push(messages);
+        Ok(())
+    }
+
+    fn max_message_bytes(&self) -> usize {
+        self.max_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(body: &str) -> OutboundMessage {
+        OutboundMessage {
+            body: body.into(),
+            attributes: BTreeMap::from([("kind".into(), "k".into())]),
+        }
+    }
+
+    #[tokio::test]
+    async fn visibility_receive_count_and_redrive() {
+        let q = MemoryQueue::new(Duration::from_secs(60), 2, 1_000);
+        q.enqueue(vec![msg("a"), msg("b")]).await.unwrap();
+        let got = q.receive(10);
+        assert_eq!(got.len(), 2);
+        assert!(q.receive(10).is_empty(), "in flight messages are invisible");
+        assert!(q.delete(&got[0].receipt));
+        assert!(!q.delete(&got[0].receipt), "a receipt works once");
+        assert!(q.change_visibility(&got[1].receipt, 0));
+        let again = q.receive(10);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].receive_count, 2);
+        assert_eq!(again[0].attributes["kind"], "k");
+        assert!(
+            !q.change_visibility(&got[1].receipt, 0),
+            "old receipts expire on redelivery"
+        );
+        q.change_visibility(&again[0].receipt, 0);
+        assert!(
+            q.receive(10).is_empty(),
+            "third receive redrives to the DLQ"
+        );
+        assert_eq!(q.dlq().len(), 1);
+        assert_eq!(q.dlq()[0].body, "b");
+        assert_eq!(q.depth(), 0);
+        let id = q.dlq()[0].id.clone();
+        assert!(q.remove_from_dlq(&id).is_some());
+        assert!(q.dlq().is_empty());
+    }
+
+    #[tokio::test]
+    async fn refuses_oversized_messages() {
+        let q = MemoryQueue::new(Duration::from_secs(1), 3, 10);
+        assert!(matches!(
+            q.enqueue(vec![msg("x".repeat(100).as_str())]).await,
+            Err(QueueError::TooLarge { .. })
+        ));
+        assert_eq!(q.depth(), 0);
+    }
+}

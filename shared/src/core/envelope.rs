@@ -1,0 +1,233 @@
+//! The one message shape on the queue, whatever the provider.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+/// Version of the envelope schema; bump on incompatible changes so old workers refuse
+/// (and DLQ) what they cannot read instead of misreading it.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// Kind given to a valid, authenticated event whose type we do not know: kept, never dropped.
+pub const KIND_UNKNOWN: &str = "unknown";
+/// Kind given to an authenticated element we could not understand at all (kept with its raw text).
+pub const KIND_PARKED: &str = "parked";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Loops,
+    Esputnik,
+    Sparkloop,
+    /// Events sparkbridge produces itself (screener rejects, reconciler repairs).
+    Sparkbridge,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Loops => "loops",
+            Provider::Esputnik => "esputnik",
+            Provider::Sparkloop => "sparkloop",
+            Provider::Sparkbridge => "sparkbridge",
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Provider {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "loops" => Ok(Provider::Loops),
+            "esputnik" => Ok(Provider::Esputnik),
+            "sparkloop" => Ok(Provider::Sparkloop),
+            "sparkbridge" => Ok(Provider::Sparkbridge),
+            other => Err(format!(
+                "unknown provider {other:?} (expected loops, esputnik or sparkloop)"
+            )),
+        }
+    }
+}
+
+/// Who the event is about, as far as the provider told us.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscriber {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The ESP's contact id (Loops `contactIdentity.id`, eSputnik `contactId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub esp_contact_id: Option<String>,
+    /// SparkLoop's subscriber id (`sub_...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparkloop_id: Option<String>,
+    /// Loops `userId`, eSputnik `externalCustomerId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+}
+
+impl Subscriber {
+    /// The key that orders a subscriber's events in the worker: lower-cased email, else an id.
+    pub fn ordering_key(&self) -> Option<String> {
+        self.email
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .or_else(|| self.esp_contact_id.clone())
+            .or_else(|| self.sparkloop_id.clone())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u32,
+    pub provider: Provider,
+    /// The provider's event type (`email.unsubscribed`, `UNSUBSCRIBED`, `sync_subscriber`),
+    /// or `unknown` / `parked`.
+    pub kind: String,
+    /// Stable across the provider's retries of one event, different across real events.
+    pub dedupe_id: String,
+    pub received_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub subscriber: Subscriber,
+    /// Why this message could not be understood at ingest; the worker sends it to the DLQ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked: Option<String>,
+    /// The provider's payload exactly as received (for eSputnik, one array element).
+    pub payload: Box<RawValue>,
+}
+
+/// What a provider parser extracts from one event; ingest adds the dedupe id and times.
+#[derive(Debug)]
+pub struct Normalized {
+    pub kind: String,
+    pub subscriber: Subscriber,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub parked: Option<String>,
+    pub payload: Box<RawValue>,
+}
+
+impl Envelope {
+    pub fn new(
+        provider: Provider,
+        dedupe_id: String,
+        received_at: DateTime<Utc>,
+        n: Normalized,
+    ) -> Self {
+        Envelope {
+            v: ENVELOPE_VERSION,
+            provider,
+            kind: n.kind,
+            dedupe_id,
+            received_at,
+            occurred_at: n.occurred_at,
+            subscriber: n.subscriber,
+            parked: n.parked,
+            payload: n.payload,
+        }
+    }
+
+    /// sha256 of the raw payload, used to tell a true duplicate from a reused id.
+    pub fn payload_hash(&self) -> String {
+        sha256_hex(self.payload.get().as_bytes())
+    }
+
+    /// Payload as a JSON value, for rules that need fields the envelope does not lift.
+    pub fn payload_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.payload.get()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The idempotency key: provider + dedupe id.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}#{}", self.provider, self.dedupe_id)
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Hashes identifying fields into a dedupe id. Fields are length-prefixed so that
+/// ("ab","c") and ("a","bc") cannot collide.
+pub fn derive_dedupe_id(fields: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for f in fields {
+        h.update((f.len() as u64).to_be_bytes());
+        h.update(f.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// A raw JSON value holding `text` as a JSON string, for payloads that were not JSON.
+pub fn raw_string(text: &str) -> Box<RawValue> {
+    RawValue::from_string(serde_json::to_string(text).expect("a string always serializes"))
+        .expect("a serialized string is valid JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedupe_ids_do_not_collide_on_concatenation() {
+        assert_ne!(
+            derive_dedupe_id(&["ab", "c"]),
+            derive_dedupe_id(&["a", "bc"])
+        );
+        assert_eq!(derive_dedupe_id(&["a", "b"]), derive_dedupe_id(&["a", "b"]));
+    }
+
+    #[test]
+    fn envelope_round_trips_with_the_payload_verbatim() {
+        let raw = r#"{"b": 1,  "a":[2]}"#;
+        let env = Envelope {
+            v: ENVELOPE_VERSION,
+            provider: Provider::Loops,
+            kind: "email.opened".into(),
+            dedupe_id: "msg_1".into(),
+            received_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            occurred_at: None,
+            subscriber: Subscriber {
+                email: Some("a@b.c".into()),
+                ..Default::default()
+            },
+            parked: None,
+            payload: RawValue::from_string(raw.into()).unwrap(),
+        };
+        let json = serde_json::to_string(&env).unwrap();
+        let back: Envelope = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.payload.get(), raw);
+        assert_eq!(back.payload_hash(), sha256_hex(raw.as_bytes()));
+        assert_eq!(back.idempotency_key(), "loops#msg_1");
+    }
+
+    #[test]
+    fn ordering_key_prefers_lowercased_email() {
+        let s = Subscriber {
+            email: Some("A@B.C".into()),
+            esp_contact_id: Some("1".into()),
+            ..Default::default()
+        };
+        assert_eq!(s.ordering_key().as_deref(), Some("a@b.c"));
+        let s = Subscriber {
+            esp_contact_id: Some("1".into()),
+            ..Default::default()
+        };
+        assert_eq!(s.ordering_key().as_deref(), Some("1"));
+        assert_eq!(Subscriber::default().ordering_key(), None);
+    }
+
+    #[test]
+    fn raw_string_keeps_non_json_text() {
+        let r = raw_string("not \"json\"\n");
+        let v: String = serde_json::from_str(r.get()).unwrap();
+        assert_eq!(v, "not \"json\"\n");
+    }
+}

@@ -1,0 +1,177 @@
+//! eSputnik's webhook "login and password" (sent as HTTP Basic), or a secret URL token.
+
+use base64::Engine;
+
+use crate::core::secret::Secret;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookAuthConfigError {
+    #[error("set ESPUTNIK_WEBHOOK_USER and ESPUTNIK_WEBHOOK_PASSWORD, or ESPUTNIK_WEBHOOK_TOKEN (or ESPUTNIK_ALLOW_UNAUTHENTICATED=true to accept anyone)")]
+    NothingConfigured,
+    #[error("ESPUTNIK_WEBHOOK_USER and ESPUTNIK_WEBHOOK_PASSWORD must be set together")]
+    HalfBasic,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("missing credentials")]
+    Missing,
+    #[error("wrong credentials")]
+    Wrong,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookAuth {
+    basic: Option<(Secret, Secret)>,
+    token: Option<Secret>,
+    allow_anyone: bool,
+}
+
+impl WebhookAuth {
+    pub fn new(
+        user: Option<Secret>,
+        password: Option<Secret>,
+        token: Option<Secret>,
+        allow_unauthenticated: bool,
+    ) -> Result<Self, WebhookAuthConfigError> {
+        let basic = match (user, password) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => return Err(WebhookAuthConfigError::HalfBasic),
+        };
+        if basic.is_none() && token.is_none() && !allow_unauthenticated {
+            return Err(WebhookAuthConfigError::NothingConfigured);
+        }
+        // Only when nothing is configured does "allow unauthenticated" open the door.
+        let allow_anyone = basic.is_none() && token.is_none();
+        Ok(Self {
+            basic,
+            token,
+            allow_anyone,
+        })
+    }
+
+    /// Accepts either configured mechanism. `authorization` is the header value, `token`
+    /// the `token` query parameter.
+    pub fn check(&self, authorization: Option<&str>, token: Option<&str>) -> Result<(), AuthError> {
+        if self.allow_anyone {
+            return Ok(());
+        }
+        let mut presented = false;
+        if let (Some(expected), Some(given)) = (&self.token, token) {
+            presented = true;
+            if expected.matches(given.as_bytes()) {
+                return Ok(());
+            }
+        }
+        if let (Some((user, pass)), Some(header)) = (&self.basic, authorization) {
+            presented = true;
+            if let Some((u, p)) = decode_basic(header) {
+                // Both halves are always compared, so timing does not tell which was wrong.
+                let ok_user = user.matches(u.as_bytes());
+                let ok_pass = pass.matches(p.as_bytes());
+                if ok_user & ok_pass {
+                    return Ok(());
+                }
+            }
+        }
+        Err(if presented {
+            AuthError::Wrong
+        } else {
+            AuthError::Missing
+        })
+    }
+}
+
+fn decode_basic(header: &str) -> Option<(String, String)> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Option<Secret> {
+        Some(Secret::new(v))
+    }
+
+    fn basic(u: &str, p: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+    }
+
+    #[test]
+    fn configuration_rules() {
+        assert_eq!(
+            WebhookAuth::new(None, None, None, false).unwrap_err(),
+            WebhookAuthConfigError::NothingConfigured
+        );
+        assert_eq!(
+            WebhookAuth::new(s("u"), None, None, false).unwrap_err(),
+            WebhookAuthConfigError::HalfBasic
+        );
+        assert!(WebhookAuth::new(None, None, None, true).is_ok());
+        assert!(WebhookAuth::new(None, None, s("t"), false).is_ok());
+    }
+
+    #[test]
+    fn checks_by_table() {
+        let both = WebhookAuth::new(s("user"), s("p:ss"), s("tok"), false).unwrap();
+        let basic_only = WebhookAuth::new(s("user"), s("p:ss"), None, false).unwrap();
+        let open = WebhookAuth::new(None, None, None, true).unwrap();
+        let good = basic("user", "p:ss");
+        let cases: Vec<(
+            &WebhookAuth,
+            Option<String>,
+            Option<&str>,
+            Result<(), AuthError>,
+        )> = vec![
+            (&both, Some(good.clone()), None, Ok(())),
+            (&both, None, Some("tok"), Ok(())),
+            (&both, Some(basic("user", "wrong")), Some("tok"), Ok(())),
+            (
+                &both,
+                Some(basic("user", "wrong")),
+                None,
+                Err(AuthError::Wrong),
+            ),
+            (
+                &both,
+                Some(basic("User", "p:ss")),
+                None,
+                Err(AuthError::Wrong),
+            ),
+            (&both, None, Some("tok2"), Err(AuthError::Wrong)),
+            (&both, None, None, Err(AuthError::Missing)),
+            (
+                &both,
+                Some("Bearer abc".into()),
+                None,
+                Err(AuthError::Wrong),
+            ),
+            (&both, Some("Basic !!!".into()), None, Err(AuthError::Wrong)),
+            (
+                &basic_only,
+                Some(good.replace("Basic", "basic")),
+                None,
+                Ok(()),
+            ),
+            (&basic_only, None, Some("tok"), Err(AuthError::Missing)),
+            (&open, None, None, Ok(())),
+        ];
+        for (i, (auth, header, token, want)) in cases.into_iter().enumerate() {
+            assert_eq!(auth.check(header.as_deref(), token), want, "case {i}");
+        }
+    }
+}

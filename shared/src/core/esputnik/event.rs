@@ -1,0 +1,290 @@
+//! eSputnik activity events: a JSON array, one element per activity.
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::core::envelope::{
+    derive_dedupe_id, raw_string, sha256_hex, Normalized, Subscriber, KIND_PARKED, KIND_UNKNOWN,
+};
+
+/// Every `activityStatus` eSputnik documents (esputnik.md §2.2).
+pub const KNOWN_STATUSES: &[&str] = &[
+    "DELIVERED",
+    "UNDELIVERED",
+    "READ",
+    "CLICKED",
+    "UNSUBSCRIBED",
+    "SPAM",
+    "SUBSCRIPTION_CHANGED",
+    "SENT",
+];
+
+/// One element of the array, ready to become one queue message.
+#[derive(Debug)]
+pub struct Element {
+    pub dedupe_id: String,
+    pub event: Normalized,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Activity {
+    activity_status: String,
+    #[serde(default)]
+    activity_date_time: Option<String>,
+    #[serde(default)]
+    contact_id: Option<serde_json::Value>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    sms: Option<String>,
+    #[serde(default)]
+    external_customer_id: Option<serde_json::Value>,
+    #[serde(default)]
+    iid: Option<String>,
+    #[serde(default)]
+    message_instance_id: Option<serde_json::Value>,
+    #[serde(default)]
+    click_event_link: Option<String>,
+}
+
+/// Splits a verified body into elements. Never fails: eSputnik holds back every later event
+/// until one request succeeds, so whatever cannot be understood is parked with its raw text
+/// (and seen in the DLQ) instead of refusing the request.
+pub fn split(body: &[u8], tz: Tz) -> Vec<Element> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return vec![parked(
+            raw_string(&String::from_utf8_lossy(body)),
+            "body is not UTF-8",
+        )];
+    };
+    if let Ok(items) = serde_json::from_str::<Vec<Box<RawValue>>>(text) {
+        return items.into_iter().map(|raw| element(raw, tz)).collect();
+    }
+    match serde_json::from_str::<Box<RawValue>>(text) {
+        // A lone object: not the documented shape, but clearly one event.
+        Ok(raw) if text.trim_start().starts_with('{') => vec![element(raw, tz)],
+        Ok(raw) => vec![parked(raw, "body is not a JSON array of activity objects")],
+        Err(e) => vec![parked(
+            raw_string(text),
+            &format!("body is not valid JSON: {e}"),
+        )],
+    }
+}
+
+fn element(raw: Box<RawValue>, tz: Tz) -> Element {
+    // serde would also read a struct from an array (`["READ"]`): insist on an object.
+    if !raw.get().trim_start().starts_with('{') {
+        return parked(raw, "element is not a JSON object");
+    }
+    let activity = match serde_json::from_str::<Activity>(raw.get()) {
+        Ok(a) => a,
+        Err(e) => return parked(raw, &format!("element is not an activity object: {e}")),
+    };
+    let contact_id = activity.contact_id.as_ref().map(id_text);
+    let message_instance_id = activity.message_instance_id.as_ref().map(id_text);
+    // Why this key: eSputnik resends the same request (same elements, same fields) until it
+    // gets a 200, so the key is identical across retries. Across real events at least one of
+    // these differs: iid + messageInstanceId pin the message copy, contactId the recipient,
+    // activityStatus the kind, activityDateTime (to the second) the moment, and
+    // clickEventLink tells two clicks on different links apart.
+    let dedupe_id = derive_dedupe_id(&[
+        activity.iid.as_deref().unwrap_or(""),
+        contact_id.as_deref().unwrap_or(""),
+        message_instance_id.as_deref().unwrap_or(""),
+        &activity.activity_status,
+        activity.activity_date_time.as_deref().unwrap_or(""),
+        activity.click_event_link.as_deref().unwrap_or(""),
+        activity
+            .email
+            .as_deref()
+            .or(activity.sms.as_deref())
+            .unwrap_or(""),
+    ]);
+    let kind = if KNOWN_STATUSES.contains(&activity.activity_status.as_str()) {
+        activity.activity_status.clone()
+    } else {
+        KIND_UNKNOWN.to_string()
+    };
+    Element {
+        dedupe_id,
+        event: Normalized {
+            kind,
+            subscriber: Subscriber {
+                email: activity.email.filter(|e| !e.is_empty()),
+                esp_contact_id: contact_id,
+                sparkloop_id: None,
+                external_id: activity.external_customer_id.as_ref().map(id_text),
+            },
+            occurred_at: activity
+                .activity_date_time
+                .as_deref()
+                .and_then(|t| localize(t, tz)),
+            parked: None,
+            payload: raw,
+        },
+    }
+}
+
+fn parked(raw: Box<RawValue>, reason: &str) -> Element {
+    Element {
+        // Retries resend identical bytes, so the hash of the raw element is stable.
+        dedupe_id: sha256_hex(raw.get().as_bytes()),
+        event: Normalized {
+            kind: KIND_PARKED.to_string(),
+            subscriber: Subscriber::default(),
+            occurred_at: None,
+            parked: Some(reason.to_string()),
+            payload: raw,
+        },
+    }
+}
+
+/// Ids arrive as numbers (contactId) or strings (externalCustomerId); keep their text.
+fn id_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `activityDateTime` has no offset ("2023-09-14T08:30:03"); it is read in the configured zone.
+pub(crate) fn localize(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    if let Ok(with_offset) = DateTime::parse_from_rfc3339(text) {
+        return Some(with_offset.with_timezone(&Utc));
+    }
+    let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
+        .ok()?;
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|d| d.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC_BATCH: &str = r#"[{"broadcastId":3459207,"messageName":"test","iid":"99d591ab-e7a5-49ed-8e16-b3023378fc18","contactId":1967597908,"externalCustomerId":"789456512","email":"test1@yourdomain.com","mediaType":"email","activityStatus":"DELIVERED","messageId":2489300,"messageInstanceId":4702518,"activityDateTime":"2023-09-14T08:30:03","viewMessageLink":"https://u51739.esclick.me/J9o6EvyAKGmB","statusData":{}},
+ {"broadcastId":3459207,"messageName":"test","hardBounce":false,"iid":"99d591ab-e7a5-49ed-8e16-b3023378fc18","contactId":1967597908,"externalCustomerId":"789456512","email":"test1@yourdomain.com","mediaType":"email","activityStatus":"UNDELIVERED","messageId":2489300,"messageInstanceId":4702518,"activityDateTime":"2023-09-14T08:30:07","statusDescription":"5.1.2 (bad destination system: no such domain)","viewMessageLink":"https://u51739.esclick.me/J9o6EvyAKGmB","statusData":{}}]"#;
+
+    #[test]
+    fn documented_batch_splits_into_distinct_elements() {
+        let els = split(DOC_BATCH.as_bytes(), Tz::UTC);
+        assert_eq!(els.len(), 2);
+        assert_eq!(els[0].event.kind, "DELIVERED");
+        assert_eq!(els[1].event.kind, "UNDELIVERED");
+        assert_ne!(
+            els[0].dedupe_id, els[1].dedupe_id,
+            "same iid, different status"
+        );
+        assert_eq!(
+            els[0].event.subscriber.esp_contact_id.as_deref(),
+            Some("1967597908")
+        );
+        assert_eq!(
+            els[0].event.subscriber.external_id.as_deref(),
+            Some("789456512")
+        );
+        assert_eq!(
+            els[0].event.occurred_at.unwrap().to_rfc3339(),
+            "2023-09-14T08:30:03+00:00"
+        );
+        assert!(els[1].event.payload.get().contains("statusDescription"));
+        // a retry of the same request yields the same keys
+        let again = split(DOC_BATCH.as_bytes(), Tz::UTC);
+        assert_eq!(els[0].dedupe_id, again[0].dedupe_id);
+    }
+
+    #[test]
+    fn every_status_by_table() {
+        for status in KNOWN_STATUSES.iter().copied().chain(["SOMETHING_NEW"]) {
+            let body = format!(
+                r#"[{{"activityStatus":"{status}","contactId":1,"email":"a@b.c","activityDateTime":"2023-09-14T08:30:03"}}]"#
+            );
+            let els = split(body.as_bytes(), Tz::UTC);
+            assert_eq!(els.len(), 1);
+            let want = if status == "SOMETHING_NEW" {
+                "unknown"
+            } else {
+                status
+            };
+            assert_eq!(els[0].event.kind, want);
+            assert!(els[0].event.parked.is_none());
+        }
+    }
+
+    #[test]
+    fn bad_elements_are_parked_not_dropped() {
+        let body = br#"[{"activityStatus":"READ","email":"a@b.c"}, 42, {"noStatus":true}, {"activityStatus":7}, ["READ"]]"#;
+        let els = split(body, Tz::UTC);
+        let kinds: Vec<_> = els.iter().map(|e| e.event.kind.as_str()).collect();
+        assert_eq!(kinds, ["READ", "parked", "parked", "parked", "parked"]);
+        assert_eq!(els[1].event.payload.get(), "42");
+        assert!(els[2]
+            .event
+            .parked
+            .as_deref()
+            .unwrap()
+            .contains("activityStatus"));
+    }
+
+    #[test]
+    fn whole_body_shapes() {
+        let cases: &[(&[u8], &[&str])] = &[
+            (b"[]", &[]),
+            (br#"{"activityStatus":"SPAM","email":"a@b.c"}"#, &["SPAM"]),
+            (b"\"hello\"", &["parked"]),
+            (b"not json", &["parked"]),
+            (b"\xff\xfe", &["parked"]),
+        ];
+        for (body, want) in cases {
+            let kinds: Vec<_> = split(body, Tz::UTC)
+                .into_iter()
+                .map(|e| e.event.kind)
+                .collect();
+            assert_eq!(&kinds, want, "{body:?}");
+        }
+        let els = split(b"not json", Tz::UTC);
+        assert_eq!(
+            serde_json::from_str::<String>(els[0].event.payload.get()).unwrap(),
+            "not json"
+        );
+    }
+
+    #[test]
+    fn clicks_on_different_links_are_different_events() {
+        let a = split(br#"[{"activityStatus":"CLICKED","iid":"i","contactId":1,"activityDateTime":"2023-09-14T08:30:03","clickEventLink":"https://a"}]"#, Tz::UTC);
+        let b = split(br#"[{"activityStatus":"CLICKED","iid":"i","contactId":1,"activityDateTime":"2023-09-14T08:30:03","clickEventLink":"https://b"}]"#, Tz::UTC);
+        assert_ne!(a[0].dedupe_id, b[0].dedupe_id);
+    }
+
+    #[test]
+    fn time_zone_is_configurable() {
+        let kyiv: Tz = "Europe/Kyiv".parse().unwrap();
+        for (text, tz, want) in [
+            ("2023-09-14T08:30:03", Tz::UTC, "2023-09-14T08:30:03+00:00"),
+            ("2023-09-14T08:30:03", kyiv, "2023-09-14T05:30:03+00:00"),
+            ("2023-01-14T08:30:03", kyiv, "2023-01-14T06:30:03+00:00"),
+            (
+                "2023-09-14 08:30:03.250",
+                Tz::UTC,
+                "2023-09-14T08:30:03.250+00:00",
+            ),
+            (
+                "2023-09-14T08:30:03+02:00",
+                Tz::UTC,
+                "2023-09-14T06:30:03+00:00",
+            ),
+        ] {
+            assert_eq!(
+                localize(text, tz).unwrap().to_rfc3339(),
+                want,
+                "{text} in {tz}"
+            );
+        }
+        assert!(localize("yesterday", Tz::UTC).is_none());
+    }
+}

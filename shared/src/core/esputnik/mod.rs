@@ -1,0 +1,7 @@
+//! eSputnik (Yespo): Basic-auth or URL-token webhooks carrying arrays of activity events.
+
+mod auth;
+mod event;
+
+pub use auth::{AuthError, WebhookAuth, WebhookAuthConfigError};
+pub use event::{split, Element, KNOWN_STATUSES};

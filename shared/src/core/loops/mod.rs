@@ -1,0 +1,7 @@
+//! Loops: Standard Webhooks signatures and the webhook payloads.
+
+mod event;
+mod signature;
+
+pub use event::{parse, ParseError, KNOWN_EVENTS};
+pub use signature::{SignatureError, SigningKeys, SigningKeysError, TOLERANCE_SECS};

@@ -1,0 +1,12 @@
+//! The pure core: no AWS SDK, no HTTP client, no clock reads (time is passed in).
+
+pub mod backoff;
+pub mod envelope;
+pub mod esputnik;
+pub mod loops;
+pub mod mask;
+pub mod secret;
+pub mod sender;
+pub mod sparkloop;
+
+pub use envelope::{Envelope, Normalized, Provider, Subscriber};

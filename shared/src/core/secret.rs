@@ -1,0 +1,65 @@
+//! Constant-time comparisons for shared secrets (tokens, Basic auth credentials).
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A configured secret. Its `Debug` never prints the value, so it cannot leak through logs.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// Reads an environment-style value: absent or blank means "not configured".
+    pub fn from_opt(value: Option<String>) -> Option<Self> {
+        value
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| Self(v.trim().to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares in constant time, including when lengths differ: both sides are hashed
+    /// first, so neither the content nor the length of the secret leaks through timing.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let a = Sha256::digest(self.0.as_bytes());
+        let b = Sha256::digest(candidate);
+        a.ct_eq(&b).into()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_only_the_exact_value() {
+        let s = Secret::new("tok_123");
+        assert!(s.matches(b"tok_123"));
+        for bad in [&b"tok_124"[..], b"tok_12", b"tok_1234", b"", b"TOK_123"] {
+            assert!(!s.matches(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_value() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+
+    #[test]
+    fn blank_is_not_configured() {
+        assert!(Secret::from_opt(Some("  ".into())).is_none());
+        assert!(Secret::from_opt(None).is_none());
+        assert_eq!(Secret::from_opt(Some(" x ".into())).unwrap().expose(), "x");
+    }
+}

@@ -1,0 +1,83 @@
+//! `GET|POST /webhooks/esputnik`: Basic auth (or `?token=`), then one envelope per array
+//! element. eSputnik holds back every later event until a request gets 200, so once a request
+//! authenticates, nothing in its body can make it fail: what cannot be understood is parked.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use chrono_tz::Tz;
+use lambda_http::http::Method;
+use lambda_http::{Body, Request, RequestExt, Response};
+
+use super::{empty_ok, enqueue, finish, single_header, IngestError};
+use crate::core::envelope::{Envelope, Provider};
+use crate::core::esputnik::{self, WebhookAuth};
+use crate::core::secret::Secret;
+use crate::ports::EventQueue;
+
+pub struct EsputnikIngest {
+    queue: Arc<dyn EventQueue>,
+    auth: WebhookAuth,
+    tz: Tz,
+}
+
+impl EsputnikIngest {
+    pub fn new(queue: Arc<dyn EventQueue>, auth: WebhookAuth, tz: Tz) -> Self {
+        Self { queue, auth, tz }
+    }
+
+    /// Reads `ESPUTNIK_WEBHOOK_USER`/`_PASSWORD`, `ESPUTNIK_WEBHOOK_TOKEN`,
+    /// `ESPUTNIK_ALLOW_UNAUTHENTICATED` and `ESPUTNIK_TIMEZONE` (IANA name, default UTC).
+    pub fn from_env(queue: Arc<dyn EventQueue>) -> Result<Self, String> {
+        let var = |n: &str| std::env::var(n).ok();
+        let auth = WebhookAuth::new(
+            Secret::from_opt(var("ESPUTNIK_WEBHOOK_USER")),
+            Secret::from_opt(var("ESPUTNIK_WEBHOOK_PASSWORD")),
+            Secret::from_opt(var("ESPUTNIK_WEBHOOK_TOKEN")),
+            var("ESPUTNIK_ALLOW_UNAUTHENTICATED")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
+        )
+        .map_err(|e| e.to_string())?;
+        let tz_name = var("ESPUTNIK_TIMEZONE")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "UTC".into());
+        let tz: Tz = tz_name.parse().map_err(|_| {
+            format!(
+                "ESPUTNIK_TIMEZONE={tz_name:?} is not an IANA time zone (e.g. UTC, Europe/Kyiv)"
+            )
+        })?;
+        Ok(Self::new(queue, auth, tz))
+    }
+
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        // eSputnik checks the URL with a GET when the webhook is saved.
+        if req.method() == Method::GET {
+            return empty_ok();
+        }
+        let started = Instant::now();
+        finish("esputnik", started, self.accept(req).await)
+    }
+
+    async fn accept(&self, req: Request) -> Result<Vec<Envelope>, IngestError> {
+        if req.method() != Method::POST {
+            return Err(IngestError::MethodNotAllowed { allow: "GET, POST" });
+        }
+        let token = req
+            .query_string_parameters_ref()
+            .and_then(|q| q.first("token").map(str::to_string));
+        self.auth
+            .check(
+                single_header(req.headers(), "authorization"),
+                token.as_deref(),
+            )
+            .map_err(|e| IngestError::Unauthorized(e.to_string()))?;
+        let received_at = Utc::now();
+        let envelopes: Vec<Envelope> = esputnik::split(req.body().as_ref(), self.tz)
+            .into_iter()
+            .map(|el| Envelope::new(Provider::Esputnik, el.dedupe_id, received_at, el.event))
+            .collect();
+        enqueue(self.queue.as_ref(), &envelopes).await?;
+        Ok(envelopes)
+    }
+}

@@ -1,0 +1,142 @@
+//! The ingest handlers: authenticate, parse, build envelopes, queue, answer.
+//! One module per provider; the shared request flow and answers live here.
+
+mod error;
+pub mod esputnik;
+pub mod loops;
+pub mod sparkloop;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use lambda_http::http::{header, HeaderMap, StatusCode};
+use lambda_http::{Body, Response};
+
+pub use error::IngestError;
+
+use crate::core::envelope::Envelope;
+use crate::core::mask::{mask_opt, sanitize};
+use crate::ports::{EventQueue, OutboundMessage};
+use crate::telemetry::metrics;
+
+/// Message attributes copied from the envelope, so the DLQ can be read without parsing bodies.
+pub fn to_message(env: &Envelope) -> OutboundMessage {
+    let mut attributes = BTreeMap::from([
+        ("provider".to_string(), env.provider.to_string()),
+        ("kind".to_string(), env.kind.clone()),
+        ("dedupe_id".to_string(), env.dedupe_id.clone()),
+    ]);
+    if let Some(reason) = &env.parked {
+        attributes.insert("parked_reason".to_string(), truncate(reason, 256));
+    }
+    OutboundMessage {
+        body: serde_json::to_string(env).expect("envelopes always serialize"),
+        attributes,
+    }
+}
+
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Queues every envelope, all or nothing from the provider's point of view: any failure
+/// answers non-2xx so the provider retries, and the worker's dedupe absorbs what got through.
+pub(crate) async fn enqueue(
+    queue: &dyn EventQueue,
+    envelopes: &[Envelope],
+) -> Result<(), IngestError> {
+    let messages: Vec<_> = envelopes.iter().map(to_message).collect();
+    let max = queue.max_message_bytes();
+    if let Some(m) = messages.iter().find(|m| m.size() > max) {
+        return Err(IngestError::TooLarge {
+            size: m.size(),
+            max,
+        });
+    }
+    queue.enqueue(messages).await.map_err(IngestError::from)
+}
+
+/// The value of a header that must appear at most once. A repeated header is ambiguous
+/// (which one did the signer mean?), so it reads as absent and fails authentication.
+pub(crate) fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()
+}
+
+pub(crate) fn empty_ok() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .body(Body::Empty)
+        .expect("static response")
+}
+
+pub(crate) fn error_response(err: &IngestError) -> Response<Body> {
+    let body = serde_json::json!({ "error": err.to_string(), "reason": err.reason() }).to_string();
+    let mut b = Response::builder()
+        .status(err.status())
+        .header(header::CONTENT_TYPE, "application/json");
+    if let IngestError::MethodNotAllowed { allow } = err {
+        b = b.header(header::ALLOW, *allow);
+    }
+    if let IngestError::QueueUnavailable(_) = err {
+        b = b.header(header::RETRY_AFTER, "30");
+    }
+    b.body(Body::Text(body)).expect("static response")
+}
+
+/// One structured log line and the metrics for a finished request; returns the answer.
+pub(crate) fn finish(
+    provider: &'static str,
+    started: Instant,
+    result: Result<Vec<Envelope>, IngestError>,
+) -> Response<Body> {
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(envs) => {
+            let kinds: Vec<&str> = envs.iter().map(|e| e.kind.as_str()).collect();
+            let ids: Vec<&str> = envs.iter().map(|e| e.dedupe_id.as_str()).collect();
+            let emails: Vec<String> = envs
+                .iter()
+                .map(|e| mask_opt(e.subscriber.email.as_deref()))
+                .collect();
+            tracing::info!(
+                provider,
+                outcome = "queued",
+                status = 200,
+                events = envs.len(),
+                kind = %sanitize(&kinds.join(",")),
+                dedupe_id = %ids.join(","),
+                email = %emails.join(","),
+                latency_ms,
+                "webhook"
+            );
+            metrics::webhook_received(provider, envs.len());
+            empty_ok()
+        }
+        Err(err) => {
+            let detail = match &err {
+                IngestError::QueueUnavailable(d) => d.clone(),
+                other => other.to_string(),
+            };
+            let status = err.status().as_u16();
+            if status >= 500 {
+                tracing::error!(provider, outcome = err.reason(), status, error = %sanitize(&detail), latency_ms, "webhook");
+            } else {
+                tracing::warn!(provider, outcome = err.reason(), status, error = %sanitize(&detail), latency_ms, "webhook");
+            }
+            metrics::webhook_refused(provider, err.reason());
+            error_response(&err)
+        }
+    }
+}

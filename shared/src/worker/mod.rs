@@ -1,0 +1,1 @@
+//! The queue worker (dedupe, rules, outbound calls).
