@@ -161,3 +161,184 @@ pub async fn drain(sqs: &SqsClient, url: &str) -> Vec<Queued> {
         }
     }
 }
+
+pub mod worker_kit {
+    //! Runs the worker the way Lambda's SQS event source does: receive a batch from a moto
+    //! queue (real receipt handles), invoke the handler, delete what it did not report failed.
+
+    use std::sync::Arc;
+
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    use aws_sdk_dynamodb::Client as DynamoClient;
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    use aws_sdk_sqs::Client as SqsClient;
+    use shared::adapters::dynamodb::DynamoStore;
+    use shared::adapters::sparkloop::{ClientSettings, SparkLoopClient};
+    use shared::adapters::sqs::SqsWorkQueue;
+    use shared::core::secret::Secret;
+    use shared::worker::{Worker, WorkerConfig};
+
+    pub struct Harness {
+        pub sqs: SqsClient,
+        pub queue_url: String,
+        pub dlq_url: String,
+        pub store: Arc<DynamoStore>,
+        pub worker: Arc<Worker>,
+    }
+
+    pub fn fast_config() -> WorkerConfig {
+        let mut cfg = WorkerConfig::default();
+        cfg.backoff.base_secs = 0;
+        cfg.backoff.cap_secs = 0;
+        cfg.max_attempts = 5;
+        cfg
+    }
+
+    pub async fn harness(sparkloop_url: &str, cfg: WorkerConfig) -> Harness {
+        let conf = super::sdk_config().await;
+        let sqs = SqsClient::new(&conf);
+        let queue_url = super::fresh_queue(&sqs).await;
+        let dlq_url = super::fresh_queue(&sqs).await;
+        let table = format!("sb-test-{}", uuid::Uuid::new_v4().simple());
+        let store = Arc::new(DynamoStore::new(DynamoClient::new(&conf), table));
+        store
+            .create_table_if_missing()
+            .await
+            .expect("create table on moto");
+        let settings = ClientSettings {
+            total_timeout: std::time::Duration::from_millis(800),
+            rate_per_min: 60_000,
+            ..ClientSettings::default()
+        };
+        let worker = Arc::new(Worker {
+            store: store.clone(),
+            subscribers: store.clone(),
+            sparkloop: Arc::new(SparkLoopClient::new(
+                sparkloop_url,
+                Secret::new("test-api-key"),
+                &settings,
+            )),
+            queue: Arc::new(SqsWorkQueue::new(
+                sqs.clone(),
+                queue_url.clone(),
+                dlq_url.clone(),
+            )),
+            cfg,
+        });
+        Harness {
+            sqs,
+            queue_url,
+            dlq_url,
+            store,
+            worker,
+        }
+    }
+
+    impl Harness {
+        pub async fn send(&self, body: &str) {
+            self.sqs
+                .send_message()
+                .queue_url(&self.queue_url)
+                .message_body(body)
+                .send()
+                .await
+                .expect("send");
+        }
+
+        /// Receives up to 10 messages as the SQS event Lambda would deliver.
+        pub async fn batch(&self) -> SqsEvent {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .visibility_timeout(30)
+                .send()
+                .await
+                .expect("receive");
+            let mut ev = SqsEvent::default();
+            for m in out.messages() {
+                let mut msg = SqsMessage::default();
+                msg.message_id = m.message_id().map(str::to_string);
+                msg.receipt_handle = m.receipt_handle().map(str::to_string);
+                msg.body = m.body().map(str::to_string);
+                if let Some(attrs) = m.attributes() {
+                    for (k, v) in attrs {
+                        msg.attributes.insert(k.as_str().to_string(), v.clone());
+                    }
+                }
+                ev.records.push(msg);
+            }
+            ev
+        }
+
+        /// Invokes the worker on one batch and deletes what succeeded; returns failed ids.
+        pub async fn invoke(&self, worker: &Worker, ev: &SqsEvent) -> Vec<String> {
+            let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
+            let resp = worker.handle(ev, deadline).await;
+            let failed: Vec<String> = resp
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.clone())
+                .collect();
+            for m in &ev.records {
+                if !failed.contains(m.message_id.as_ref().unwrap()) {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(m.receipt_handle.clone().unwrap())
+                        .send()
+                        .await
+                        .expect("delete");
+                }
+            }
+            failed
+        }
+
+        /// Polls and invokes until the queue is empty (back-off is 0 in tests).
+        pub async fn run_until_empty(&self) -> usize {
+            let mut invocations = 0;
+            for _ in 0..50 {
+                let ev = self.batch().await;
+                if ev.records.is_empty() {
+                    return invocations;
+                }
+                invocations += 1;
+                self.invoke(&self.worker, &ev).await;
+            }
+            panic!("queue did not drain in 50 invocations");
+        }
+
+        pub async fn dlq(&self) -> Vec<aws_sdk_sqs::types::Message> {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .expect("receive dlq");
+            out.messages().to_vec()
+        }
+    }
+
+    /// An envelope as ingest would queue it.
+    pub fn envelope(
+        provider: &str,
+        kind: &str,
+        dedupe_id: &str,
+        email: &str,
+        payload: &str,
+    ) -> String {
+        serde_json::json!({
+            "v": 1, "provider": provider, "kind": kind, "dedupe_id": dedupe_id,
+            "received_at": "2026-11-25T10:00:00Z",
+            "subscriber": {"email": email},
+            "payload": serde_json::from_str::<serde_json::Value>(payload).unwrap(),
+        })
+        .to_string()
+    }
+}

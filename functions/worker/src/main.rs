@@ -1,1 +1,31 @@
-fn main() {}
+//! Lambda: the SQS worker (ReportBatchItemFailures). Clients are built once per execution
+//! environment; the handler lives in `shared::worker` so `sparkbridge dev` runs the same code.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::adapters::dynamodb::DynamoStore;
+use shared::adapters::sqs::SqsWorkQueue;
+use shared::worker::{Worker, WorkerConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let store = Arc::new(DynamoStore::from_env().await?);
+    let worker = Arc::new(Worker {
+        store: store.clone(),
+        subscribers: store,
+        sparkloop: shared::adapters::sparkloop::from_env()?,
+        queue: Arc::new(SqsWorkQueue::from_env().await?),
+        cfg: WorkerConfig::from_env()?,
+    });
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let worker = worker.clone();
+        async move {
+            let deadline_ms = event.context.deadline as i64;
+            Ok::<SqsBatchResponse, Error>(worker.handle(&event.payload, deadline_ms).await)
+        }
+    }))
+    .await
+}

@@ -243,3 +243,16 @@ mod tests {
         assert_eq!(q.depth(), 0);
     }
 }
+
+#[async_trait]
+impl crate::ports::WorkQueue for MemoryQueue {
+    async fn delay(&self, receipt_handle: &str, secs: u64) -> Result<(), QueueError> {
+        self.change_visibility(receipt_handle, secs);
+        Ok(())
+    }
+
+    async fn park(&self, message: OutboundMessage) -> Result<(), QueueError> {
+        self.send_to_dlq(message);
+        Ok(())
+    }
+}

@@ -1,5 +1,8 @@
 //! Implementations of the ports: AWS (SQS, DynamoDB), HTTP (reqwest) and in-memory.
 
 pub mod aws;
+pub mod dynamodb;
 pub mod memory_queue;
+pub mod memory_store;
+pub mod sparkloop;
 pub mod sqs;

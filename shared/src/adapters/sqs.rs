@@ -169,3 +169,69 @@ impl SqsQueue {
         Ok(Self::new(client, url, max))
     }
 }
+
+/// The worker's side of SQS: back-off through visibility, and parking on the DLQ.
+#[derive(Clone, Debug)]
+pub struct SqsWorkQueue {
+    client: Client,
+    queue_url: String,
+    dlq_url: String,
+}
+
+impl SqsWorkQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>, dlq_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            dlq_url: dlq_url.into(),
+        }
+    }
+
+    /// `QUEUE_URL` and `DLQ_URL` from the environment.
+    pub async fn from_env() -> Result<Self, String> {
+        let queue_url = crate::adapters::aws::required_env("QUEUE_URL")?;
+        let dlq_url = crate::adapters::aws::required_env("DLQ_URL")?;
+        Ok(Self::new(
+            Client::new(&crate::adapters::aws::sdk_config().await),
+            queue_url,
+            dlq_url,
+        ))
+    }
+}
+
+#[async_trait]
+impl crate::ports::WorkQueue for SqsWorkQueue {
+    async fn delay(&self, receipt_handle: &str, secs: u64) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs.min(crate::core::backoff::SQS_MAX_VISIBILITY_SECS) as i32)
+            .send()
+            .await
+            .map_err(|e| {
+                QueueError::Unavailable(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            })?;
+        Ok(())
+    }
+
+    async fn park(&self, message: OutboundMessage) -> Result<(), QueueError> {
+        let mut req = self
+            .client
+            .send_message()
+            .queue_url(&self.dlq_url)
+            .message_body(&message.body);
+        for (k, v) in &message.attributes {
+            let attr = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+            req = req.message_attributes(k, attr);
+        }
+        req.send().await.map_err(|e| {
+            QueueError::Unavailable(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+        })?;
+        Ok(())
+    }
+}

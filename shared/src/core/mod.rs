@@ -1,10 +1,13 @@
 //! The pure core: no AWS SDK, no HTTP client, no clock reads (time is passed in).
 
 pub mod backoff;
+pub mod dedupe;
 pub mod envelope;
 pub mod esputnik;
 pub mod loops;
 pub mod mask;
+pub mod outbound;
+pub mod rules;
 pub mod secret;
 pub mod sender;
 pub mod sparkloop;

@@ -1,1 +1,410 @@
-//! The queue worker (dedupe, rules, outbound calls).
+//! The queue worker: parse each record on its own, dedupe on provider + dedupe id, apply the
+//! rules, make the calls, then acknowledge, back off through the queue, or park on the DLQ.
+
+mod config;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::Utc;
+use futures::stream::{self, StreamExt};
+
+pub use config::WorkerConfig;
+
+use crate::core::dedupe::{Acquire, LeaseRequest};
+use crate::core::envelope::{Envelope, ENVELOPE_VERSION};
+use crate::core::mask::{mask_opt, sanitize};
+use crate::core::outbound::CallOutcome;
+use crate::core::rules::{self, Action, Decision, Known};
+use crate::ingest::truncate;
+use crate::ports::{IdempotencyStore, OutboundMessage, SparkLoopApi, SubscriberStore, WorkQueue};
+use crate::telemetry::metrics;
+
+pub struct Worker {
+    pub store: Arc<dyn IdempotencyStore>,
+    pub subscribers: Arc<dyn SubscriberStore>,
+    pub sparkloop: Arc<dyn SparkLoopApi>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub cfg: WorkerConfig,
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Done (processed, duplicate, ignored or parked): delete from the queue.
+    Ack(String),
+    /// Report as a batch item failure after setting its visibility to `delay_secs`.
+    Retry {
+        reason: String,
+        delay_secs: Option<u64>,
+    },
+}
+
+struct Record<'a> {
+    msg: &'a SqsMessage,
+    id: String,
+    receive_count: u32,
+    envelope: Result<Envelope, String>,
+}
+
+impl Worker {
+    /// Processes one SQS batch. Records of one subscriber run in order; different
+    /// subscribers run concurrently (bounded by `WORKER_CONCURRENCY`).
+    pub async fn handle(&self, event: &SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
+        let mut groups: Vec<Vec<Record>> = Vec::new();
+        let mut by_key: HashMap<String, usize> = HashMap::new();
+        for msg in &event.records {
+            let rec = Record {
+                msg,
+                id: msg.message_id.clone().unwrap_or_default(),
+                receive_count: msg
+                    .attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
+                envelope: parse_envelope(msg.body.as_deref()),
+            };
+            let key = rec
+                .envelope
+                .as_ref()
+                .ok()
+                .and_then(|e| e.subscriber.ordering_key());
+            match key.and_then(|k| by_key.get(&k).copied().map(|i| (k, i))) {
+                Some((_, i)) => groups[i].push(rec),
+                None => {
+                    if let Some(k) = rec
+                        .envelope
+                        .as_ref()
+                        .ok()
+                        .and_then(|e| e.subscriber.ordering_key())
+                    {
+                        by_key.insert(k, groups.len());
+                    }
+                    groups.push(vec![rec]);
+                }
+            }
+        }
+        let results: Vec<Vec<(String, Verdict)>> = stream::iter(groups)
+            .map(|group| async move {
+                let mut out = Vec::with_capacity(group.len());
+                for rec in group {
+                    let verdict = self.record(&rec, deadline_ms).await;
+                    out.push((rec.id.clone(), verdict));
+                }
+                out
+            })
+            .buffer_unordered(self.cfg.concurrency)
+            .collect()
+            .await;
+        let mut resp = SqsBatchResponse::default();
+        for (id, verdict) in results.into_iter().flatten() {
+            if let Verdict::Retry { .. } = verdict {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id;
+                resp.batch_item_failures.push(f);
+            }
+        }
+        resp
+    }
+
+    async fn record(&self, rec: &Record<'_>, deadline_ms: i64) -> Verdict {
+        let started = Instant::now();
+        let mut trace = Trace::default();
+        let verdict = match &rec.envelope {
+            Err(e) => {
+                // Not ours to interpret: fail only this record; the redrive policy moves it
+                // to the DLQ after the maximum receives.
+                trace.note = format!("unparseable body: {e}");
+                Verdict::Retry {
+                    reason: "unparseable".into(),
+                    delay_secs: None,
+                }
+            }
+            Ok(env) => self.envelope(rec, env, deadline_ms, &mut trace).await,
+        };
+        let mut verdict = verdict;
+        if let Verdict::Retry {
+            reason,
+            delay_secs: Some(secs),
+        } = &verdict
+        {
+            if let Some(receipt) = rec.msg.receipt_handle.as_deref() {
+                if let Err(e) = self.queue.delay(receipt, *secs).await {
+                    trace.note = format!("{} (back-off not set: {e})", trace.note);
+                }
+            }
+            metrics::count("Retries", 1, &[("Reason", reason)]);
+            verdict = Verdict::Retry {
+                reason: reason.clone(),
+                delay_secs: Some(*secs),
+            };
+        }
+        log_record(rec, &trace, &verdict, started);
+        verdict
+    }
+
+    async fn envelope(
+        &self,
+        rec: &Record<'_>,
+        env: &Envelope,
+        deadline_ms: i64,
+        trace: &mut Trace,
+    ) -> Verdict {
+        if env.v != ENVELOPE_VERSION {
+            return self
+                .park(
+                    rec,
+                    trace,
+                    &format!("unsupported envelope version {}", env.v),
+                )
+                .await;
+        }
+        let now_ms = Utc::now().timestamp_millis();
+        let key = env.idempotency_key();
+        let owner = uuid::Uuid::new_v4().to_string();
+        let lease = LeaseRequest {
+            owner: owner.clone(),
+            payload_hash: env.payload_hash(),
+            now_ms,
+            lease_until_ms: deadline_ms.min(now_ms + self.cfg.lease_budget_ms),
+            expires_at: now_ms / 1000 + self.cfg.window_secs,
+        };
+        let acquired = match self.store.acquire(&key, &lease).await {
+            Ok(a) => a,
+            Err(e) => return self.retry(rec, trace, format!("store: {e}"), None).await,
+        };
+        trace.dedupe = match &acquired {
+            Acquire::Acquired => "acquired",
+            Acquire::Duplicate => "duplicate",
+            Acquire::InProgress => "in_progress",
+            Acquire::Conflict { .. } => "conflict",
+        };
+        match acquired {
+            Acquire::Acquired => {}
+            Acquire::Duplicate => {
+                metrics::count("DedupeHits", 1, &[("Provider", env.provider.as_str())]);
+                return Verdict::Ack("duplicate".into());
+            }
+            Acquire::InProgress => {
+                return self
+                    .retry(rec, trace, "in progress elsewhere".into(), None)
+                    .await
+            }
+            Acquire::Conflict { stored_hash } => {
+                let reason = format!(
+                    "dedupe id reused with a different payload (stored sha256 {stored_hash})"
+                );
+                return self.park(rec, trace, &reason).await;
+            }
+        }
+
+        let known = self.known(env).await;
+        let decision = rules::decide(env, &known, &self.cfg.rules);
+        let outcome = match decision {
+            Decision::Ignore(why) => {
+                trace.note = why.to_string();
+                Ok("ignored")
+            }
+            Decision::Park(reason) => Err(Failure::Permanent(reason)),
+            Decision::Act(actions) => self.act(&actions, trace).await.map(|_| "done"),
+        };
+        match outcome {
+            Ok(label) => {
+                let keep_until = Utc::now().timestamp() + self.cfg.window_secs;
+                match self.store.complete(&key, &owner, keep_until, label).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        trace.note = format!("{} (lease lost before completing)", trace.note)
+                    }
+                    // The calls were made; retrying would repeat them. The lease expires and
+                    // the record can be taken over if the provider redelivers.
+                    Err(e) => trace.note = format!("{} (complete failed: {e})", trace.note),
+                }
+                Verdict::Ack(label.into())
+            }
+            Err(failure) => {
+                if let Err(e) = self.store.release(&key, &owner).await {
+                    trace.note = format!("{} (release failed: {e})", trace.note);
+                }
+                match failure {
+                    Failure::Permanent(reason) => self.park(rec, trace, &reason).await,
+                    Failure::Retry {
+                        reason,
+                        retry_after,
+                    } => self.retry(rec, trace, reason, retry_after).await,
+                }
+            }
+        }
+    }
+
+    async fn known(&self, env: &Envelope) -> Known {
+        if !self.cfg.detect_email_changes {
+            return Known::default();
+        }
+        let (Some(id), Some(email)) = (&env.subscriber.esp_contact_id, &env.subscriber.email)
+        else {
+            return Known::default();
+        };
+        let contact_key = format!("{}#{id}", env.provider);
+        Known {
+            previous_email: self
+                .subscribers
+                .observe_contact(&contact_key, email)
+                .await
+                .ok()
+                .flatten(),
+        }
+    }
+
+    async fn act(&self, actions: &[Action], trace: &mut Trace) -> Result<(), Failure> {
+        for action in actions {
+            match action {
+                Action::SparkLoop { target, call } => {
+                    let outcome = self.sparkloop.call(target, call).await;
+                    metrics::count(
+                        "OutboundCalls",
+                        1,
+                        &[("Target", "sparkloop"), ("Outcome", outcome.label())],
+                    );
+                    trace
+                        .calls
+                        .push(format!("sparkloop.{}={}", call.name(), outcome.label()));
+                    match outcome {
+                        CallOutcome::Retry {
+                            reason,
+                            retry_after,
+                        } => {
+                            return Err(Failure::Retry {
+                                reason: format!("sparkloop {}: {reason}", call.name()),
+                                retry_after,
+                            })
+                        }
+                        CallOutcome::Permanent { status, body } => {
+                            return Err(Failure::Permanent(format!(
+                                "sparkloop {} answered {status}: {body}",
+                                call.name()
+                            )))
+                        }
+                        _ => {}
+                    }
+                }
+                Action::Engagement { email, signal, at } => {
+                    self.subscribers
+                        .record_signal(email, *signal, *at)
+                        .await
+                        .map_err(|e| Failure::Retry {
+                            reason: format!("store: {e}"),
+                            retry_after: None,
+                        })?;
+                    trace.calls.push(format!("engagement.{}", signal.as_str()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Backs off through the queue, or parks with the last error once `MAX_ATTEMPTS` is spent.
+    async fn retry(
+        &self,
+        rec: &Record<'_>,
+        trace: &mut Trace,
+        reason: String,
+        retry_after: Option<u64>,
+    ) -> Verdict {
+        if rec.receive_count >= self.cfg.max_attempts {
+            let last = format!(
+                "gave up after {} attempts; last error: {reason}",
+                rec.receive_count
+            );
+            return self.park(rec, trace, &last).await;
+        }
+        trace.error = Some(reason.clone());
+        let delay =
+            self.cfg
+                .backoff
+                .delay_secs(rec.receive_count, rand::random::<f64>(), retry_after);
+        Verdict::Retry {
+            reason: "retryable".into(),
+            delay_secs: Some(delay),
+        }
+    }
+
+    /// Sends the record to the DLQ with its reason and acknowledges it. If even that fails,
+    /// the record is retried so nothing is lost.
+    async fn park(&self, rec: &Record<'_>, trace: &mut Trace, reason: &str) -> Verdict {
+        trace.error = Some(reason.to_string());
+        let mut attributes: BTreeMap<String, String> = rec
+            .msg
+            .message_attributes
+            .iter()
+            .filter_map(|(k, v)| v.string_value.clone().map(|s| (k.clone(), s)))
+            .collect();
+        attributes.insert("error".into(), truncate(reason, 1_000));
+        attributes.insert("attempts".into(), rec.receive_count.to_string());
+        attributes.insert("parked_at".into(), Utc::now().to_rfc3339());
+        attributes.insert("source_message_id".into(), rec.id.clone());
+        let message = OutboundMessage {
+            body: rec.msg.body.clone().unwrap_or_default(),
+            attributes,
+        };
+        match self.queue.park(message).await {
+            Ok(()) => {
+                metrics::count("Parked", 1, &[]);
+                Verdict::Ack("parked".into())
+            }
+            Err(e) => Verdict::Retry {
+                reason: format!("park failed: {e}"),
+                delay_secs: None,
+            },
+        }
+    }
+}
+
+/// A record's decision path, logged as one line.
+#[derive(Default)]
+struct Trace {
+    dedupe: &'static str,
+    calls: Vec<String>,
+    note: String,
+    error: Option<String>,
+}
+
+enum Failure {
+    Retry {
+        reason: String,
+        retry_after: Option<u64>,
+    },
+    Permanent(String),
+}
+
+fn parse_envelope(body: Option<&str>) -> Result<Envelope, String> {
+    let body = body.ok_or("record without a body")?;
+    serde_json::from_str(body).map_err(|e| e.to_string())
+}
+
+fn log_record(rec: &Record<'_>, trace: &Trace, verdict: &Verdict, started: Instant) {
+    let env = rec.envelope.as_ref().ok();
+    let (outcome, delay) = match verdict {
+        Verdict::Ack(label) => (label.as_str(), None),
+        Verdict::Retry { delay_secs, .. } => ("retry", *delay_secs),
+    };
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        message_id = %rec.id,
+        attempt = rec.receive_count,
+        provider = env.map(|e| e.provider.as_str()).unwrap_or("-"),
+        kind = %sanitize(env.map(|e| e.kind.as_str()).unwrap_or("-")),
+        dedupe_id = %sanitize(env.map(|e| e.dedupe_id.as_str()).unwrap_or("-")),
+        email = %mask_opt(env.and_then(|e| e.subscriber.email.as_deref())),
+        dedupe = trace.dedupe,
+        calls = %trace.calls.join(","),
+        note = %sanitize(&trace.note),
+        error = %sanitize(trace.error.as_deref().unwrap_or("")),
+        outcome,
+        delay_secs = delay,
+        latency_ms,
+        "record"
+    );
+}

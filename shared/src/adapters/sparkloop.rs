@@ -1,0 +1,248 @@
+//! SparkLoop API v2 over reqwest (rustls), and a dry-run stand-in that only logs.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::Method;
+
+use crate::core::mask::mask_email;
+use crate::core::outbound::{classify, parse_retry_after, CallOutcome, SparkLoopCall};
+use crate::core::secret::Secret;
+use crate::ports::SparkLoopApi;
+
+pub const DEFAULT_API_URL: &str = "https://api.sparkloop.app";
+
+/// Everything but RFC 3986 unreserved characters is encoded in a path segment, so an
+/// address like `a+b@x.io` becomes `a%2Bb%40x.io` and cannot be read back as a space.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+pub fn encode_identifier(id: &str) -> String {
+    utf8_percent_encode(id, PATH_SEGMENT).to_string()
+}
+
+/// Timeouts and rate limit for an outbound API client.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub connect_timeout: Duration,
+    pub total_timeout: Duration,
+    pub rate_per_min: u32,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(3),
+            total_timeout: Duration::from_secs(10),
+            rate_per_min: 60,
+        }
+    }
+}
+
+pub fn http_client(settings: &ClientSettings) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(settings.connect_timeout)
+        .timeout(settings.total_timeout)
+        .user_agent(concat!("sparkbridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a TLS client with static settings builds")
+}
+
+pub struct SparkLoopClient {
+    http: reqwest::Client,
+    base: String,
+    key: Secret,
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl SparkLoopClient {
+    pub fn new(base_url: &str, key: Secret, settings: &ClientSettings) -> Self {
+        let per_min = NonZeroU32::new(settings.rate_per_min.max(1)).expect("max(1) is non-zero");
+        Self {
+            http: http_client(settings),
+            base: base_url.trim_end_matches('/').to_string(),
+            key,
+            limiter: RateLimiter::direct(Quota::per_minute(per_min)),
+        }
+    }
+
+    fn request(
+        &self,
+        target: &str,
+        call: &SparkLoopCall,
+    ) -> (Method, String, Option<serde_json::Value>) {
+        let id = encode_identifier(target);
+        let base = &self.base;
+        match call {
+            SparkLoopCall::Unsubscribe => (
+                Method::PUT,
+                format!("{base}/v2/subscribers/{id}/unsubscribe"),
+                None,
+            ),
+            SparkLoopCall::Reject => (
+                Method::PUT,
+                format!("{base}/v2/subscribers/{id}/reject"),
+                None,
+            ),
+            SparkLoopCall::Confirm => (
+                Method::PUT,
+                format!("{base}/v2/subscribers/{id}"),
+                Some(serde_json::json!({"status": "confirmed"})),
+            ),
+            SparkLoopCall::ChangeEmail { new_email } => (
+                Method::PUT,
+                format!("{base}/v2/subscribers/{id}"),
+                Some(serde_json::json!({"email": new_email})),
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl SparkLoopApi for SparkLoopClient {
+    async fn call(&self, target: &str, call: &SparkLoopCall) -> CallOutcome {
+        self.limiter.until_ready().await;
+        let (method, url, body) = self.request(target, call);
+        let mut req = self
+            .http
+            .request(method, url)
+            .header("X-Api-Key", self.key.expose());
+        req = match body {
+            Some(b) => req.json(&b),
+            None => req.header("content-type", "application/json; charset=utf-8"),
+        };
+        send(req).await
+    }
+}
+
+/// Sends and classifies: the one path every outbound HTTP client shares.
+pub async fn send(req: reqwest::RequestBuilder) -> CallOutcome {
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let retry_after = parse_retry_after(
+                resp.headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let text = resp.text().await.unwrap_or_default();
+            classify(status, &text, retry_after)
+        }
+        Err(e) if e.is_timeout() => CallOutcome::Retry {
+            reason: "timeout".into(),
+            retry_after: None,
+        },
+        Err(e) if e.is_connect() => CallOutcome::Retry {
+            reason: "connection failed".into(),
+            retry_after: None,
+        },
+        Err(e) => CallOutcome::Retry {
+            reason: format!("transport error: {e}"),
+            retry_after: None,
+        },
+    }
+}
+
+/// Used without `SPARKLOOP_API_KEY` or with `DRY_RUN=true`: logs each call it would make.
+pub struct DryRunSparkLoop;
+
+#[async_trait]
+impl SparkLoopApi for DryRunSparkLoop {
+    async fn call(&self, target: &str, call: &SparkLoopCall) -> CallOutcome {
+        let shown = if target.contains('@') {
+            mask_email(target)
+        } else {
+            target.to_string()
+        };
+        tracing::info!(target_subscriber = %shown, call = call.name(), "dry run: would call SparkLoop");
+        CallOutcome::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_percent_encoded() {
+        for (raw, want) in [
+            ("a+b@x.io", "a%2Bb%40x.io"),
+            ("sub_042448acb02a", "sub_042448acb02a"),
+            ("we ird/../x@y.z", "we%20ird%2F..%2Fx%40y.z"),
+        ] {
+            assert_eq!(encode_identifier(raw), want);
+        }
+    }
+
+    #[test]
+    fn request_shapes() {
+        let c = SparkLoopClient::new(
+            "https://api.sparkloop.app/",
+            Secret::new("k"),
+            &ClientSettings::default(),
+        );
+        let (m, url, body) = c.request("a+b@x.io", &SparkLoopCall::Unsubscribe);
+        assert_eq!(
+            (m, url.as_str(), body),
+            (
+                Method::PUT,
+                "https://api.sparkloop.app/v2/subscribers/a%2Bb%40x.io/unsubscribe",
+                None
+            )
+        );
+        let (_, url, _) = c.request("sub_1", &SparkLoopCall::Reject);
+        assert_eq!(url, "https://api.sparkloop.app/v2/subscribers/sub_1/reject");
+        let (_, url, body) = c.request("sub_1", &SparkLoopCall::Confirm);
+        assert_eq!(url, "https://api.sparkloop.app/v2/subscribers/sub_1");
+        assert_eq!(body.unwrap(), serde_json::json!({"status":"confirmed"}));
+        let (_, _, body) = c.request(
+            "o@x.io",
+            &SparkLoopCall::ChangeEmail {
+                new_email: "n@x.io".into(),
+            },
+        );
+        assert_eq!(body.unwrap(), serde_json::json!({"email":"n@x.io"}));
+    }
+}
+
+/// The SparkLoop client the configuration asks for: `SPARKLOOP_API_KEY`, `SPARKLOOP_API_URL`
+/// (default `https://api.sparkloop.app`; https required unless `SPARKBRIDGE_ALLOW_HTTP=true`),
+/// `SPARKLOOP_RATE_PER_MIN` (default 60). Without a key, or with `DRY_RUN=true`, calls are
+/// only logged.
+pub fn from_env() -> Result<std::sync::Arc<dyn SparkLoopApi>, String> {
+    let key = Secret::from_opt(std::env::var("SPARKLOOP_API_KEY").ok());
+    let dry = crate::config::flag("DRY_RUN");
+    let Some(key) = key.filter(|_| !dry) else {
+        tracing::warn!(
+            reason = if dry {
+                "DRY_RUN is on"
+            } else {
+                "SPARKLOOP_API_KEY is not set"
+            },
+            "SparkLoop calls run in dry-run: each is logged, none is made"
+        );
+        return Ok(std::sync::Arc::new(DryRunSparkLoop));
+    };
+    let url = std::env::var("SPARKLOOP_API_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_API_URL.into());
+    crate::config::check_api_url("SPARKLOOP_API_URL", &url)?;
+    let settings = ClientSettings {
+        rate_per_min: crate::config::number("SPARKLOOP_RATE_PER_MIN", 60u32)?,
+        total_timeout: std::time::Duration::from_secs(crate::config::number(
+            "HTTP_TIMEOUT_SECS",
+            10u64,
+        )?),
+        ..ClientSettings::default()
+    };
+    Ok(std::sync::Arc::new(SparkLoopClient::new(
+        &url, key, &settings,
+    )))
+}

@@ -1,0 +1,177 @@
+//! The idempotency record and the acquire decision, shared by the DynamoDB adapter (which
+//! encodes it as one conditional write) and the in-memory store (which runs it under a lock).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    InProgress,
+    Completed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::InProgress => "IN_PROGRESS",
+            Status::Completed => "COMPLETED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "IN_PROGRESS" => Some(Status::InProgress),
+            "COMPLETED" => Some(Status::Completed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub status: Status,
+    /// Who holds the lease: a fresh token per attempt, so complete/release by a holder that
+    /// timed out cannot touch its successor's record.
+    pub owner: String,
+    /// Epoch ms after which an IN_PROGRESS holder is presumed dead and may be taken over.
+    pub lease_until_ms: i64,
+    pub payload_hash: String,
+    /// Epoch s after which the record no longer counts (TTL attribute; TTL only collects garbage).
+    pub expires_at: i64,
+}
+
+/// A request to hold a key while its event is processed.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest {
+    pub owner: String,
+    pub payload_hash: String,
+    pub now_ms: i64,
+    pub lease_until_ms: i64,
+    pub expires_at: i64,
+}
+
+impl LeaseRequest {
+    pub fn record(&self) -> Record {
+        Record {
+            status: Status::InProgress,
+            owner: self.owner.clone(),
+            lease_until_ms: self.lease_until_ms,
+            payload_hash: self.payload_hash.clone(),
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquire {
+    /// We hold the lease: process the event.
+    Acquired,
+    /// Already processed within the window: acknowledge, no outbound call.
+    Duplicate,
+    /// Someone holds a live lease: retry later.
+    InProgress,
+    /// Same key, different payload: a reused id. Parked, never marked complete.
+    Conflict { stored_hash: String },
+}
+
+/// The decision. `existing` is what the store holds for the key (None if nothing).
+/// Mirrors the DynamoDB condition `attribute_not_exists(pk) OR expires_at < :now_s OR
+/// (status = IN_PROGRESS AND lease_until_ms < :now_ms AND payload_hash = :hash)`.
+pub fn decide(existing: Option<&Record>, req: &LeaseRequest) -> Acquire {
+    let Some(rec) = existing else {
+        return Acquire::Acquired;
+    };
+    if rec.expires_at * 1000 < req.now_ms {
+        return Acquire::Acquired; // the old window ended; TTL may not have collected it yet
+    }
+    if rec.payload_hash != req.payload_hash {
+        return Acquire::Conflict {
+            stored_hash: rec.payload_hash.clone(),
+        };
+    }
+    match rec.status {
+        Status::Completed => Acquire::Duplicate,
+        Status::InProgress if rec.lease_until_ms < req.now_ms => Acquire::Acquired,
+        Status::InProgress => Acquire::InProgress,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(status: Status, lease_until_ms: i64, hash: &str, expires_at: i64) -> Record {
+        Record {
+            status,
+            owner: "old".into(),
+            lease_until_ms,
+            payload_hash: hash.into(),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn by_table() {
+        let req = LeaseRequest {
+            owner: "me".into(),
+            payload_hash: "h1".into(),
+            now_ms: 1_000_000,
+            lease_until_ms: 1_030_000,
+            expires_at: 4_000,
+        };
+        let live = 2_000; // expires_at in seconds, after now (1_000 s)
+        let cases = [
+            ("nothing stored", None, Acquire::Acquired),
+            (
+                "completed, same payload",
+                Some(rec(Status::Completed, 0, "h1", live)),
+                Acquire::Duplicate,
+            ),
+            (
+                "completed, other payload",
+                Some(rec(Status::Completed, 0, "h2", live)),
+                Acquire::Conflict {
+                    stored_hash: "h2".into(),
+                },
+            ),
+            (
+                "live lease",
+                Some(rec(Status::InProgress, 1_000_001, "h1", live)),
+                Acquire::InProgress,
+            ),
+            (
+                "expired lease: take over",
+                Some(rec(Status::InProgress, 999_999, "h1", live)),
+                Acquire::Acquired,
+            ),
+            (
+                "expired lease, other payload",
+                Some(rec(Status::InProgress, 999_999, "h2", live)),
+                Acquire::Conflict {
+                    stored_hash: "h2".into(),
+                },
+            ),
+            (
+                "window over (TTL not yet run)",
+                Some(rec(Status::Completed, 0, "h2", 999)),
+                Acquire::Acquired,
+            ),
+            (
+                "window over, in progress",
+                Some(rec(Status::InProgress, 5_000_000, "h1", 999)),
+                Acquire::Acquired,
+            ),
+        ];
+        for (name, existing, want) in cases {
+            assert_eq!(decide(existing.as_ref(), &req), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn status_round_trips() {
+        for s in [Status::InProgress, Status::Completed] {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Status::parse("EXPIRED"), None);
+    }
+}

@@ -1,0 +1,362 @@
+//! The worker on moto (SQS + DynamoDB through the real SDK) against a fake SparkLoop.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::core::dedupe::{Acquire, LeaseRequest};
+use shared::ports::IdempotencyStore;
+use sparkbridge_tests::worker_kit::{envelope, fast_config, harness};
+use wiremock::matchers::{header, method, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+fn unsub(dedupe_id: &str, email: &str) -> String {
+    envelope(
+        "loops",
+        "email.unsubscribed",
+        dedupe_id,
+        email,
+        r#"{"eventName":"email.unsubscribed"}"#,
+    )
+}
+
+async fn sparkloop(status: u16) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .and(path_regex(r"^/v2/subscribers/.+/unsubscribe$"))
+        .and(header("x-api-key", "test-api-key"))
+        .respond_with(
+            ResponseTemplate::new(status).set_body_string(r#"{"error":"Subscriber uuid blank!"}"#),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn calls(server: &MockServer) -> usize {
+    server.received_requests().await.unwrap_or_default().len()
+}
+
+#[tokio::test]
+async fn the_same_id_three_times_makes_one_call() {
+    let fake = sparkloop(200).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    for _ in 0..3 {
+        h.send(&unsub("msg_same", "a+b@example.com")).await;
+        h.run_until_empty().await;
+    }
+    let reqs = fake.received_requests().await.unwrap();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        reqs[0].url.path(),
+        "/v2/subscribers/a%2Bb%40example.com/unsubscribe"
+    );
+    assert!(h.dlq().await.is_empty());
+}
+
+#[tokio::test]
+async fn duplicates_in_one_batch_make_one_call() {
+    let fake = sparkloop(200).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    for _ in 0..3 {
+        h.send(&unsub("msg_dup", "a@example.com")).await;
+    }
+    let ev = h.batch().await;
+    assert_eq!(ev.records.len(), 3);
+    let failed = h.invoke(&h.worker, &ev).await;
+    assert!(failed.is_empty(), "duplicates are acknowledged: {failed:?}");
+    assert_eq!(calls(&fake).await, 1);
+}
+
+#[tokio::test]
+async fn duplicates_in_two_concurrent_invocations_make_one_call() {
+    let fake = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(300)))
+        .mount(&fake)
+        .await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    h.send(&unsub("msg_conc", "a@example.com")).await;
+    let first = h.batch().await;
+    h.send(&unsub("msg_conc", "a@example.com")).await;
+    let second = h.batch().await;
+    assert_eq!((first.records.len(), second.records.len()), (1, 1));
+    let (a, b) = tokio::join!(h.invoke(&h.worker, &first), h.invoke(&h.worker, &second));
+    assert_eq!(
+        a.len() + b.len(),
+        1,
+        "the one that found the lease held retries later"
+    );
+    h.run_until_empty().await; // the retried copy is now a duplicate
+    assert_eq!(calls(&fake).await, 1);
+}
+
+/// Answers 500, then 429, then hangs past the client timeout, then 200.
+struct Flaky(AtomicUsize);
+
+impl Respond for Flaky {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        match self.0.fetch_add(1, Ordering::SeqCst) {
+            0 => ResponseTemplate::new(500),
+            1 => ResponseTemplate::new(429).insert_header("retry-after", "0"),
+            2 => ResponseTemplate::new(200).set_delay(Duration::from_secs(3)),
+            _ => ResponseTemplate::new(200),
+        }
+    }
+}
+
+#[tokio::test]
+async fn transient_failures_then_success_make_exactly_one_successful_call() {
+    let fake = MockServer::start().await;
+    let flaky = Arc::new(Flaky(AtomicUsize::new(0)));
+    Mock::given(method("PUT"))
+        .respond_with(FlakyRef(flaky.clone()))
+        .mount(&fake)
+        .await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    h.send(&unsub("msg_flaky", "a@example.com")).await;
+    let invocations = h.run_until_empty().await;
+    assert_eq!(
+        invocations, 4,
+        "three retries through the queue, then success"
+    );
+    assert_eq!(
+        flaky.0.load(Ordering::SeqCst),
+        4,
+        "one successful call after three failures"
+    );
+    assert!(h.dlq().await.is_empty());
+    // and it is remembered: a redelivery is a duplicate
+    h.send(&unsub("msg_flaky", "a@example.com")).await;
+    h.run_until_empty().await;
+    assert_eq!(flaky.0.load(Ordering::SeqCst), 4);
+}
+
+struct FlakyRef(Arc<Flaky>);
+impl Respond for FlakyRef {
+    fn respond(&self, r: &Request) -> ResponseTemplate {
+        self.0.respond(r)
+    }
+}
+
+#[tokio::test]
+async fn not_found_is_done_without_retry() {
+    let fake = sparkloop(404).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    h.send(&unsub("msg_404", "stranger@example.com")).await;
+    assert_eq!(h.run_until_empty().await, 1);
+    assert_eq!(calls(&fake).await, 1);
+    assert!(h.dlq().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_bad_request_is_parked_with_sparkloops_error() {
+    let fake = sparkloop(400).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    h.send(&unsub("msg_400", "a@example.com")).await;
+    assert_eq!(h.run_until_empty().await, 1, "not retried");
+    assert_eq!(calls(&fake).await, 1);
+    let dlq = h.dlq().await;
+    assert_eq!(dlq.len(), 1);
+    let err = dlq[0].message_attributes().unwrap()["error"]
+        .string_value()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("400") && err.contains("Subscriber uuid blank!"),
+        "{err}"
+    );
+    // released, not completed: a replay after fixing the cause is processed again
+    h.send(&unsub("msg_400", "a@example.com")).await;
+    h.run_until_empty().await;
+    assert_eq!(calls(&fake).await, 2);
+}
+
+#[tokio::test]
+async fn a_poison_body_fails_only_its_record() {
+    let fake = sparkloop(200).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    h.send("this is not an envelope").await;
+    h.send(&unsub("msg_good", "good@example.com")).await;
+    let ev = h.batch().await;
+    assert_eq!(ev.records.len(), 2);
+    let poison_id = ev
+        .records
+        .iter()
+        .find(|m| m.body.as_deref() == Some("this is not an envelope"))
+        .unwrap()
+        .message_id
+        .clone()
+        .unwrap();
+    let failed = h.invoke(&h.worker, &ev).await;
+    assert_eq!(failed, vec![poison_id]);
+    assert_eq!(calls(&fake).await, 1, "the good record was processed");
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_the_old_holder_cannot_complete() {
+    let fake = sparkloop(200).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    let body = unsub("msg_lease", "a@example.com");
+    let env: shared::core::Envelope = serde_json::from_str(&body).unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    // a holder that crashed: its lease ended a second ago
+    let crashed = LeaseRequest {
+        owner: "crashed-owner".into(),
+        payload_hash: env.payload_hash(),
+        now_ms: now - 60_000,
+        lease_until_ms: now - 1_000,
+        expires_at: now / 1000 + 3_600,
+    };
+    assert_eq!(
+        h.store
+            .acquire(&env.idempotency_key(), &crashed)
+            .await
+            .unwrap(),
+        Acquire::Acquired
+    );
+    h.send(&body).await;
+    h.run_until_empty().await;
+    assert_eq!(calls(&fake).await, 1, "the successor made the call");
+    assert!(!h
+        .store
+        .complete(
+            &env.idempotency_key(),
+            "crashed-owner",
+            now / 1000 + 10,
+            "done"
+        )
+        .await
+        .unwrap());
+    assert!(!h
+        .store
+        .release(&env.idempotency_key(), "crashed-owner")
+        .await
+        .unwrap());
+    // the successor's COMPLETED record still stands
+    h.send(&body).await;
+    h.run_until_empty().await;
+    assert_eq!(calls(&fake).await, 1);
+}
+
+#[tokio::test]
+async fn a_live_lease_is_retried_later() {
+    let fake = sparkloop(200).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    let body = unsub("msg_live", "a@example.com");
+    let env: shared::core::Envelope = serde_json::from_str(&body).unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let holder = LeaseRequest {
+        owner: "busy".into(),
+        payload_hash: env.payload_hash(),
+        now_ms: now,
+        lease_until_ms: now + 60_000,
+        expires_at: now / 1000 + 3_600,
+    };
+    h.store
+        .acquire(&env.idempotency_key(), &holder)
+        .await
+        .unwrap();
+    h.send(&body).await;
+    let ev = h.batch().await;
+    assert_eq!(
+        h.invoke(&h.worker, &ev).await.len(),
+        1,
+        "retried, not acknowledged"
+    );
+    assert_eq!(calls(&fake).await, 0);
+}
+
+#[tokio::test]
+async fn a_reused_id_with_another_payload_is_parked_as_a_conflict() {
+    let fake = sparkloop(200).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    h.send(&unsub("msg_reused", "a@example.com")).await;
+    h.run_until_empty().await;
+    h.send(&envelope(
+        "loops",
+        "email.unsubscribed",
+        "msg_reused",
+        "a@example.com",
+        r#"{"eventName":"email.unsubscribed","different":true}"#,
+    ))
+    .await;
+    h.run_until_empty().await;
+    assert_eq!(calls(&fake).await, 1);
+    let dlq = h.dlq().await;
+    assert_eq!(dlq.len(), 1);
+    assert!(dlq[0].message_attributes().unwrap()["error"]
+        .string_value()
+        .unwrap()
+        .contains("different payload"));
+}
+
+#[tokio::test]
+async fn retries_stop_at_max_attempts_and_park_with_the_last_error() {
+    let fake = sparkloop(503).await;
+    let mut cfg = fast_config();
+    cfg.max_attempts = 3;
+    let h = harness(&fake.uri(), cfg).await;
+    h.send(&unsub("msg_down", "a@example.com")).await;
+    assert_eq!(h.run_until_empty().await, 3);
+    assert_eq!(calls(&fake).await, 3);
+    let dlq = h.dlq().await;
+    assert_eq!(dlq.len(), 1);
+    let attrs = dlq[0].message_attributes().unwrap();
+    assert!(attrs["error"].string_value().unwrap().contains("HTTP 503"));
+    assert_eq!(attrs["attempts"].string_value(), Some("3"));
+}
+
+#[tokio::test]
+async fn engagement_is_counted_without_calls_and_ignored_events_are_acknowledged() {
+    let fake = sparkloop(200).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    h.send(&envelope(
+        "loops",
+        "email.opened",
+        "o1",
+        "a@example.com",
+        "{}",
+    ))
+    .await;
+    h.send(&envelope(
+        "loops",
+        "email.clicked",
+        "c1",
+        "a@example.com",
+        "{}",
+    ))
+    .await;
+    h.send(&envelope(
+        "loops",
+        "email.softBounced",
+        "s1",
+        "a@example.com",
+        "{}",
+    ))
+    .await;
+    h.send(&envelope("esputnik", "parked", "p1", "", r#""garbage""#))
+        .await;
+    h.run_until_empty().await;
+    assert_eq!(calls(&fake).await, 0);
+    assert_eq!(
+        h.dlq().await.len(),
+        1,
+        "the parked element is visible in the DLQ"
+    );
+    let item = h
+        .store
+        .client()
+        .get_item()
+        .table_name(h.store.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("sub#a@example.com".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let item = item.item().unwrap();
+    assert_eq!(item["opens"].as_n().unwrap(), "1");
+    assert_eq!(item["clicks"].as_n().unwrap(), "1");
+}
