@@ -15,7 +15,7 @@ test:
 
 ## dev: run the whole bridge locally on the in-memory default (http://127.0.0.1:3000)
 dev:
-	cargo run --release -p sparkbridge-cli -- dev
+	cargo run -p sparkbridge-cli -- dev
 
 ## moto: start a moto server on 127.0.0.1:5055 for manual runs (`scripts/moto.sh stop`)
 moto:

@@ -1,1 +1,162 @@
-fn main() {}
+//! `sparkbridge`: run the whole bridge locally, send signed test webhooks, operate the DLQ.
+
+mod config_check;
+mod defaults;
+mod dev;
+mod dlq;
+mod samples;
+mod send;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use shared::core::envelope::Provider;
+
+#[derive(Parser)]
+#[command(
+    name = "sparkbridge",
+    version,
+    about = "Connects Loops or eSputnik to SparkLoop: run it locally, test it, operate it"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the ingest handlers and the worker in one process (in-memory queue and store by
+    /// default; real SQS/DynamoDB with --aws or AWS_ENDPOINT_URL)
+    Dev {
+        /// Address to serve the webhook routes on
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+        /// Use SQS and DynamoDB (QUEUE_URL, DLQ_URL, TABLE_NAME) instead of memory
+        #[arg(long)]
+        aws: bool,
+        /// With --aws: create the sparkbridge-dev queue, DLQ and table if missing
+        #[arg(long)]
+        create: bool,
+        /// Concurrent worker invocations (the event source mapping's concurrency)
+        #[arg(long, default_value_t = 2)]
+        pollers: usize,
+    },
+    /// Send a sample event (or a file), authenticated as the provider would
+    Send {
+        /// loops, esputnik or sparkloop
+        provider: Provider,
+        /// A sample name from events/<provider>/ (e.g. email.unsubscribed) or a file path
+        event: String,
+        /// The bridge's base URL or the full webhook URL
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// Use a fresh webhook id instead of the sample's (Loops), so it is not a duplicate
+        #[arg(long)]
+        new_id: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and replay the dead-letter queue (DLQ_URL, QUEUE_URL)
+    Dlq {
+        #[arg(long, env = "DLQ_URL")]
+        dlq_url: String,
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+    /// Configuration tools
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// List parked messages (they stay on the DLQ)
+    List {
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one message with its attributes and body
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send messages back to the main queue (attributes preserved) and remove them from the DLQ
+    Replay {
+        ids: Vec<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "QUEUE_URL")]
+        queue_url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate the configuration from the environment; non-zero exit if anything is wrong
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Dev { .. }) {
+        shared::telemetry::init();
+    }
+    let result = match cli.command {
+        Command::Dev {
+            listen,
+            aws,
+            create,
+            pollers,
+        } => {
+            dev::run(dev::DevOptions {
+                listen,
+                aws,
+                create,
+                pollers,
+            })
+            .await
+        }
+        Command::Send {
+            provider,
+            event,
+            url,
+            new_id,
+            json,
+        } => send::run(provider, &event, &url, new_id, json).await,
+        Command::Dlq { dlq_url, action } => {
+            let sqs = aws_sdk_sqs::Client::new(&shared::adapters::aws::sdk_config().await);
+            match action {
+                DlqAction::List { max, json } => dlq::list(&sqs, &dlq_url, max, json).await,
+                DlqAction::Show { id, json } => dlq::show(&sqs, &dlq_url, &id, json).await,
+                DlqAction::Replay {
+                    ids,
+                    all,
+                    dry_run,
+                    queue_url,
+                } => dlq::replay(&sqs, &dlq_url, &queue_url, &ids, all, dry_run).await,
+            }
+        }
+        Command::Config {
+            action: ConfigAction::Check { json },
+        } => config_check::run(json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -342,3 +342,36 @@ pub mod worker_kit {
         .to_string()
     }
 }
+
+/// Drains raw messages (body, string attributes) from a queue.
+pub async fn drain_raw(
+    sqs: &SqsClient,
+    url: &str,
+) -> Vec<(String, std::collections::HashMap<String, String>)> {
+    let mut out = Vec::new();
+    loop {
+        let res = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .visibility_timeout(300)
+            .send()
+            .await
+            .expect("receive");
+        if res.messages().is_empty() {
+            return out;
+        }
+        for m in res.messages() {
+            let attrs = m
+                .message_attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.clone(), v.string_value().unwrap_or("").to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((m.body().unwrap_or_default().to_string(), attrs));
+        }
+    }
+}

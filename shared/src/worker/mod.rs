@@ -86,15 +86,13 @@ impl Worker {
                 }
             }
         }
-        let results: Vec<Vec<(String, Verdict)>> = stream::iter(groups)
-            .map(|group| async move {
-                let mut out = Vec::with_capacity(group.len());
-                for rec in group {
-                    let verdict = self.record(&rec, deadline_ms).await;
-                    out.push((rec.id.clone(), verdict));
-                }
-                out
-            })
+        // Futures are built first, then polled: a closure returning a borrowing future would
+        // not be Send for every lifetime, which spawning the worker requires.
+        let futures: Vec<_> = groups
+            .into_iter()
+            .map(|group| self.group(group, deadline_ms))
+            .collect();
+        let results: Vec<Vec<(String, Verdict)>> = stream::iter(futures)
             .buffer_unordered(self.cfg.concurrency)
             .collect()
             .await;
@@ -107,6 +105,15 @@ impl Worker {
             }
         }
         resp
+    }
+
+    async fn group(&self, group: Vec<Record<'_>>, deadline_ms: i64) -> Vec<(String, Verdict)> {
+        let mut out = Vec::with_capacity(group.len());
+        for rec in group {
+            let verdict = self.record(&rec, deadline_ms).await;
+            out.push((rec.id.clone(), verdict));
+        }
+        out
     }
 
     async fn record(&self, rec: &Record<'_>, deadline_ms: i64) -> Verdict {

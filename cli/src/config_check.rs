@@ -1,0 +1,129 @@
+//! `sparkbridge config check`: builds every component from the environment, as the deployed
+//! functions would, and says exactly what is missing or malformed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use shared::adapters::memory_queue::MemoryQueue;
+use shared::ports::EventQueue;
+
+#[derive(Serialize)]
+struct Check {
+    component: &'static str,
+    ok: bool,
+    detail: String,
+}
+
+pub fn run(json: bool) -> Result<(), String> {
+    let queue: Arc<dyn EventQueue> = Arc::new(MemoryQueue::new(Duration::from_secs(1), 1, 1));
+    let mut checks = vec![
+        check(
+            "ingest-loops",
+            shared::ingest::loops::LoopsIngest::from_env(queue.clone())
+                .map(|_| "LOOPS_SIGNING_SECRET ok".into()),
+        ),
+        check(
+            "ingest-esputnik",
+            shared::ingest::esputnik::EsputnikIngest::from_env(queue.clone())
+                .map(|_| "webhook auth and ESPUTNIK_TIMEZONE ok".into()),
+        ),
+        check(
+            "ingest-sparkloop",
+            shared::ingest::sparkloop::SparkloopIngest::from_env(queue)
+                .map(|_| "SPARKLOOP_WEBHOOK_TOKEN ok".into()),
+        ),
+        check(
+            "worker",
+            shared::worker::WorkerConfig::from_env().map(|c| {
+                format!(
+                    "max attempts {}, base delay {} s, confirm signups {}",
+                    c.max_attempts, c.backoff.base_secs, c.rules.confirm_signups
+                )
+            }),
+        ),
+        check("sparkloop-api", sparkloop_api()),
+        check("esp", esp()),
+    ];
+    for name in ["QUEUE_URL", "DLQ_URL", "TABLE_NAME"] {
+        let set = std::env::var(name).is_ok_and(|v| !v.is_empty());
+        checks.push(Check {
+            component: "aws",
+            ok: true,
+            detail: if set {
+                format!("{name} set")
+            } else {
+                format!("{name} not set (needed when deployed or with `dev --aws`)")
+            },
+        });
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&checks).map_err(|e| e.to_string())?
+        );
+    } else {
+        for c in &checks {
+            println!(
+                "{} {:<17} {}",
+                if c.ok { "ok " } else { "ERR" },
+                c.component,
+                c.detail
+            );
+        }
+    }
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{failed} configuration error(s)"))
+    }
+}
+
+fn check(component: &'static str, r: Result<String, String>) -> Check {
+    match r {
+        Ok(detail) => Check {
+            component,
+            ok: true,
+            detail,
+        },
+        Err(detail) => Check {
+            component,
+            ok: false,
+            detail,
+        },
+    }
+}
+
+fn sparkloop_api() -> Result<String, String> {
+    let url = std::env::var("SPARKLOOP_API_URL")
+        .unwrap_or_else(|_| shared::adapters::sparkloop::DEFAULT_API_URL.into());
+    shared::config::check_api_url("SPARKLOOP_API_URL", &url)?;
+    shared::config::number("SPARKLOOP_RATE_PER_MIN", 60u32)?;
+    if std::env::var("SPARKLOOP_API_KEY").map_or(true, |v| v.trim().is_empty()) {
+        return Ok("SPARKLOOP_API_KEY not set: dry run (calls are logged, not made)".into());
+    }
+    Ok(format!("key set, {url}"))
+}
+
+fn esp() -> Result<String, String> {
+    match std::env::var("ESP").unwrap_or_default().as_str() {
+        "" => Ok("ESP not set (SparkLoop -> ESP sync off)".into()),
+        "loops" => key_and_url("LOOPS_API_KEY", "LOOPS_API_URL", "https://app.loops.so"),
+        "esputnik" => key_and_url(
+            "ESPUTNIK_API_KEY",
+            "ESPUTNIK_API_URL",
+            "https://esputnik.com",
+        ),
+        other => Err(format!("ESP={other:?} must be loops or esputnik")),
+    }
+}
+
+fn key_and_url(key: &str, url: &str, default: &str) -> Result<String, String> {
+    let u = std::env::var(url).unwrap_or_else(|_| default.into());
+    shared::config::check_api_url(url, &u)?;
+    if std::env::var(key).map_or(true, |v| v.trim().is_empty()) {
+        return Err(format!("{key} is not set"));
+    }
+    Ok(format!("{key} set, {u}"))
+}

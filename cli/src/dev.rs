@@ -1,0 +1,224 @@
+//! `sparkbridge dev`: the ingest handlers over HTTP plus the worker, in one process, running
+//! the same handler code as the Lambda functions.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body as AxumBody;
+use axum::extract::{Request as AxumRequest, State};
+use axum::response::{IntoResponse, Response as AxumResponse};
+use axum::routing::{any, get};
+use axum::Router;
+use lambda_http::{Body, RequestExt};
+use shared::adapters::dynamodb::DynamoStore;
+use shared::adapters::memory_queue::MemoryQueue;
+use shared::adapters::memory_store::MemoryStore;
+use shared::adapters::sqs::{SqsQueue, SqsWorkQueue, DEFAULT_MAX_MESSAGE_BYTES};
+use shared::ingest::esputnik::EsputnikIngest;
+use shared::ingest::loops::LoopsIngest;
+use shared::ingest::sparkloop::SparkloopIngest;
+use shared::local::{BatchSource, SqsSource};
+use shared::ports::{EventQueue, IdempotencyStore, SubscriberStore, WorkQueue};
+use shared::worker::{Worker, WorkerConfig};
+
+/// API Gateway's payload limit, applied before the handlers see the body.
+const MAX_BODY: usize = 10 * 1024 * 1024;
+
+pub struct DevOptions {
+    pub listen: SocketAddr,
+    pub aws: bool,
+    pub create: bool,
+    pub pollers: usize,
+}
+
+struct Ingest {
+    loops: LoopsIngest,
+    esputnik: EsputnikIngest,
+    sparkloop: SparkloopIngest,
+    mode: &'static str,
+}
+
+pub async fn run(opts: DevOptions) -> Result<(), String> {
+    let defaults = crate::defaults::apply();
+    if !defaults.is_empty() {
+        tracing::warn!(variables = %defaults.join(","), "using development default webhook secrets (`sparkbridge send` uses the same)");
+    }
+    let cfg = WorkerConfig::from_env()?;
+    let use_aws = opts.aws || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    let (queue, store, subscribers, work_queue, source, mode): (
+        Arc<dyn EventQueue>,
+        Arc<dyn IdempotencyStore>,
+        Arc<dyn SubscriberStore>,
+        Arc<dyn WorkQueue>,
+        Arc<dyn BatchSource>,
+        &'static str,
+    ) = if use_aws {
+        let (queue_url, dlq_url, table) = aws_resources(opts.create, cfg.max_attempts).await?;
+        let conf = shared::adapters::aws::sdk_config().await;
+        let sqs = aws_sdk_sqs::Client::new(&conf);
+        let max = shared::config::number("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)?;
+        let store = Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&conf),
+            table,
+        ));
+        (
+            Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone(), max)),
+            store.clone(),
+            store,
+            Arc::new(SqsWorkQueue::new(sqs.clone(), queue_url.clone(), dlq_url)),
+            Arc::new(SqsSource {
+                client: sqs,
+                url: queue_url,
+                visibility_secs: 60,
+            }),
+            "aws",
+        )
+    } else {
+        let q = Arc::new(MemoryQueue::new(
+            Duration::from_secs(30),
+            cfg.max_attempts + 2,
+            DEFAULT_MAX_MESSAGE_BYTES,
+        ));
+        let store = Arc::new(MemoryStore::new());
+        (q.clone(), store.clone(), store, q.clone(), q, "memory")
+    };
+    let ingest = Arc::new(Ingest {
+        loops: LoopsIngest::from_env(queue.clone())?,
+        esputnik: EsputnikIngest::from_env(queue.clone())?,
+        sparkloop: SparkloopIngest::from_env(queue.clone())?,
+        mode,
+    });
+    let worker = Arc::new(Worker {
+        store,
+        subscribers,
+        sparkloop: shared::adapters::sparkloop::from_env()?,
+        queue: work_queue,
+        cfg,
+    });
+    tokio::spawn(shared::local::run(
+        source,
+        worker,
+        opts.pollers,
+        Duration::from_secs(30),
+    ));
+
+    let app = Router::new()
+        .route("/webhooks/loops", any(loops))
+        .route("/webhooks/esputnik", any(esputnik))
+        .route("/webhooks/sparkloop", any(sparkloop))
+        .route("/healthz", get(healthz))
+        .with_state(ingest);
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, mode, "sparkbridge dev ready: POST /webhooks/loops, GET|POST /webhooks/esputnik, POST /webhooks/sparkloop, GET /healthz");
+    eprintln!("sparkbridge dev listening on http://{addr} ({mode} queue and store)");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Queue, DLQ and table for `--aws`: from QUEUE_URL/DLQ_URL/TABLE_NAME, or created with `--create`.
+async fn aws_resources(
+    create: bool,
+    max_attempts: u32,
+) -> Result<(String, String, String), String> {
+    let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    if let (Some(q), Some(d), Some(t)) = (env("QUEUE_URL"), env("DLQ_URL"), env("TABLE_NAME")) {
+        if !create {
+            return Ok((q, d, t));
+        }
+    }
+    if !create {
+        return Err("--aws needs QUEUE_URL, DLQ_URL and TABLE_NAME, or --create to make sparkbridge-dev ones".into());
+    }
+    let conf = shared::adapters::aws::sdk_config().await;
+    let (queue_url, dlq_url) = crate::dlq::create_queues(
+        &aws_sdk_sqs::Client::new(&conf),
+        "sparkbridge-dev",
+        max_attempts + 2,
+    )
+    .await?;
+    let table = env("TABLE_NAME").unwrap_or_else(|| "sparkbridge-dev".into());
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), table.clone())
+        .create_table_if_missing()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((queue_url, dlq_url, table))
+}
+
+async fn healthz(State(ingest): State<Arc<Ingest>>) -> AxumResponse {
+    let body = serde_json::json!({"status": "ok", "mode": ingest.mode}).to_string();
+    ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn loops(State(ingest): State<Arc<Ingest>>, req: AxumRequest) -> AxumResponse {
+    match to_lambda(req).await {
+        Ok(r) => from_lambda(ingest.loops.handle(r).await),
+        Err(resp) => resp,
+    }
+}
+
+async fn esputnik(State(ingest): State<Arc<Ingest>>, req: AxumRequest) -> AxumResponse {
+    match to_lambda(req).await {
+        Ok(r) => from_lambda(ingest.esputnik.handle(r).await),
+        Err(resp) => resp,
+    }
+}
+
+async fn sparkloop(State(ingest): State<Arc<Ingest>>, req: AxumRequest) -> AxumResponse {
+    match to_lambda(req).await {
+        Ok(r) => from_lambda(ingest.sparkloop.handle(r).await),
+        Err(resp) => resp,
+    }
+}
+
+/// An HTTP request as API Gateway would hand it to lambda_http: same method, URI, headers,
+/// exact body bytes, and the query string parsed into the request extensions.
+async fn to_lambda(req: AxumRequest) -> Result<lambda_http::Request, AxumResponse> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        (
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            "request body over 10 MB",
+        )
+            .into_response()
+    })?;
+    let mut query: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in url_pairs(parts.uri.query().unwrap_or("")) {
+        query.entry(k).or_default().push(v);
+    }
+    let body = match String::from_utf8(bytes.to_vec()) {
+        Ok(s) if s.is_empty() => Body::Empty,
+        Ok(s) => Body::Text(s),
+        Err(e) => Body::Binary(e.into_bytes()),
+    };
+    Ok(http::Request::from_parts(parts, body).with_query_string_parameters(query))
+}
+
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    reqwest::Url::parse(&format!("http://x/?{query}"))
+        .map(|u| {
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn from_lambda(resp: lambda_http::Response<Body>) -> AxumResponse {
+    let (parts, body) = resp.into_parts();
+    let body = match body {
+        Body::Empty => AxumBody::empty(),
+        Body::Text(s) => AxumBody::from(s),
+        Body::Binary(b) => AxumBody::from(b),
+        _ => AxumBody::empty(),
+    };
+    AxumResponse::from_parts(parts, body)
+}

@@ -1,0 +1,353 @@
+//! The real `sparkbridge` binary, driven over HTTP and on the command line.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::MessageAttributeValue;
+use sparkbridge_tests::{fresh_queue, moto_endpoint, sdk_config};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sparkbridge");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(BIN);
+    c.args(args).env_remove("AWS_ENDPOINT_URL");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run sparkbridge")
+}
+
+struct Dev(Child);
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start_dev(port: u16, env: &[(&str, &str)], aws: bool) -> Dev {
+    let mut c = Command::new(BIN);
+    let listen = format!("127.0.0.1:{port}");
+    c.args(["dev", "--listen", &listen])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c.env_remove("AWS_ENDPOINT_URL")
+        .env_remove("QUEUE_URL")
+        .env_remove("DLQ_URL")
+        .env_remove("TABLE_NAME");
+    if aws {
+        c.args(["--aws", "--create"])
+            .env("AWS_ENDPOINT_URL", moto_endpoint());
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let dev = Dev(c.spawn().expect("spawn dev"));
+    let started = Instant::now();
+    let url = format!("http://{listen}/healthz");
+    while started.elapsed() < Duration::from_secs(20) {
+        if reqwest_get(&url).await == Some(200) {
+            return dev;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("sparkbridge dev did not become ready");
+}
+
+async fn reqwest_get(url: &str) -> Option<u16> {
+    reqwest::get(url).await.ok().map(|r| r.status().as_u16())
+}
+
+async fn wait_for_calls(fake: &MockServer, n: usize) -> usize {
+    let started = Instant::now();
+    loop {
+        let got = fake.received_requests().await.unwrap().len();
+        if got >= n || started.elapsed() > Duration::from_secs(10) {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn fake_sparkloop() -> MockServer {
+    let fake = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&fake)
+        .await;
+    fake
+}
+
+#[tokio::test]
+async fn dev_and_send_make_the_unsubscribe_call_once() {
+    let fake = fake_sparkloop().await;
+    let port = free_port();
+    let env = [
+        ("SPARKLOOP_API_KEY", "k-test"),
+        ("SPARKLOOP_API_URL", &fake.uri() as &str),
+    ];
+    let _dev = start_dev(port, &env, false).await;
+    let url = format!("http://127.0.0.1:{port}");
+    let out = cli(&["send", "loops", "email.unsubscribed", "--url", &url], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("200"));
+    assert_eq!(wait_for_calls(&fake, 1).await, 1);
+    let req = &fake.received_requests().await.unwrap()[0];
+    assert_eq!(
+        req.url.path(),
+        "/v2/subscribers/test%40example.com/unsubscribe"
+    );
+    assert_eq!(req.headers.get("x-api-key").unwrap(), "k-test");
+
+    // a duplicate send produces no second call
+    let out = cli(&["send", "loops", "email.unsubscribed", "--url", &url], &[]);
+    assert!(out.status.success());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(fake.received_requests().await.unwrap().len(), 1);
+
+    // every provider's samples are accepted
+    for (p, e) in [
+        ("esputnik", "UNSUBSCRIBED"),
+        ("sparkloop", "new_referral"),
+        ("loops", "email.opened"),
+    ] {
+        let out = cli(&["send", p, e, "--url", &url, "--json"], &[]);
+        assert!(
+            out.status.success(),
+            "{p} {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["status"], 200);
+    }
+    assert_eq!(
+        wait_for_calls(&fake, 2).await,
+        2,
+        "the eSputnik unsubscribe too"
+    );
+}
+
+#[tokio::test]
+async fn dev_refuses_wrong_credentials() {
+    let port = free_port();
+    let _dev = start_dev(port, &[], false).await;
+    let url = format!("http://127.0.0.1:{port}");
+    let out = cli(
+        &["send", "loops", "email.opened", "--url", &url],
+        &[("LOOPS_SIGNING_SECRET", "whsec_d3Jvbmctc2VjcmV0")],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+}
+
+#[tokio::test]
+async fn dev_on_moto_creates_its_queue_and_table() {
+    let fake = fake_sparkloop().await;
+    let port = free_port();
+    let env = [
+        ("SPARKLOOP_API_KEY", "k"),
+        ("SPARKLOOP_API_URL", &fake.uri() as &str),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let _dev = start_dev(port, &env, true).await;
+    let url = format!("http://127.0.0.1:{port}");
+    let out = cli(
+        &["send", "esputnik", "SPAM", "--url", &url, "--new-id"],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_for_calls(&fake, 1).await >= 1);
+}
+
+#[tokio::test]
+async fn send_errors_are_one_line_and_non_zero() {
+    let out = cli(&["send", "loops", "no.such.event"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: no sample loops/no.such.event"),
+        "{err}"
+    );
+    let out = cli(&["send", "mailchimp", "x"], &[]);
+    assert!(!out.status.success());
+    let out = cli(
+        &[
+            "send",
+            "loops",
+            "email.opened",
+            "--url",
+            "http://127.0.0.1:1",
+        ],
+        &[],
+    );
+    assert!(!out.status.success(), "nothing listening");
+}
+
+#[test]
+fn help_on_every_command() {
+    for args in [
+        vec!["--help"],
+        vec!["dev", "--help"],
+        vec!["send", "--help"],
+        vec!["dlq", "--help"],
+        vec!["dlq", "--dlq-url", "x", "list", "--help"],
+        vec!["dlq", "--dlq-url", "x", "show", "--help"],
+        vec!["dlq", "--dlq-url", "x", "replay", "--help"],
+        vec!["config", "check", "--help"],
+    ] {
+        let out = cli(&args, &[]);
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn config_check_says_what_is_wrong() {
+    let good = [
+        (
+            "LOOPS_SIGNING_SECRET",
+            "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        ),
+        ("ESPUTNIK_WEBHOOK_TOKEN", "t"),
+        ("SPARKLOOP_WEBHOOK_TOKEN", "t"),
+        ("ESP", "loops"),
+        ("LOOPS_API_KEY", "k"),
+    ];
+    let out = cli(&["config", "check", "--json"], &good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.as_array().unwrap().iter().all(|c| c["ok"] == true));
+
+    let mut bad = good.to_vec();
+    bad.retain(|(k, _)| *k != "LOOPS_SIGNING_SECRET");
+    bad.push(("ESP", "mailchimp"));
+    bad.push(("MAX_ATTEMPTS", "many"));
+    bad.push(("SPARKLOOP_API_URL", "http://169.254.169.254"));
+    let out = cli(&["config", "check"], &bad);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "LOOPS_SIGNING_SECRET is empty",
+        "ESP=\"mailchimp\"",
+        "MAX_ATTEMPTS=\"many\"",
+        "must be an https:// URL",
+    ] {
+        assert!(text.contains(needle), "{needle} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn dlq_list_show_and_replay_on_moto() {
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config().await);
+    let queue = fresh_queue(&sqs).await;
+    let dlq = fresh_queue(&sqs).await;
+    for i in 0..3 {
+        sqs.send_message()
+            .queue_url(&dlq)
+            .message_body(format!(r#"{{"v":1,"n":{i}}}"#))
+            .message_attributes(
+                "provider",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("loops")
+                    .build()
+                    .unwrap(),
+            )
+            .message_attributes(
+                "error",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("sparkloop unsubscribe answered 400")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let env = [
+        ("AWS_ENDPOINT_URL", moto_endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("DLQ_URL", dlq.clone()),
+        ("QUEUE_URL", queue.clone()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let out = cli(&["dlq", "list", "--json"], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.len(), 3);
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+    let out = cli(&["dlq", "list"], &env);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 message(s)"),
+        "listing consumed nothing"
+    );
+
+    let out = cli(&["dlq", "show", &id], &env);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("answered 400"));
+    let out = cli(&["dlq", "show", "no-such-id"], &env);
+    assert!(!out.status.success());
+
+    let out = cli(&["dlq", "replay", "--all", "--dry-run"], &env);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 message(s) would be replayed"));
+    let out = cli(&["dlq", "replay", &id], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["dlq", "replay", "--all"], &env);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 2 message(s)"));
+
+    let back = sparkbridge_tests::drain_raw(&sqs, &queue).await;
+    assert_eq!(back.len(), 3);
+    for (_, attrs) in &back {
+        assert_eq!(attrs["provider"], "loops");
+        assert!(attrs["error"].contains("400"), "attributes preserved");
+        assert!(attrs.contains_key("replayed_from"));
+    }
+    let out = cli(&["dlq", "list", "--json"], &env);
+    assert_eq!(
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            .unwrap()
+            .len(),
+        0
+    );
+}

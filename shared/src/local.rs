@@ -1,0 +1,186 @@
+//! What Lambda's SQS event source mapping does, for running the worker outside Lambda
+//! (`sparkbridge dev`, load and chaos runs): receive a batch, build the `SqsEvent` Lambda
+//! would deliver, invoke the same worker handler, delete what it did not report as failed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+
+use crate::adapters::memory_queue::MemoryQueue;
+use crate::worker::Worker;
+
+/// One received message, whichever queue it came from.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub receipt: String,
+    pub body: String,
+    pub attributes: BTreeMap<String, String>,
+    pub receive_count: u32,
+}
+
+#[async_trait]
+pub trait BatchSource: Send + Sync {
+    /// Up to 10 messages; may wait a little when the queue is empty.
+    async fn receive(&self) -> Result<Vec<Delivery>, String>;
+    async fn delete(&self, receipt: &str) -> Result<(), String>;
+}
+
+/// Builds the event Lambda would deliver for these messages.
+pub fn sqs_event(deliveries: &[Delivery]) -> SqsEvent {
+    let mut ev = SqsEvent::default();
+    for d in deliveries {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(d.id.clone());
+        m.receipt_handle = Some(d.receipt.clone());
+        m.body = Some(d.body.clone());
+        m.attributes.insert(
+            "ApproximateReceiveCount".into(),
+            d.receive_count.to_string(),
+        );
+        for (k, v) in &d.attributes {
+            let mut a = SqsMessageAttribute::default();
+            a.string_value = Some(v.clone());
+            a.data_type = Some("String".into());
+            m.message_attributes.insert(k.clone(), a);
+        }
+        ev.records.push(m);
+    }
+    ev
+}
+
+/// Processes one batch; returns how many messages it received.
+pub async fn poll_once(
+    source: &dyn BatchSource,
+    worker: &Worker,
+    invocation_budget: Duration,
+) -> Result<usize, String> {
+    let batch = source.receive().await?;
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let ev = sqs_event(&batch);
+    let deadline = chrono::Utc::now().timestamp_millis() + invocation_budget.as_millis() as i64;
+    let resp = worker.handle(&ev, deadline).await;
+    let failed: HashSet<&str> = resp
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    for d in &batch {
+        if !failed.contains(d.id.as_str()) {
+            source.delete(&d.receipt).await?;
+        }
+    }
+    Ok(batch.len())
+}
+
+/// Runs pollers until the task is dropped. `pollers` stands for the event source mapping's
+/// concurrent invocations.
+pub async fn run(
+    source: Arc<dyn BatchSource>,
+    worker: Arc<Worker>,
+    pollers: usize,
+    invocation_budget: Duration,
+) {
+    let mut tasks = Vec::new();
+    for _ in 0..pollers.max(1) {
+        let (source, worker) = (source.clone(), worker.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if let Err(e) = poll_once(source.as_ref(), &worker, invocation_budget).await {
+                    tracing::warn!(error = %e, "poll failed; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+#[async_trait]
+impl BatchSource for MemoryQueue {
+    async fn receive(&self) -> Result<Vec<Delivery>, String> {
+        let mut got = MemoryQueue::receive(self, 10);
+        if got.is_empty() {
+            self.wait(Duration::from_millis(200)).await;
+            got = MemoryQueue::receive(self, 10);
+        }
+        Ok(got
+            .into_iter()
+            .map(|m| Delivery {
+                id: m.id,
+                receipt: m.receipt,
+                body: m.body,
+                attributes: m.attributes,
+                receive_count: m.receive_count,
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), String> {
+        MemoryQueue::delete(self, receipt);
+        Ok(())
+    }
+}
+
+/// Polls a real SQS queue (AWS or moto) with long polling.
+pub struct SqsSource {
+    pub client: aws_sdk_sqs::Client,
+    pub url: String,
+    pub visibility_secs: i32,
+}
+
+#[async_trait]
+impl BatchSource for SqsSource {
+    async fn receive(&self) -> Result<Vec<Delivery>, String> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(2)
+            .visibility_timeout(self.visibility_secs)
+            .message_attribute_names("All")
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+            )
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+        Ok(out
+            .messages()
+            .iter()
+            .map(|m| Delivery {
+                id: m.message_id().unwrap_or_default().to_string(),
+                receipt: m.receipt_handle().unwrap_or_default().to_string(),
+                body: m.body().unwrap_or_default().to_string(),
+                attributes: m
+                    .message_attributes()
+                    .map(|a| a.iter().filter_map(|(k, v)| v.string_value().map(|s| (k.clone(), s.to_string()))).collect())
+                    .unwrap_or_default(),
+                receive_count: m
+                    .attributes()
+                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), String> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+        Ok(())
+    }
+}
