@@ -12,4 +12,4 @@ fi
 trap '[ -n "$started" ] && scripts/moto.sh stop' EXIT
 export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
        AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

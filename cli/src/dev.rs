@@ -30,6 +30,7 @@ pub struct DevOptions {
     pub listen: SocketAddr,
     pub aws: bool,
     pub create: bool,
+    pub name: String,
     pub pollers: usize,
 }
 
@@ -55,7 +56,8 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
         Arc<dyn BatchSource>,
         &'static str,
     ) = if use_aws {
-        let (queue_url, dlq_url, table) = aws_resources(opts.create, cfg.max_attempts).await?;
+        let (queue_url, dlq_url, table) =
+            aws_resources(opts.create, &opts.name, cfg.max_attempts).await?;
         let conf = shared::adapters::aws::sdk_config().await;
         let sqs = aws_sdk_sqs::Client::new(&conf);
         let max = shared::config::number("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)?;
@@ -127,6 +129,7 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
 /// Queue, DLQ and table for `--aws`: from QUEUE_URL/DLQ_URL/TABLE_NAME, or created with `--create`.
 async fn aws_resources(
     create: bool,
+    name: &str,
     max_attempts: u32,
 ) -> Result<(String, String, String), String> {
     let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
@@ -136,16 +139,14 @@ async fn aws_resources(
         }
     }
     if !create {
-        return Err("--aws needs QUEUE_URL, DLQ_URL and TABLE_NAME, or --create to make sparkbridge-dev ones".into());
+        return Err(
+            "--aws needs QUEUE_URL, DLQ_URL and TABLE_NAME, or --create to make them".into(),
+        );
     }
     let conf = shared::adapters::aws::sdk_config().await;
-    let (queue_url, dlq_url) = crate::dlq::create_queues(
-        &aws_sdk_sqs::Client::new(&conf),
-        "sparkbridge-dev",
-        max_attempts + 2,
-    )
-    .await?;
-    let table = env("TABLE_NAME").unwrap_or_else(|| "sparkbridge-dev".into());
+    let (queue_url, dlq_url) =
+        crate::dlq::create_queues(&aws_sdk_sqs::Client::new(&conf), name, max_attempts + 2).await?;
+    let table = env("TABLE_NAME").unwrap_or_else(|| name.to_string());
     DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), table.clone())
         .create_table_if_missing()
         .await

@@ -35,9 +35,12 @@ enum Command {
         /// Use SQS and DynamoDB (QUEUE_URL, DLQ_URL, TABLE_NAME) instead of memory
         #[arg(long)]
         aws: bool,
-        /// With --aws: create the sparkbridge-dev queue, DLQ and table if missing
+        /// With --aws: create the queue, DLQ and table if missing
         #[arg(long)]
         create: bool,
+        /// With --create: name of the queue (its DLQ gets `-dlq`) and of the table
+        #[arg(long, default_value = "sparkbridge-dev")]
+        name: String,
         /// Concurrent worker invocations (the event source mapping's concurrency)
         #[arg(long, default_value_t = 2)]
         pollers: usize,
@@ -118,12 +121,14 @@ async fn main() -> ExitCode {
             listen,
             aws,
             create,
+            name,
             pollers,
         } => {
             dev::run(dev::DevOptions {
                 listen,
                 aws,
                 create,
+                name,
                 pollers,
             })
             .await

@@ -27,6 +27,15 @@ fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("run sparkbridge")
 }
 
+/// `SB_DEBUG=1` shows the dev server's logs.
+fn debug_output() -> Stdio {
+    if std::env::var_os("SB_DEBUG").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    }
+}
+
 struct Dev(Child);
 impl Drop for Dev {
     fn drop(&mut self) {
@@ -39,14 +48,15 @@ async fn start_dev(port: u16, env: &[(&str, &str)], aws: bool) -> Dev {
     let mut c = Command::new(BIN);
     let listen = format!("127.0.0.1:{port}");
     c.args(["dev", "--listen", &listen])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(debug_output())
+        .stderr(debug_output());
     c.env_remove("AWS_ENDPOINT_URL")
         .env_remove("QUEUE_URL")
         .env_remove("DLQ_URL")
         .env_remove("TABLE_NAME");
     if aws {
-        c.args(["--aws", "--create"])
+        let name = format!("sb-dev-{port}-{}", std::process::id());
+        c.args(["--aws", "--create", "--name", &name])
             .env("AWS_ENDPOINT_URL", moto_endpoint());
     }
     for (k, v) in env {
