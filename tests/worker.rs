@@ -224,7 +224,8 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_cannot_complete() {
             &env.idempotency_key(),
             "crashed-owner",
             now / 1000 + 10,
-            "done"
+            "done",
+            &[],
         )
         .await
         .unwrap());

@@ -96,6 +96,7 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
         store,
         subscribers,
         sparkloop: shared::adapters::sparkloop::from_env()?,
+        esp: shared::adapters::esp::from_env()?,
         queue: work_queue,
         cfg,
     });

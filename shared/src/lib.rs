@@ -11,5 +11,6 @@ pub mod core;
 pub mod ingest;
 pub mod local;
 pub mod ports;
+pub mod screener;
 pub mod telemetry;
 pub mod worker;

@@ -57,34 +57,55 @@ pub trait IdempotencyStore: Send + Sync {
         key: &str,
         req: &crate::core::dedupe::LeaseRequest,
     ) -> Result<crate::core::dedupe::Acquire, StoreError>;
-    /// Marks COMPLETED if `owner` still holds the lease; `Ok(false)` when it was lost.
+    /// Marks COMPLETED if `owner` still holds the lease, together with `writes` (atomically:
+    /// both or neither); `Ok(false)` when the lease was lost and nothing was written.
     async fn complete(
         &self,
         key: &str,
         owner: &str,
         keep_until: i64,
         outcome: &str,
+        writes: &[crate::core::lifecycle::StateWrite],
     ) -> Result<bool, StoreError>;
     /// Deletes the record if `owner` still holds the lease; `Ok(false)` when it was lost.
     async fn release(&self, key: &str, owner: &str) -> Result<bool, StoreError>;
 }
 
-/// Per-subscriber facts the rules use.
+/// The subscriber records: referral status, screening, engagement, history.
 #[async_trait]
 pub trait SubscriberStore: Send + Sync {
-    /// Adds one engagement signal (open, click, delivery) to the subscriber's counters.
-    async fn record_signal(
+    /// Records a referral status change if it moves forward (see `core::lifecycle`).
+    async fn apply_transition(
+        &self,
+        t: &crate::core::lifecycle::Transition,
+    ) -> Result<crate::core::lifecycle::TransitionResult, StoreError>;
+    async fn get(
         &self,
         email: &str,
-        signal: crate::core::rules::Signal,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Option<crate::core::lifecycle::SubscriberState>, StoreError>;
+    /// Pending referrals whose screening ends before `due_before`, without scanning the table.
+    async fn screening_candidates(
+        &self,
+        due_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<crate::core::lifecycle::SubscriberState>, StoreError>;
+    /// Takes a referral out of the screening index once a decision is queued.
+    async fn mark_screened(&self, email: &str, note: &str) -> Result<(), StoreError>;
     /// Remembers `email` for an ESP contact id and returns the address seen before, if any.
     async fn observe_contact(
         &self,
         contact_key: &str,
         email: &str,
     ) -> Result<Option<String>, StoreError>;
+}
+
+/// The ESP's contacts API (Loops or eSputnik), reduced to what the lifecycle needs.
+#[async_trait]
+pub trait EspApi: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn call(
+        &self,
+        call: &crate::core::lifecycle::EspCall,
+    ) -> crate::core::outbound::CallOutcome;
 }
 
 /// SparkLoop's API, reduced to the calls the custom integration needs.

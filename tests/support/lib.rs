@@ -195,6 +195,20 @@ pub mod worker_kit {
     }
 
     pub async fn harness(sparkloop_url: &str, cfg: WorkerConfig) -> Harness {
+        harness_with(
+            sparkloop_url,
+            Arc::new(shared::adapters::esp::DryRunEsp("none")),
+            cfg,
+        )
+        .await
+    }
+
+    /// A harness whose worker calls `esp` for SparkLoop -> ESP actions.
+    pub async fn harness_with(
+        sparkloop_url: &str,
+        esp: Arc<dyn shared::ports::EspApi>,
+        cfg: WorkerConfig,
+    ) -> Harness {
         let conf = super::sdk_config().await;
         let sqs = SqsClient::new(&conf);
         let queue_url = super::fresh_queue(&sqs).await;
@@ -218,6 +232,7 @@ pub mod worker_kit {
                 Secret::new("test-api-key"),
                 &settings,
             )),
+            esp,
             queue: Arc::new(SqsWorkQueue::new(
                 sqs.clone(),
                 queue_url.clone(),

@@ -17,6 +17,7 @@ async fn main() -> Result<(), Error> {
         store: store.clone(),
         subscribers: store,
         sparkloop: shared::adapters::sparkloop::from_env()?,
+        esp: shared::adapters::esp::from_env()?,
         queue: Arc::new(SqsWorkQueue::from_env().await?),
         cfg: WorkerConfig::from_env()?,
     });

@@ -1,8 +1,16 @@
 //! DynamoDB adapter: idempotency leases and subscriber facts in one table (`pk` string key).
 //!
-//! Items: `idem#<provider>#<dedupe id>` (lease records) and `contact#<provider>#<id>`,
-//! `sub#<email>` (subscriber facts). One table, because every access is a single-key read or
-//! write and one table means one IAM grant, one PITR setting and one TTL attribute.
+//! One table, one sparse index (`by_deadline`: `gsi1pk`, `gsi1sk`). Items:
+//! - `idem#<provider>#<dedupe id>`: lease records (get/put/update/delete by key);
+//! - `sub#<email>`: the subscriber (referral status, screening dates, counters, history);
+//!   while a referral is screened it carries `gsi1pk = "screening"`, `gsi1sk = deadline`, so
+//!   the screener queries the due ones without scanning;
+//! - `sig#<email>#...`: one engagement signal each (`gsi1pk = "sig#<email>"`, `gsi1sk = time`),
+//!   read per subscriber through the index, expired by TTL after 90 days;
+//! - `contact#<provider>#<id>`: the last address of an ESP contact (email-change detection).
+//!
+//! One table because every access is by key or through the one index, and one table means
+//! one IAM grant, one PITR setting and one TTL attribute.
 
 use std::collections::HashMap;
 
@@ -14,8 +22,15 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use crate::core::dedupe::{decide, Acquire, LeaseRequest, Record, Status};
-use crate::core::rules::Signal;
+use crate::core::lifecycle::{
+    ReferralStatus, SignalEntry, StateWrite, SubscriberState, Transition, TransitionResult,
+};
 use crate::ports::{IdempotencyStore, StoreError, SubscriberStore};
+
+pub const INDEX: &str = "by_deadline";
+const SCREENING: &str = "screening";
+/// Signals are kept this long (longer than any screening period).
+const SIGNAL_RETENTION_SECS: i64 = 90 * 86_400;
 
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
@@ -86,37 +101,53 @@ impl DynamoStore {
     /// Creates the table with its TTL (for `sparkbridge dev --aws` and tests); idempotent.
     pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
         use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-            TimeToLiveSpecification,
+            AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+            Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
         };
-        let exists = self
+        if self
             .client
             .describe_table()
             .table_name(&self.table)
             .send()
             .await
-            .is_ok();
-        if exists {
+            .is_ok()
+        {
             return Ok(());
         }
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(unavailable)
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(unavailable)
+        };
+        let index = GlobalSecondaryIndex::builder()
+            .index_name(INDEX)
+            .key_schema(key("gsi1pk", KeyType::Hash)?)
+            .key_schema(key("gsi1sk", KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build()
+            .map_err(unavailable)?;
         self.client
             .create_table()
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("pk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(unavailable)?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("pk")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .map_err(unavailable)?,
-            )
+            .attribute_definitions(attr("pk")?)
+            .attribute_definitions(attr("gsi1pk")?)
+            .attribute_definitions(attr("gsi1sk")?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .global_secondary_indexes(index)
             .send()
             .await
             .map_err(unavailable)?;
@@ -193,27 +224,70 @@ impl IdempotencyStore for DynamoStore {
         owner: &str,
         keep_until: i64,
         outcome: &str,
+        writes: &[StateWrite],
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
+        use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+        if writes.is_empty() {
+            // The common case stays a plain UpdateItem: one round trip.
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(idem_key(key)))
+                .update_expression(COMPLETE_EXPRESSION)
+                .condition_expression(OWNER_CONDITION)
+                .set_expression_attribute_names(Some(complete_names()))
+                .set_expression_attribute_values(Some(complete_values(owner, keep_until, outcome)))
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(true),
+                Err(SdkError::ServiceError(se))
+                    if se.err().is_conditional_check_failed_exception() =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(unavailable(e)),
+            };
+        }
+        // State writes ride in the same transaction: they happen exactly when the event is
+        // marked processed, and not at all if the lease was lost.
+        let complete = Update::builder()
             .table_name(&self.table)
             .key("pk", s(idem_key(key)))
-            .update_expression("SET #status = :completed, expires_at = :keep, outcome = :outcome REMOVE lease_until_ms")
-            .condition_expression("#status = :in_progress AND #owner = :me")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":completed", s(Status::Completed.as_str()))
-            .expression_attribute_values(":in_progress", s(Status::InProgress.as_str()))
-            .expression_attribute_values(":me", s(owner))
-            .expression_attribute_values(":keep", n(keep_until))
-            .expression_attribute_values(":outcome", s(outcome))
+            .update_expression(COMPLETE_EXPRESSION)
+            .condition_expression(OWNER_CONDITION)
+            .set_expression_attribute_names(Some(complete_names()))
+            .set_expression_attribute_values(Some(complete_values(owner, keep_until, outcome)))
+            .build()
+            .map_err(unavailable)?;
+        let mut items = vec![TransactWriteItem::builder().update(complete).build()];
+        for w in writes {
+            items.extend(self.state_items(w)?);
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                Ok(false)
+            Err(SdkError::ServiceError(se)) => {
+                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+                let lost = match se.err() {
+                    TransactWriteItemsError::TransactionCanceledException(t) => t
+                        .cancellation_reasons()
+                        .first()
+                        .and_then(|r| r.code())
+                        .is_some_and(|c| c == "ConditionalCheckFailed"),
+                    _ => false,
+                };
+                if lost {
+                    Ok(false)
+                } else {
+                    Err(unavailable(SdkError::ServiceError(se)))
+                }
             }
             Err(e) => Err(unavailable(e)),
         }
@@ -242,22 +316,324 @@ impl IdempotencyStore for DynamoStore {
     }
 }
 
+const COMPLETE_EXPRESSION: &str =
+    "SET #status = :completed, expires_at = :keep, outcome = :outcome REMOVE lease_until_ms";
+const OWNER_CONDITION: &str = "#status = :in_progress AND #owner = :me";
+
+fn complete_names() -> HashMap<String, String> {
+    HashMap::from([
+        ("#status".into(), "status".into()),
+        ("#owner".into(), "owner".into()),
+    ])
+}
+
+fn complete_values(owner: &str, keep_until: i64, outcome: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (":completed".into(), s(Status::Completed.as_str())),
+        (":in_progress".into(), s(Status::InProgress.as_str())),
+        (":me".into(), s(owner)),
+        (":keep".into(), n(keep_until)),
+        (":outcome".into(), s(outcome)),
+    ])
+}
+
+fn sub_key(email: &str) -> String {
+    format!("sub#{}", email.to_ascii_lowercase())
+}
+
+/// Sortable UTC timestamps for index keys.
+fn ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn parse_ts(v: Option<&AttributeValue>) -> Option<DateTime<Utc>> {
+    v.and_then(|v| v.as_s().ok())
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| d.with_timezone(&Utc))
+}
+
+fn history_line(at: DateTime<Utc>, what: &str) -> AttributeValue {
+    AttributeValue::L(vec![s(format!("{} {what}", ts(at)))])
+}
+
+impl DynamoStore {
+    fn state_items(
+        &self,
+        w: &StateWrite,
+    ) -> Result<Vec<aws_sdk_dynamodb::types::TransactWriteItem>, StoreError> {
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+        match w {
+            StateWrite::Signal { email, entry } => {
+                let email = email.to_ascii_lowercase();
+                let msg = entry.message.clone().unwrap_or_default();
+                let mut put = Put::builder()
+                    .table_name(&self.table)
+                    .item(
+                        "pk",
+                        s(format!(
+                            "sig#{email}#{}#{}#{msg}",
+                            entry.kind,
+                            entry.at.timestamp_millis()
+                        )),
+                    )
+                    .item("gsi1pk", s(format!("sig#{email}")))
+                    .item("gsi1sk", s(format!("{}#{}", ts(entry.at), entry.kind)))
+                    .item("kind", s(&entry.kind))
+                    .item("at", s(ts(entry.at)))
+                    .item(
+                        "expires_at",
+                        n(entry.at.timestamp() + SIGNAL_RETENTION_SECS),
+                    );
+                if let Some(m) = &entry.message {
+                    put = put.item("message", s(m));
+                }
+                let counter = Update::builder()
+                    .table_name(&self.table)
+                    .key("pk", s(sub_key(&email)))
+                    .update_expression("SET email = if_not_exists(email, :email), last_signal_at = :at ADD #counter :one")
+                    .expression_attribute_names("#counter", &entry.kind)
+                    .expression_attribute_values(":email", s(&email))
+                    .expression_attribute_values(":at", s(ts(entry.at)))
+                    .expression_attribute_values(":one", n(1));
+                Ok(vec![
+                    TransactWriteItem::builder()
+                        .put(put.build().map_err(unavailable)?)
+                        .build(),
+                    TransactWriteItem::builder()
+                        .update(counter.build().map_err(unavailable)?)
+                        .build(),
+                ])
+            }
+            StateWrite::EspStatus { email, status, at } => {
+                let u = Update::builder()
+                    .table_name(&self.table)
+                    .key("pk", s(sub_key(email)))
+                    .update_expression(
+                        "SET email = if_not_exists(email, :email), esp_status = :st, esp_status_at = :at, \
+                         history = list_append(if_not_exists(history, :empty), :h)",
+                    )
+                    .expression_attribute_values(":email", s(email.to_ascii_lowercase()))
+                    .expression_attribute_values(":st", s(status))
+                    .expression_attribute_values(":at", s(ts(*at)))
+                    .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+                    .expression_attribute_values(":h", history_line(*at, &format!("esp {status}")));
+                Ok(vec![TransactWriteItem::builder()
+                    .update(u.build().map_err(unavailable)?)
+                    .build()])
+            }
+        }
+    }
+
+    async fn signals(&self, email: &str) -> Result<Vec<SignalEntry>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let res = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(INDEX)
+                .key_condition_expression("gsi1pk = :pk")
+                .expression_attribute_values(
+                    ":pk",
+                    s(format!("sig#{}", email.to_ascii_lowercase())),
+                )
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in res.items() {
+                let Some(at) = parse_ts(item.get("at")) else {
+                    continue;
+                };
+                out.push(SignalEntry {
+                    kind: item
+                        .get("kind")
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default(),
+                    message: item.get("message").and_then(|v| v.as_s().ok()).cloned(),
+                    at,
+                });
+            }
+            match res.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    fn state_from(item: &HashMap<String, AttributeValue>) -> SubscriberState {
+        let get = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        SubscriberState {
+            email: get("email").unwrap_or_default(),
+            sparkloop_id: get("sparkloop_id"),
+            referral_status: get("referral_status").and_then(|s| ReferralStatus::parse(&s)),
+            campaign_id: get("campaign_id"),
+            partner_id: get("partner_id"),
+            source: get("source"),
+            screening_started_at: parse_ts(item.get("screening_started_at")),
+            screening_deadline: parse_ts(item.get("screening_deadline")),
+            esp_status: get("esp_status"),
+            screened: get("screened"),
+            signals: Vec::new(),
+            history: item
+                .get("history")
+                .and_then(|v| v.as_l().ok())
+                .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 #[async_trait]
 impl SubscriberStore for DynamoStore {
-    async fn record_signal(
+    async fn apply_transition(&self, t: &Transition) -> Result<TransitionResult, StoreError> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        let mut sets: Vec<&str> = vec![
+            "email = :email",
+            "referral_status = :st",
+            "status_rank = :rank",
+            "updated_at = :at",
+            "history = list_append(if_not_exists(history, :empty), :h)",
+        ];
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(sub_key(&t.email)))
+            .expression_attribute_values(":email", s(t.email.to_ascii_lowercase()))
+            .expression_attribute_values(":st", s(t.status.as_str()))
+            .expression_attribute_values(":rank", n(t.status.rank()))
+            .expression_attribute_values(":at", s(ts(t.at)))
+            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+            .expression_attribute_values(
+                ":h",
+                history_line(t.at, &format!("{} ({})", t.status.as_str(), t.cause)),
+            );
+        for (set, placeholder, value) in [
+            ("sparkloop_id = :sid", ":sid", &t.sparkloop_id),
+            ("campaign_id = :cid", ":cid", &t.campaign_id),
+            ("partner_id = :pid", ":pid", &t.partner_id),
+            ("source = :src", ":src", &t.source),
+        ] {
+            if let Some(v) = value {
+                sets.push(set);
+                req = req.expression_attribute_values(placeholder, s(v));
+            }
+        }
+        let expression = match t.screening {
+            Some((start, deadline)) => {
+                sets.extend([
+                    "screening_started_at = :start",
+                    "screening_deadline = :deadline",
+                    "gsi1pk = :screening",
+                    "gsi1sk = :deadline",
+                ]);
+                req = req
+                    .expression_attribute_values(":start", s(ts(start)))
+                    .expression_attribute_values(":deadline", s(ts(deadline)))
+                    .expression_attribute_values(":screening", s(SCREENING));
+                format!("SET {}", sets.join(", "))
+            }
+            // Leaving pending leaves the screening index.
+            None => format!("SET {} REMOVE gsi1pk, gsi1sk", sets.join(", ")),
+        };
+        let result = req
+            .update_expression(expression)
+            .condition_expression("attribute_not_exists(status_rank) OR status_rank < :rank")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(TransitionResult::Applied),
+            Err(SdkError::ServiceError(se)) => match se.err() {
+                UpdateItemError::ConditionalCheckFailedException(e) => {
+                    let old = e
+                        .item()
+                        .and_then(|i| i.get("referral_status"))
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|s| ReferralStatus::parse(s));
+                    Ok(match old {
+                        Some(old) if old != t.status => TransitionResult::Stale(old),
+                        _ => TransitionResult::Same,
+                    })
+                }
+                _ => Err(unavailable(SdkError::ServiceError(se))),
+            },
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn get(&self, email: &str) -> Result<Option<SubscriberState>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(sub_key(email)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let mut state = Self::state_from(item);
+        state.signals = self.signals(email).await?;
+        Ok(Some(state))
+    }
+
+    async fn screening_candidates(
         &self,
-        email: &str,
-        signal: Signal,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+        due_before: DateTime<Utc>,
+    ) -> Result<Vec<SubscriberState>, StoreError> {
+        let mut emails = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let res = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(INDEX)
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk <= :due")
+                .expression_attribute_values(":pk", s(SCREENING))
+                .expression_attribute_values(":due", s(ts(due_before)))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            emails.extend(
+                res.items()
+                    .iter()
+                    .filter_map(|i| i.get("email").and_then(|v| v.as_s().ok()).cloned()),
+            );
+            match res.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        let mut out = Vec::with_capacity(emails.len());
+        for e in emails {
+            if let Some(state) = self.get(&e).await? {
+                out.push(state);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn mark_screened(&self, email: &str, note: &str) -> Result<(), StoreError> {
+        let now = Utc::now();
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(format!("sub#{}", email.to_ascii_lowercase())))
-            .update_expression("ADD #counter :one SET last_signal_at = :at")
-            .expression_attribute_names("#counter", signal.as_str())
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":at", s(at.to_rfc3339()))
+            .key("pk", s(sub_key(email)))
+            .update_expression(
+                "SET screened = :note, history = list_append(if_not_exists(history, :empty), :h) REMOVE gsi1pk, gsi1sk",
+            )
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":note", s(note))
+            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+            .expression_attribute_values(":h", history_line(now, &format!("screened: {note}")))
             .send()
             .await
             .map_err(unavailable)?;

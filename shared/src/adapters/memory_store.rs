@@ -1,27 +1,27 @@
 //! In-memory store with the same semantics as the DynamoDB adapter (for `sparkbridge dev`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::core::dedupe::{decide, Acquire, LeaseRequest, Record, Status};
-use crate::core::rules::Signal;
+use crate::core::lifecycle::{StateWrite, SubscriberState, Transition, TransitionResult};
 use crate::ports::{IdempotencyStore, StoreError, SubscriberStore};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub deliveries: u64,
-    pub opens: u64,
-    pub clicks: u64,
+#[derive(Default)]
+struct Inner {
+    leases: HashMap<String, Record>,
+    subscribers: HashMap<String, SubscriberState>,
+    /// Emails in the screening index, with their deadline.
+    screening: HashMap<String, DateTime<Utc>>,
+    contacts: HashMap<String, String>,
 }
 
 #[derive(Default)]
 pub struct MemoryStore {
-    leases: Mutex<HashMap<String, Record>>,
-    counters: Mutex<HashMap<String, Counters>>,
-    contacts: Mutex<HashMap<String, String>>,
+    inner: Mutex<Inner>,
 }
 
 impl MemoryStore {
@@ -29,31 +29,37 @@ impl MemoryStore {
         Self::default()
     }
 
-    pub fn lease(&self, key: &str) -> Option<Record> {
-        self.leases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn counters(&self, email: &str) -> Counters {
-        self.counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&email.to_ascii_lowercase())
-            .cloned()
-            .unwrap_or_default()
+    pub fn lease(&self, key: &str) -> Option<Record> {
+        self.lock().leases.get(key).cloned()
     }
+}
+
+fn line(at: DateTime<Utc>, what: &str) -> String {
+    format!("{} {what}", at.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
+}
+
+fn entry<'a>(inner: &'a mut Inner, email: &str) -> &'a mut SubscriberState {
+    let key = email.to_ascii_lowercase();
+    inner
+        .subscribers
+        .entry(key.clone())
+        .or_insert_with(|| SubscriberState {
+            email: key,
+            ..Default::default()
+        })
 }
 
 #[async_trait]
 impl IdempotencyStore for MemoryStore {
     async fn acquire(&self, key: &str, req: &LeaseRequest) -> Result<Acquire, StoreError> {
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        let decision = decide(leases.get(key), req);
+        let mut inner = self.lock();
+        let decision = decide(inner.leases.get(key), req);
         if decision == Acquire::Acquired {
-            leases.insert(key.to_string(), req.record());
+            inner.leases.insert(key.to_string(), req.record());
         }
         Ok(decision)
     }
@@ -64,23 +70,36 @@ impl IdempotencyStore for MemoryStore {
         owner: &str,
         keep_until: i64,
         _outcome: &str,
+        writes: &[StateWrite],
     ) -> Result<bool, StoreError> {
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        match leases.get_mut(key) {
+        let mut inner = self.lock();
+        match inner.leases.get_mut(key) {
             Some(r) if r.status == Status::InProgress && r.owner == owner => {
                 r.status = Status::Completed;
                 r.expires_at = keep_until;
-                Ok(true)
             }
-            _ => Ok(false),
+            _ => return Ok(false),
         }
+        for w in writes {
+            match w {
+                StateWrite::Signal { email, entry: e } => {
+                    entry(&mut inner, email).signals.push(e.clone())
+                }
+                StateWrite::EspStatus { email, status, at } => {
+                    let s = entry(&mut inner, email);
+                    s.esp_status = Some(status.clone());
+                    s.history.push(line(*at, &format!("esp {status}")));
+                }
+            }
+        }
+        Ok(true)
     }
 
     async fn release(&self, key: &str, owner: &str) -> Result<bool, StoreError> {
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        match leases.get(key) {
+        let mut inner = self.lock();
+        match inner.leases.get(key) {
             Some(r) if r.status == Status::InProgress && r.owner == owner => {
-                leases.remove(key);
+                inner.leases.remove(key);
                 Ok(true)
             }
             _ => Ok(false),
@@ -90,18 +109,67 @@ impl IdempotencyStore for MemoryStore {
 
 #[async_trait]
 impl SubscriberStore for MemoryStore {
-    async fn record_signal(
+    async fn apply_transition(&self, t: &Transition) -> Result<TransitionResult, StoreError> {
+        let mut inner = self.lock();
+        let s = entry(&mut inner, &t.email);
+        if let Some(old) = s.referral_status {
+            if old == t.status {
+                return Ok(TransitionResult::Same);
+            }
+            if old.rank() > t.status.rank() {
+                return Ok(TransitionResult::Stale(old));
+            }
+        }
+        s.referral_status = Some(t.status);
+        s.sparkloop_id = t.sparkloop_id.clone().or(s.sparkloop_id.take());
+        s.campaign_id = t.campaign_id.clone().or(s.campaign_id.take());
+        s.partner_id = t.partner_id.clone().or(s.partner_id.take());
+        s.source = t.source.clone().or(s.source.take());
+        s.history
+            .push(line(t.at, &format!("{} ({})", t.status.as_str(), t.cause)));
+        let email = s.email.clone();
+        match t.screening {
+            Some((start, deadline)) => {
+                s.screening_started_at = Some(start);
+                s.screening_deadline = Some(deadline);
+                inner.screening.insert(email, deadline);
+            }
+            None => {
+                inner.screening.remove(&email);
+            }
+        }
+        Ok(TransitionResult::Applied)
+    }
+
+    async fn get(&self, email: &str) -> Result<Option<SubscriberState>, StoreError> {
+        Ok(self
+            .lock()
+            .subscribers
+            .get(&email.to_ascii_lowercase())
+            .cloned())
+    }
+
+    async fn screening_candidates(
         &self,
-        email: &str,
-        signal: Signal,
-        _at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut all = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        let c = all.entry(email.to_ascii_lowercase()).or_default();
-        match signal {
-            Signal::Delivery => c.deliveries += 1,
-            Signal::Open => c.opens += 1,
-            Signal::Click => c.clicks += 1,
+        due_before: DateTime<Utc>,
+    ) -> Result<Vec<SubscriberState>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .screening
+            .iter()
+            .filter(|(_, deadline)| **deadline <= due_before)
+            .filter_map(|(email, _)| inner.subscribers.get(email).cloned())
+            .collect())
+    }
+
+    async fn mark_screened(&self, email: &str, note: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let key = email.to_ascii_lowercase();
+        inner.screening.remove(&key);
+        if let Some(s) = inner.subscribers.get_mut(&key) {
+            s.screened = Some(note.to_string());
+            s.history
+                .push(line(Utc::now(), &format!("screened: {note}")));
         }
         Ok(())
     }
@@ -112,9 +180,8 @@ impl SubscriberStore for MemoryStore {
         email: &str,
     ) -> Result<Option<String>, StoreError> {
         Ok(self
-            .contacts
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .contacts
             .insert(contact_key.to_string(), email.to_string()))
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod dynamodb;
+pub mod esp;
 pub mod memory_queue;
 pub mod memory_store;
 pub mod sparkloop;

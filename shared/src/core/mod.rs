@@ -4,6 +4,7 @@ pub mod backoff;
 pub mod dedupe;
 pub mod envelope;
 pub mod esputnik;
+pub mod lifecycle;
 pub mod loops;
 pub mod mask;
 pub mod outbound;

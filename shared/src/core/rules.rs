@@ -1,15 +1,19 @@
 //! The rules: envelope + known subscriber state -> actions. Pure and table-tested.
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::core::envelope::{Envelope, Provider, KIND_PARKED, KIND_UNKNOWN};
+use crate::core::lifecycle::{self, EspCall, LifecycleConfig, SignalEntry, StateWrite, Transition};
 use crate::core::outbound::SparkLoopCall;
+
+/// Kind of the envelope the screener queues for a referral that missed the criteria.
+pub const KIND_SCREENING_REJECT: &str = "screening.reject";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RulesConfig {
     /// `CONFIRM_SIGNUPS`: confirm new signups to SparkLoop (partner links + tracking script).
     pub confirm_signups: bool,
+    pub lifecycle: LifecycleConfig,
 }
 
 /// What we know about the subscriber before acting.
@@ -36,19 +40,19 @@ impl Signal {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// A SparkLoop API call; `target` is the SparkLoop uuid when known, else the email.
     SparkLoop { target: String, call: SparkLoopCall },
-    /// An engagement counter on the subscriber (screening).
-    Engagement {
-        email: String,
-        signal: Signal,
-        at: DateTime<Utc>,
-    },
+    /// Written with the event's completion (engagement signals, ESP-side status).
+    State(StateWrite),
+    /// A referral status change; when stale, the actions after it are skipped.
+    Transition(Transition),
+    /// An ESP API call (SparkLoop -> ESP).
+    Esp(EspCall),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Act(Vec<Action>),
     /// Acknowledged and counted, no call. The reason names the case.
@@ -78,9 +82,8 @@ pub fn decide(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
     let main = match env.provider {
         Provider::Loops => loops(env, cfg),
         Provider::Esputnik => esputnik(env),
-        Provider::Sparkloop | Provider::Sparkbridge => {
-            Decision::Ignore("handled by the lifecycle rules")
-        }
+        Provider::Sparkloop => sparkloop_event(env, cfg),
+        Provider::Sparkbridge => internal(env),
     };
     match main {
         Decision::Act(more) => {
@@ -107,14 +110,58 @@ fn sparkloop(env: &Envelope, call: SparkLoopCall) -> Decision {
     }
 }
 
-fn engagement(env: &Envelope, signal: Signal) -> Decision {
+/// ESP-side unsubscribe: tell SparkLoop, and record the ESP status with the completion.
+fn unsubscribe(env: &Envelope) -> Decision {
+    match sparkloop(env, SparkLoopCall::Unsubscribe) {
+        Decision::Act(mut actions) => {
+            if let Some(email) = email(env) {
+                actions.push(Action::State(StateWrite::EspStatus {
+                    email,
+                    status: format!("unsubscribed ({})", env.kind),
+                    at: env.occurred_at.unwrap_or(env.received_at),
+                }));
+            }
+            Decision::Act(actions)
+        }
+        other => other,
+    }
+}
+
+/// `message`: the ESP's id of the individual send, which ties opens to deliveries.
+fn engagement(env: &Envelope, signal: Signal, message: Option<String>) -> Decision {
     match email(env) {
-        Some(email) => Decision::Act(vec![Action::Engagement {
+        Some(email) => Decision::Act(vec![Action::State(StateWrite::Signal {
             email,
-            signal,
-            at: env.occurred_at.unwrap_or(env.received_at),
-        }]),
+            entry: SignalEntry {
+                kind: signal.as_str().into(),
+                message,
+                at: env.occurred_at.unwrap_or(env.received_at),
+            },
+        })]),
         None => Decision::Ignore("engagement without an email"),
+    }
+}
+
+fn sparkloop_event(env: &Envelope, cfg: &RulesConfig) -> Decision {
+    let plan = lifecycle::plan(env, &cfg.lifecycle);
+    let mut actions: Vec<Action> = plan
+        .transition
+        .into_iter()
+        .map(Action::Transition)
+        .collect();
+    actions.extend(plan.esp.into_iter().map(Action::Esp));
+    if actions.is_empty() {
+        Decision::Ignore(plan.note.unwrap_or("no ESP effect"))
+    } else {
+        Decision::Act(actions)
+    }
+}
+
+/// Events sparkbridge queues itself.
+fn internal(env: &Envelope) -> Decision {
+    match env.kind.as_str() {
+        KIND_SCREENING_REJECT => sparkloop(env, SparkLoopCall::Reject),
+        _ => Decision::Park(format!("unknown internal event {}", env.kind)),
     }
 }
 
@@ -132,13 +179,23 @@ fn email_change(env: &Envelope, known: &Known) -> Vec<Action> {
 
 fn loops(env: &Envelope, cfg: &RulesConfig) -> Decision {
     match env.kind.as_str() {
-        k if LOOPS_UNSUBSCRIBES.contains(&k) => sparkloop(env, SparkLoopCall::Unsubscribe),
+        k if LOOPS_UNSUBSCRIBES.contains(&k) => unsubscribe(env),
         // Double opt-in: Loops sends contact.created only after confirmation (loops.md §1).
         "contact.created" if cfg.confirm_signups => sparkloop(env, SparkLoopCall::Confirm),
         "contact.created" => Decision::Ignore("signup (CONFIRM_SIGNUPS is off)"),
-        "email.opened" => engagement(env, Signal::Open),
-        "email.clicked" => engagement(env, Signal::Click),
-        "email.delivered" => engagement(env, Signal::Delivery),
+        "email.opened" | "email.clicked" | "email.delivered" => {
+            let send_id = env
+                .payload_value()
+                .pointer("/email/id")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let signal = match env.kind.as_str() {
+                "email.opened" => Signal::Open,
+                "email.clicked" => Signal::Click,
+                _ => Signal::Delivery,
+            };
+            engagement(env, signal, send_id)
+        }
         _ => Decision::Ignore("no SparkLoop effect"),
     }
 }
@@ -150,14 +207,20 @@ fn esputnik(env: &Envelope) -> Decision {
         .and_then(Value::as_str)
         .is_none_or(|m| m.eq_ignore_ascii_case("email"));
     match env.kind.as_str() {
-        "UNSUBSCRIBED" | "SPAM" if is_email => sparkloop(env, SparkLoopCall::Unsubscribe),
-        "UNDELIVERED" if is_email && is_hard_bounce(&payload) => {
-            sparkloop(env, SparkLoopCall::Unsubscribe)
-        }
+        "UNSUBSCRIBED" | "SPAM" if is_email => unsubscribe(env),
+        "UNDELIVERED" if is_email && is_hard_bounce(&payload) => unsubscribe(env),
         "UNDELIVERED" => Decision::Ignore("soft bounce or not email"),
-        "READ" if is_email => engagement(env, Signal::Open),
-        "CLICKED" if is_email => engagement(env, Signal::Click),
-        "DELIVERED" if is_email => engagement(env, Signal::Delivery),
+        "READ" | "CLICKED" | "DELIVERED" if is_email => {
+            let copy = payload
+                .get("messageInstanceId")
+                .map(|v| v.to_string().trim_matches('"').to_string());
+            let signal = match env.kind.as_str() {
+                "READ" => Signal::Open,
+                "CLICKED" => Signal::Click,
+                _ => Signal::Delivery,
+            };
+            engagement(env, signal, copy)
+        }
         _ => Decision::Ignore("no SparkLoop effect"),
     }
 }
@@ -179,6 +242,7 @@ fn is_hard_bounce(payload: &Value) -> bool {
 mod tests {
     use super::*;
     use crate::core::envelope::{Subscriber, ENVELOPE_VERSION};
+    use chrono::DateTime;
     use serde_json::value::RawValue;
 
     fn env(provider: Provider, kind: &str, email: Option<&str>, payload: &str) -> Envelope {
@@ -198,19 +262,33 @@ mod tests {
         }
     }
 
-    fn unsub(email: &str) -> Decision {
-        Decision::Act(vec![Action::SparkLoop {
-            target: email.into(),
-            call: SparkLoopCall::Unsubscribe,
-        }])
+    fn unsub_because(email: &str, kind: &str) -> Decision {
+        Decision::Act(vec![
+            Action::SparkLoop {
+                target: email.into(),
+                call: SparkLoopCall::Unsubscribe,
+            },
+            Action::State(StateWrite::EspStatus {
+                email: email.into(),
+                status: format!("unsubscribed ({kind})"),
+                at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            }),
+        ])
     }
 
     fn signal(email: &str, signal: Signal) -> Decision {
-        Decision::Act(vec![Action::Engagement {
+        signal_of(email, signal, None)
+    }
+
+    fn signal_of(email: &str, signal: Signal, message: Option<&str>) -> Decision {
+        Decision::Act(vec![Action::State(StateWrite::Signal {
             email: email.into(),
-            signal,
-            at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-        }])
+            entry: SignalEntry {
+                kind: signal.as_str().into(),
+                message: message.map(Into::into),
+                at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            },
+        })])
     }
 
     #[test]
@@ -218,15 +296,51 @@ mod tests {
         use Provider::*;
         let on = RulesConfig {
             confirm_signups: true,
+            ..Default::default()
         };
         let off = RulesConfig::default();
         let a = "a@b.c";
         let cases: Vec<(Provider, &str, Option<&str>, &str, &RulesConfig, Decision)> = vec![
-            (Loops, "email.unsubscribed", Some(a), "{}", &off, unsub(a)),
-            (Loops, "contact.unsubscribed", Some(a), "{}", &off, unsub(a)),
-            (Loops, "contact.deleted", Some(a), "{}", &off, unsub(a)),
-            (Loops, "email.hardBounced", Some(a), "{}", &off, unsub(a)),
-            (Loops, "email.spamReported", Some(a), "{}", &off, unsub(a)),
+            (
+                Loops,
+                "email.unsubscribed",
+                Some(a),
+                "{}",
+                &off,
+                unsub_because(a, "email.unsubscribed"),
+            ),
+            (
+                Loops,
+                "contact.unsubscribed",
+                Some(a),
+                "{}",
+                &off,
+                unsub_because(a, "contact.unsubscribed"),
+            ),
+            (
+                Loops,
+                "contact.deleted",
+                Some(a),
+                "{}",
+                &off,
+                unsub_because(a, "contact.deleted"),
+            ),
+            (
+                Loops,
+                "email.hardBounced",
+                Some(a),
+                "{}",
+                &off,
+                unsub_because(a, "email.hardBounced"),
+            ),
+            (
+                Loops,
+                "email.spamReported",
+                Some(a),
+                "{}",
+                &off,
+                unsub_because(a, "email.spamReported"),
+            ),
             (
                 Loops,
                 "email.unsubscribed",
@@ -258,9 +372,9 @@ mod tests {
                 Loops,
                 "email.opened",
                 Some(a),
-                "{}",
+                r#"{"email":{"id":"send_1"}}"#,
                 &off,
-                signal(a, Signal::Open),
+                signal_of(a, Signal::Open, Some("send_1")),
             ),
             (
                 Loops,
@@ -316,16 +430,23 @@ mod tests {
                 Some(a),
                 r#"{"mediaType":"email"}"#,
                 &off,
-                unsub(a),
+                unsub_because(a, "UNSUBSCRIBED"),
             ),
-            (Esputnik, "SPAM", Some(a), r#"{}"#, &off, unsub(a)),
+            (
+                Esputnik,
+                "SPAM",
+                Some(a),
+                r#"{}"#,
+                &off,
+                unsub_because(a, "SPAM"),
+            ),
             (
                 Esputnik,
                 "UNDELIVERED",
                 Some(a),
                 r#"{"mediaType":"email","hardBounce":true}"#,
                 &off,
-                unsub(a),
+                unsub_because(a, "UNDELIVERED"),
             ),
             (
                 Esputnik,
@@ -333,7 +454,7 @@ mod tests {
                 Some(a),
                 r#"{"hardBounce":false,"statusDescription":"5.1.2 (bad destination system: no such domain)"}"#,
                 &off,
-                unsub(a),
+                unsub_because(a, "UNDELIVERED"),
             ),
             (
                 Esputnik,
@@ -363,9 +484,9 @@ mod tests {
                 Esputnik,
                 "READ",
                 Some(a),
-                r#"{"mediaType":"email"}"#,
+                r#"{"mediaType":"email","messageInstanceId":4702518}"#,
                 &off,
-                signal(a, Signal::Open),
+                signal_of(a, Signal::Open, Some("4702518")),
             ),
             (
                 Esputnik,
@@ -422,12 +543,15 @@ mod tests {
     fn sparkloop_uuid_is_preferred_as_target() {
         let mut e = env(Provider::Loops, "email.unsubscribed", Some("a@b.c"), "{}");
         e.subscriber.sparkloop_id = Some("sub_1".into());
+        let Decision::Act(actions) = decide(&e, &Known::default(), &RulesConfig::default()) else {
+            panic!()
+        };
         assert_eq!(
-            decide(&e, &Known::default(), &RulesConfig::default()),
-            Decision::Act(vec![Action::SparkLoop {
+            actions[0],
+            Action::SparkLoop {
                 target: "sub_1".into(),
                 call: SparkLoopCall::Unsubscribe
-            }])
+            }
         );
     }
 
@@ -449,13 +573,9 @@ mod tests {
                 }
             }
         );
-        assert!(matches!(
-            actions[1],
-            Action::Engagement {
-                signal: Signal::Open,
-                ..
-            }
-        ));
+        assert!(
+            matches!(&actions[1], Action::State(StateWrite::Signal { entry, .. }) if entry.kind == "opens")
+        );
         // same address in another case is no change; an ignored event still passes the change on
         let same = Known {
             previous_email: Some("NEW@b.c".into()),

@@ -42,6 +42,7 @@ impl WorkerConfig {
         Ok(Self {
             rules: RulesConfig {
                 confirm_signups: flag("CONFIRM_SIGNUPS"),
+                lifecycle: crate::screener::ScreeningConfig::from_env()?.lifecycle(),
             },
             backoff: BackoffPolicy {
                 base_secs,

@@ -15,17 +15,21 @@ pub use config::WorkerConfig;
 
 use crate::core::dedupe::{Acquire, LeaseRequest};
 use crate::core::envelope::{Envelope, ENVELOPE_VERSION};
+use crate::core::lifecycle::{StateWrite, TransitionResult};
 use crate::core::mask::{mask_opt, sanitize};
 use crate::core::outbound::CallOutcome;
 use crate::core::rules::{self, Action, Decision, Known};
 use crate::ingest::truncate;
-use crate::ports::{IdempotencyStore, OutboundMessage, SparkLoopApi, SubscriberStore, WorkQueue};
+use crate::ports::{
+    EspApi, IdempotencyStore, OutboundMessage, SparkLoopApi, SubscriberStore, WorkQueue,
+};
 use crate::telemetry::metrics;
 
 pub struct Worker {
     pub store: Arc<dyn IdempotencyStore>,
     pub subscribers: Arc<dyn SubscriberStore>,
     pub sparkloop: Arc<dyn SparkLoopApi>,
+    pub esp: Arc<dyn EspApi>,
     pub queue: Arc<dyn WorkQueue>,
     pub cfg: WorkerConfig,
 }
@@ -209,21 +213,33 @@ impl Worker {
 
         let known = self.known(env).await;
         let decision = rules::decide(env, &known, &self.cfg.rules);
+        let mut writes = Vec::new();
         let outcome = match decision {
             Decision::Ignore(why) => {
                 trace.note = why.to_string();
                 Ok("ignored")
             }
             Decision::Park(reason) => Err(Failure::Permanent(reason)),
-            Decision::Act(actions) => self.act(&actions, trace).await.map(|_| "done"),
+            Decision::Act(actions) => self.act(&actions, trace, &mut writes).await.map(|_| "done"),
         };
         match outcome {
             Ok(label) => {
                 let keep_until = Utc::now().timestamp() + self.cfg.window_secs;
-                match self.store.complete(&key, &owner, keep_until, label).await {
+                match self
+                    .store
+                    .complete(&key, &owner, keep_until, label, &writes)
+                    .await
+                {
                     Ok(true) => {}
                     Ok(false) => {
                         trace.note = format!("{} (lease lost before completing)", trace.note)
+                    }
+                    // Nothing external happened yet: retrying loses nothing and repeats nothing.
+                    Err(e) if !trace.made_calls => {
+                        let _ = self.store.release(&key, &owner).await;
+                        return self
+                            .retry(rec, trace, format!("complete failed: {e}"), None)
+                            .await;
                     }
                     // The calls were made; retrying would repeat them. The lease expires and
                     // the record can be taken over if the provider redelivers.
@@ -265,51 +281,86 @@ impl Worker {
         }
     }
 
-    async fn act(&self, actions: &[Action], trace: &mut Trace) -> Result<(), Failure> {
+    /// Runs the actions in order. State writes are collected for the completion; a stale
+    /// transition stops the rest (the ESP must not act on an out-of-date status).
+    async fn act(
+        &self,
+        actions: &[Action],
+        trace: &mut Trace,
+        writes: &mut Vec<StateWrite>,
+    ) -> Result<(), Failure> {
         for action in actions {
             match action {
                 Action::SparkLoop { target, call } => {
                     let outcome = self.sparkloop.call(target, call).await;
-                    metrics::count(
-                        "OutboundCalls",
-                        1,
-                        &[("Target", "sparkloop"), ("Outcome", outcome.label())],
-                    );
-                    trace
-                        .calls
-                        .push(format!("sparkloop.{}={}", call.name(), outcome.label()));
-                    match outcome {
-                        CallOutcome::Retry {
-                            reason,
-                            retry_after,
-                        } => {
-                            return Err(Failure::Retry {
-                                reason: format!("sparkloop {}: {reason}", call.name()),
-                                retry_after,
-                            })
-                        }
-                        CallOutcome::Permanent { status, body } => {
-                            return Err(Failure::Permanent(format!(
-                                "sparkloop {} answered {status}: {body}",
-                                call.name()
-                            )))
-                        }
-                        _ => {}
-                    }
+                    trace.made_calls = true;
+                    Self::outcome("sparkloop", call.name(), outcome, trace)?;
                 }
-                Action::Engagement { email, signal, at } => {
-                    self.subscribers
-                        .record_signal(email, *signal, *at)
-                        .await
-                        .map_err(|e| Failure::Retry {
-                            reason: format!("store: {e}"),
-                            retry_after: None,
-                        })?;
-                    trace.calls.push(format!("engagement.{}", signal.as_str()));
+                Action::Esp(call) => {
+                    let outcome = self.esp.call(call).await;
+                    trace.made_calls = true;
+                    Self::outcome(self.esp.name(), call.name(), outcome, trace)?;
+                }
+                Action::State(w) => writes.push(w.clone()),
+                Action::Transition(t) => {
+                    let result =
+                        self.subscribers
+                            .apply_transition(t)
+                            .await
+                            .map_err(|e| Failure::Retry {
+                                reason: format!("store: {e}"),
+                                retry_after: None,
+                            })?;
+                    match result {
+                        TransitionResult::Stale(stored) => {
+                            trace
+                                .calls
+                                .push(format!("state.{}=stale", t.status.as_str()));
+                            trace.note =
+                                format!("stale: the subscriber is already {}", stored.as_str());
+                            return Ok(());
+                        }
+                        TransitionResult::Applied => trace
+                            .calls
+                            .push(format!("state.{}=applied", t.status.as_str())),
+                        TransitionResult::Same => trace
+                            .calls
+                            .push(format!("state.{}=same", t.status.as_str())),
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Counts and traces an outbound call, and turns its outcome into a failure if needed.
+    fn outcome(
+        target: &str,
+        call: &str,
+        outcome: CallOutcome,
+        trace: &mut Trace,
+    ) -> Result<(), Failure> {
+        metrics::count(
+            "OutboundCalls",
+            1,
+            &[("Target", target), ("Outcome", outcome.label())],
+        );
+        trace
+            .calls
+            .push(format!("{target}.{call}={}", outcome.label()));
+        match outcome {
+            CallOutcome::Retry {
+                reason,
+                retry_after,
+            } => Err(Failure::Retry {
+                reason: format!("{target} {call}: {reason}"),
+                retry_after,
+            }),
+            CallOutcome::Permanent { status, body } => Err(Failure::Permanent(format!(
+                "{target} {call} answered {status}: {body}"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Backs off through the queue, or parks with the last error once `MAX_ATTEMPTS` is spent.
@@ -373,6 +424,7 @@ impl Worker {
 #[derive(Default)]
 struct Trace {
     dedupe: &'static str,
+    made_calls: bool,
     calls: Vec<String>,
     note: String,
     error: Option<String>,

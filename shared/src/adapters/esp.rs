@@ -1,0 +1,449 @@
+//! ESP contact clients (SparkLoop -> ESP): Loops and eSputnik, built like the SparkLoop
+//! client (timeouts, rate limit, the shared classification), and a dry-run stand-in.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::{json, Map, Value};
+
+use crate::adapters::sparkloop::{http_client, send, ClientSettings};
+use crate::core::lifecycle::EspCall;
+use crate::core::mask::mask_email;
+use crate::core::outbound::CallOutcome;
+use crate::core::secret::Secret;
+use crate::ports::EspApi;
+
+pub const DEFAULT_LOOPS_URL: &str = "https://app.loops.so";
+pub const DEFAULT_ESPUTNIK_URL: &str = "https://esputnik.com";
+
+/// Logical property -> the ESP's property name. Defaults below; `ESP_PROPERTY_NAMES` (JSON)
+/// renames them, and an empty name turns one off.
+#[derive(Debug, Clone)]
+pub struct PropertyNames(BTreeMap<String, String>);
+
+impl Default for PropertyNames {
+    fn default() -> Self {
+        Self(
+            [
+                ("status", "sparkloopStatus"),
+                ("source", "sparkloopSource"),
+                ("sparkloop_id", "sparkloopId"),
+                ("partner", "sparkloopPartner"),
+                ("campaign", "sparkloopCampaign"),
+                ("referral_code", "sparkloopReferralCode"),
+                ("referral_link", "sparkloopReferralLink"),
+                ("referrals", "sparkloopReferrals"),
+                ("reward", "sparkloopReward"),
+                ("reward_redeemed", "sparkloopRewardRedeemed"),
+                ("coupon", "sparkloopCoupon"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        )
+    }
+}
+
+impl PropertyNames {
+    pub fn from_json(text: Option<&str>) -> Result<Self, String> {
+        let mut names = Self::default();
+        if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
+            let overrides: BTreeMap<String, String> = serde_json::from_str(text)
+                .map_err(|e| format!("ESP_PROPERTY_NAMES is not a JSON object of strings: {e}"))?;
+            for (k, v) in overrides {
+                if !names.0.contains_key(&k) {
+                    return Err(format!(
+                        "ESP_PROPERTY_NAMES: unknown property {k:?} (known: {})",
+                        names.0.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                names.0.insert(k, v);
+            }
+        }
+        Ok(names)
+    }
+
+    /// The ESP-named properties, skipping those turned off.
+    pub fn map(&self, props: &BTreeMap<String, Value>) -> Vec<(String, Value)> {
+        props
+            .iter()
+            .filter_map(|(k, v)| {
+                self.0
+                    .get(k)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| (n.clone(), v.clone()))
+            })
+            .collect()
+    }
+}
+
+fn limiter(per_sec: u32) -> DefaultDirectRateLimiter {
+    RateLimiter::direct(Quota::per_second(
+        NonZeroU32::new(per_sec.max(1)).expect("max(1) is non-zero"),
+    ))
+}
+
+pub struct LoopsClient {
+    http: reqwest::Client,
+    base: String,
+    key: Secret,
+    names: PropertyNames,
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl LoopsClient {
+    /// Loops allows 10 requests per second per team.
+    pub fn new(
+        base_url: &str,
+        key: Secret,
+        names: PropertyNames,
+        settings: &ClientSettings,
+        per_sec: u32,
+    ) -> Self {
+        Self {
+            http: http_client(settings),
+            base: base_url.trim_end_matches('/').into(),
+            key,
+            names,
+            limiter: limiter(per_sec),
+        }
+    }
+
+    /// `PUT /api/v1/contacts/update` is an upsert, so every call is safe to repeat. It never
+    /// sends `subscribed: true`, which would re-subscribe someone who left.
+    pub fn body(&self, call: &EspCall) -> Value {
+        let mut body = Map::new();
+        body.insert("email".into(), json!(call.email()));
+        let props = match call {
+            EspCall::Upsert {
+                first_name,
+                source,
+                properties,
+                ..
+            } => {
+                if let Some(f) = first_name {
+                    body.insert("firstName".into(), json!(f));
+                }
+                if let Some(s) = source {
+                    body.insert("source".into(), json!(s));
+                }
+                properties
+            }
+            EspCall::Unsubscribe { properties, .. } => {
+                body.insert("subscribed".into(), json!(false));
+                properties
+            }
+            EspCall::Properties { properties, .. } => properties,
+        };
+        for (k, v) in self.names.map(props) {
+            body.insert(k, v);
+        }
+        Value::Object(body)
+    }
+}
+
+#[async_trait]
+impl EspApi for LoopsClient {
+    fn name(&self) -> &'static str {
+        "loops"
+    }
+
+    async fn call(&self, call: &EspCall) -> CallOutcome {
+        self.limiter.until_ready().await;
+        let body = self.body(call);
+        let req = self
+            .http
+            .put(format!("{}/api/v1/contacts/update", self.base))
+            .bearer_auth(self.key.expose())
+            .json(&body);
+        match send(req).await {
+            // A 400 naming a property means it does not exist in Loops yet: say which to create.
+            CallOutcome::Permanent {
+                status: 400,
+                body: text,
+            } if text.to_ascii_lowercase().contains("propert") => {
+                let sent: Vec<&str> = body
+                    .as_object()
+                    .map(|o| {
+                        o.keys()
+                            .map(String::as_str)
+                            .filter(|k| !["email", "firstName", "source", "subscribed"].contains(k))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                CallOutcome::Permanent {
+                    status: 400,
+                    body: format!("{text} — create these contact properties in Loops (Settings → API → Contact properties) or rename them with ESP_PROPERTY_NAMES: {}", sent.join(", ")),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+pub struct EsputnikClient {
+    http: reqwest::Client,
+    base: String,
+    key: Secret,
+    /// Logical property -> eSputnik additional-field id (`ESPUTNIK_FIELD_IDS`).
+    field_ids: BTreeMap<String, i64>,
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl EsputnikClient {
+    pub fn new(
+        base_url: &str,
+        key: Secret,
+        field_ids: BTreeMap<String, i64>,
+        settings: &ClientSettings,
+        per_sec: u32,
+    ) -> Self {
+        Self {
+            http: http_client(settings),
+            base: base_url.trim_end_matches('/').into(),
+            key,
+            field_ids,
+            limiter: limiter(per_sec),
+        }
+    }
+
+    fn fields(&self, props: &BTreeMap<String, Value>) -> Vec<Value> {
+        props
+            .iter()
+            .filter_map(|(k, v)| {
+                let id = self.field_ids.get(k)?;
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                Some(json!({"id": id, "value": text}))
+            })
+            .collect()
+    }
+
+    /// `POST /api/v1/contact` adds or updates one contact (matched on the email channel).
+    pub fn contact_body(
+        &self,
+        email: &str,
+        first_name: Option<&str>,
+        props: &BTreeMap<String, Value>,
+    ) -> Value {
+        let mut body =
+            json!({"channels": [{"type": "email", "value": email}], "fields": self.fields(props)});
+        if let Some(f) = first_name {
+            body["firstName"] = json!(f);
+        }
+        body
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> CallOutcome {
+        self.limiter.until_ready().await;
+        let req = self
+            .http
+            .post(format!("{}/api/v1/{path}", self.base))
+            .basic_auth("sparkbridge", Some(self.key.expose()))
+            .json(body);
+        match send(req).await {
+            // eSputnik refuses an identical request made moments ago: it was applied.
+            CallOutcome::Permanent { body, .. } if body.contains("Duplicated request") => {
+                CallOutcome::AlreadyDone
+            }
+            other => other,
+        }
+    }
+}
+
+#[async_trait]
+impl EspApi for EsputnikClient {
+    fn name(&self) -> &'static str {
+        "esputnik"
+    }
+
+    async fn call(&self, call: &EspCall) -> CallOutcome {
+        match call {
+            EspCall::Upsert {
+                email,
+                first_name,
+                properties,
+                source,
+            } => {
+                let mut props = properties.clone();
+                if let Some(s) = source {
+                    props.entry("source".into()).or_insert_with(|| json!(s));
+                }
+                self.post(
+                    "contact",
+                    &self.contact_body(email, first_name.as_deref(), &props),
+                )
+                .await
+            }
+            EspCall::Unsubscribe { email, properties } => {
+                let outcome = self
+                    .post("emails/unsubscribed/add", &json!({"emails": [email]}))
+                    .await;
+                if !outcome.is_success() || self.fields(properties).is_empty() {
+                    return outcome;
+                }
+                self.post("contact", &self.contact_body(email, None, properties))
+                    .await
+            }
+            EspCall::Properties { email, properties } => {
+                if self.fields(properties).is_empty() {
+                    tracing::info!(email = %mask_email(email), "no ESPUTNIK_FIELD_IDS mapping for these properties; nothing to update");
+                    return CallOutcome::Done;
+                }
+                self.post("contact", &self.contact_body(email, None, properties))
+                    .await
+            }
+        }
+    }
+}
+
+/// Used when no ESP is configured, its key is missing, or `DRY_RUN=true`.
+pub struct DryRunEsp(pub &'static str);
+
+#[async_trait]
+impl EspApi for DryRunEsp {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    async fn call(&self, call: &EspCall) -> CallOutcome {
+        tracing::info!(esp = self.0, call = call.name(), email = %mask_email(call.email()), "dry run: would call the ESP");
+        CallOutcome::Done
+    }
+}
+
+/// `ESP` (`loops` | `esputnik`), its `*_API_KEY` and `*_API_URL`, `ESP_PROPERTY_NAMES`,
+/// `ESPUTNIK_FIELD_IDS`, `LOOPS_RATE_PER_SEC` (10), `ESPUTNIK_RATE_PER_SEC` (5).
+pub fn from_env() -> Result<Arc<dyn EspApi>, String> {
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+    let dry = crate::config::flag("DRY_RUN");
+    let settings = ClientSettings {
+        total_timeout: std::time::Duration::from_secs(crate::config::number(
+            "HTTP_TIMEOUT_SECS",
+            10u64,
+        )?),
+        ..ClientSettings::default()
+    };
+    match var("ESP").as_deref() {
+        None => {
+            tracing::warn!("ESP is not set: SparkLoop -> ESP calls run in dry-run (set ESP=loops or ESP=esputnik)");
+            Ok(Arc::new(DryRunEsp("none")))
+        }
+        Some("loops") => {
+            let url = var("LOOPS_API_URL").unwrap_or_else(|| DEFAULT_LOOPS_URL.into());
+            crate::config::check_api_url("LOOPS_API_URL", &url)?;
+            let names = PropertyNames::from_json(var("ESP_PROPERTY_NAMES").as_deref())?;
+            match Secret::from_opt(var("LOOPS_API_KEY")).filter(|_| !dry) {
+                Some(key) => Ok(Arc::new(LoopsClient::new(
+                    &url,
+                    key,
+                    names,
+                    &settings,
+                    crate::config::number("LOOPS_RATE_PER_SEC", 10u32)?,
+                ))),
+                None => {
+                    tracing::warn!(
+                        "LOOPS_API_KEY is not set or DRY_RUN is on: Loops calls run in dry-run"
+                    );
+                    Ok(Arc::new(DryRunEsp("loops")))
+                }
+            }
+        }
+        Some("esputnik") => {
+            let url = var("ESPUTNIK_API_URL").unwrap_or_else(|| DEFAULT_ESPUTNIK_URL.into());
+            crate::config::check_api_url("ESPUTNIK_API_URL", &url)?;
+            let ids: BTreeMap<String, i64> = match var("ESPUTNIK_FIELD_IDS") {
+                Some(t) => serde_json::from_str(&t).map_err(|e| {
+                    format!("ESPUTNIK_FIELD_IDS is not a JSON object of field ids: {e}")
+                })?,
+                None => BTreeMap::new(),
+            };
+            match Secret::from_opt(var("ESPUTNIK_API_KEY")).filter(|_| !dry) {
+                Some(key) => Ok(Arc::new(EsputnikClient::new(
+                    &url,
+                    key,
+                    ids,
+                    &settings,
+                    crate::config::number("ESPUTNIK_RATE_PER_SEC", 5u32)?,
+                ))),
+                None => {
+                    tracing::warn!("ESPUTNIK_API_KEY is not set or DRY_RUN is on: eSputnik calls run in dry-run");
+                    Ok(Arc::new(DryRunEsp("esputnik")))
+                }
+            }
+        }
+        Some(other) => Err(format!("ESP={other:?} must be loops or esputnik")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props() -> BTreeMap<String, Value> {
+        BTreeMap::from([
+            ("status".to_string(), json!("pending")),
+            ("referrals".to_string(), json!(3)),
+        ])
+    }
+
+    #[test]
+    fn loops_bodies() {
+        let names =
+            PropertyNames::from_json(Some(r#"{"referrals":"rhTotRef","coupon":""}"#)).unwrap();
+        let c = LoopsClient::new(
+            "https://app.loops.so/",
+            Secret::new("k"),
+            names,
+            &ClientSettings::default(),
+            10,
+        );
+        let up = c.body(&EspCall::Upsert {
+            email: "a@b.c".into(),
+            first_name: Some("Ann".into()),
+            source: Some("sparkloop-upscribe".into()),
+            properties: props(),
+        });
+        assert_eq!(
+            up,
+            json!({"email":"a@b.c","firstName":"Ann","source":"sparkloop-upscribe","sparkloopStatus":"pending","rhTotRef":3})
+        );
+        let un = c.body(&EspCall::Unsubscribe {
+            email: "a@b.c".into(),
+            properties: BTreeMap::new(),
+        });
+        assert_eq!(un, json!({"email":"a@b.c","subscribed":false}));
+        let pr = c.body(&EspCall::Properties {
+            email: "a@b.c".into(),
+            properties: BTreeMap::from([("coupon".into(), json!("X"))]),
+        });
+        assert_eq!(
+            pr,
+            json!({"email":"a@b.c"}),
+            "an empty name turns a property off"
+        );
+        assert!(PropertyNames::from_json(Some(r#"{"nope":"x"}"#)).is_err());
+        assert!(PropertyNames::from_json(Some("[]")).is_err());
+    }
+
+    #[test]
+    fn esputnik_bodies() {
+        let c = EsputnikClient::new(
+            "https://esputnik.com",
+            Secret::new("k"),
+            BTreeMap::from([("status".into(), 101)]),
+            &ClientSettings::default(),
+            5,
+        );
+        let b = c.contact_body("a@b.c", Some("Ann"), &props());
+        assert_eq!(
+            b,
+            json!({"channels":[{"type":"email","value":"a@b.c"}],"fields":[{"id":101,"value":"pending"}],"firstName":"Ann"})
+        );
+    }
+}

@@ -1,0 +1,868 @@
+//! Subscriber lifecycle: what SparkLoop tells us (referral status), what the ESP must do
+//! about it, and the engagement screening. Pure: the stores and clients live in adapters.
+//!
+//! Ordering. Referral status only moves forward: pending (1) -> verified (2) -> rejected (3).
+//! A status at or below the stored one is stale and changes nothing:
+//! - `new_partner_pending_referral` after `sync_subscriber` rejected: stale, the contact is
+//!   not added back (SparkLoop's terms forbid emailing rejected referrals);
+//! - pending after verified: stale;
+//! - verified after rejected: stale (rejection is final for us; a publisher who reinstates a
+//!   referral in SparkLoop re-adds the contact by hand);
+//! - rejected after verified: applied (rejected outranks everything: never email it);
+//! - the same status again (a retry, or sync_subscriber echoing a pending referral): no new
+//!   transition, but the ESP call is repeated, which is harmless (upsert / unsubscribe).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::core::envelope::Envelope;
+use crate::core::rules::Signal;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReferralStatus {
+    Pending,
+    Verified,
+    Rejected,
+}
+
+impl ReferralStatus {
+    pub fn rank(self) -> i64 {
+        match self {
+            ReferralStatus::Pending => 1,
+            ReferralStatus::Verified => 2,
+            ReferralStatus::Rejected => 3,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReferralStatus::Pending => "pending",
+            ReferralStatus::Verified => "verified",
+            ReferralStatus::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(ReferralStatus::Pending),
+            "verified" | "confirmed" => Some(ReferralStatus::Verified),
+            "rejected" => Some(ReferralStatus::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// One engagement signal, kept while a referral is screened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalEntry {
+    pub kind: String,
+    /// The ESP's id of the individual send (Loops `email.id`, eSputnik `messageInstanceId`),
+    /// which ties an open to the delivery it belongs to.
+    #[serde(default)]
+    pub message: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The subscriber record (DynamoDB item `sub#<email>`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SubscriberState {
+    pub email: String,
+    pub sparkloop_id: Option<String>,
+    pub referral_status: Option<ReferralStatus>,
+    pub campaign_id: Option<String>,
+    pub partner_id: Option<String>,
+    pub source: Option<String>,
+    pub screening_started_at: Option<DateTime<Utc>>,
+    pub screening_deadline: Option<DateTime<Utc>>,
+    pub esp_status: Option<String>,
+    pub screened: Option<String>,
+    #[serde(default)]
+    pub signals: Vec<SignalEntry>,
+    #[serde(default)]
+    pub history: Vec<String>,
+}
+
+impl SubscriberState {
+    pub fn count_since(&self, kind: Signal, since: DateTime<Utc>) -> usize {
+        self.signals
+            .iter()
+            .filter(|s| s.kind == kind.as_str() && s.at >= since)
+            .count()
+    }
+}
+
+/// A referral status change to record, conditional on moving forward.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub email: String,
+    pub status: ReferralStatus,
+    pub sparkloop_id: Option<String>,
+    pub campaign_id: Option<String>,
+    pub partner_id: Option<String>,
+    pub source: Option<String>,
+    /// Set when the referral enters screening.
+    pub screening: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    pub at: DateTime<Utc>,
+    pub cause: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransitionResult {
+    Applied,
+    /// Already at this status: the event is a repeat.
+    Same,
+    /// A later status is stored: nothing changes and no ESP call is made.
+    Stale(ReferralStatus),
+}
+
+/// Writes folded into the completion of an event (one DynamoDB transaction), so they happen
+/// exactly when the event is marked processed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateWrite {
+    Signal {
+        email: String,
+        entry: SignalEntry,
+    },
+    EspStatus {
+        email: String,
+        status: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// What the ESP must do (SparkLoop -> ESP). Property names are logical; each ESP client maps
+/// them to the names configured for that ESP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum EspCall {
+    /// Add or update the contact (never re-subscribes an unsubscribed contact).
+    Upsert {
+        email: String,
+        first_name: Option<String>,
+        source: Option<String>,
+        properties: BTreeMap<String, Value>,
+    },
+    /// Unsubscribe the contact (rejected referrals must not be emailed).
+    Unsubscribe {
+        email: String,
+        properties: BTreeMap<String, Value>,
+    },
+    /// Update properties of an existing contact.
+    Properties {
+        email: String,
+        properties: BTreeMap<String, Value>,
+    },
+}
+
+impl EspCall {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EspCall::Upsert { .. } => "upsert",
+            EspCall::Unsubscribe { .. } => "unsubscribe",
+            EspCall::Properties { .. } => "properties",
+        }
+    }
+
+    pub fn email(&self) -> &str {
+        match self {
+            EspCall::Upsert { email, .. }
+            | EspCall::Unsubscribe { email, .. }
+            | EspCall::Properties { email, .. } => email,
+        }
+    }
+}
+
+/// The plan for one SparkLoop event.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub transition: Option<Transition>,
+    pub esp: Vec<EspCall>,
+    pub note: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleConfig {
+    /// Default screening period (`SCREENING_DAYS`, 14).
+    pub screening_days: i64,
+    /// Per-partner screening periods (`SCREENING_PARTNER_RULES`).
+    pub partner_days: BTreeMap<String, i64>,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            screening_days: 14,
+            partner_days: BTreeMap::new(),
+        }
+    }
+}
+
+fn s(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn props(pairs: &[(&str, Option<Value>)]) -> BTreeMap<String, Value> {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| v.clone().map(|v| ((*k).to_string(), v)))
+        .collect()
+}
+
+/// Where a partner referral came from, in the values SparkLoop's native integrations write
+/// to `RH_SOURCE`. Upscribe is flagged on the campaign; other partner referrals that reach a
+/// custom integration as pending arrive through Magic Links.
+pub fn source_of(payload: &Value) -> &'static str {
+    if payload
+        .pointer("/campaign/upscribe")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        "sparkloop-upscribe"
+    } else {
+        "sparkloop-magic"
+    }
+}
+
+/// SparkLoop event -> state transition + ESP calls.
+pub fn plan(env: &Envelope, cfg: &LifecycleConfig) -> Plan {
+    let p = env.payload_value();
+    let sub = p.get("subscriber");
+    let email = s(sub.and_then(|x| x.get("email"))).or_else(|| env.subscriber.email.clone());
+    let at = env.occurred_at.unwrap_or(env.received_at);
+    let transition = |status: ReferralStatus,
+                      screening: Option<(DateTime<Utc>, DateTime<Utc>)>,
+                      email: &str| Transition {
+        email: email.to_string(),
+        status,
+        sparkloop_id: s(sub
+            .and_then(|x| x.get("id"))
+            .or_else(|| sub.and_then(|x| x.get("uuid")))),
+        campaign_id: s(p.pointer("/campaign/id")).or_else(|| s(p.get("campaign_id"))),
+        partner_id: s(sub.and_then(|x| x.get("partner_id")))
+            .or_else(|| s(p.pointer("/partner/id"))),
+        source: Some(source_of(&p).to_string()),
+        screening,
+        at,
+        cause: env.kind.clone(),
+    };
+    let status_prop = |st: ReferralStatus| json!(st.as_str());
+    match env.kind.as_str() {
+        "new_partner_pending_referral" | "new_partner_referral" | "sync_subscriber" => {
+            let Some(email) = email else {
+                return Plan {
+                    note: Some("referral event without an email"),
+                    ..Plan::default()
+                };
+            };
+            let status_text = s(sub.and_then(|x| x.get("referral_status")));
+            let status = match env.kind.as_str() {
+                "new_partner_pending_referral" => Some(ReferralStatus::Pending),
+                "new_partner_referral" => Some(ReferralStatus::Verified),
+                _ => status_text.as_deref().and_then(ReferralStatus::parse),
+            };
+            let Some(status) = status else {
+                return Plan {
+                    note: Some("sync_subscriber without a known referral_status"),
+                    ..Plan::default()
+                };
+            };
+            let base = props(&[
+                ("status", Some(status_prop(status))),
+                (
+                    "sparkloop_id",
+                    s(sub.and_then(|x| x.get("id"))).map(Value::String),
+                ),
+                ("partner", s(p.pointer("/partner/name")).map(Value::String)),
+                ("campaign", s(p.pointer("/campaign/id")).map(Value::String)),
+                (
+                    "referral_code",
+                    s(sub.and_then(|x| x.get("referral_code"))).map(Value::String),
+                ),
+            ]);
+            match status {
+                ReferralStatus::Pending => {
+                    let partner = s(sub.and_then(|x| x.get("partner_id")))
+                        .or_else(|| s(p.pointer("/partner/id")));
+                    let days = partner
+                        .and_then(|id| cfg.partner_days.get(&id).copied())
+                        .unwrap_or(cfg.screening_days);
+                    let mut properties = base;
+                    properties.insert("source".into(), json!(source_of(&p)));
+                    Plan {
+                        transition: Some(transition(
+                            status,
+                            Some((at, at + Duration::days(days))),
+                            &email,
+                        )),
+                        esp: vec![EspCall::Upsert {
+                            email: email.clone(),
+                            first_name: s(sub.and_then(|x| x.get("first_name"))),
+                            source: Some(source_of(&p).into()),
+                            properties,
+                        }],
+                        note: None,
+                    }
+                }
+                ReferralStatus::Verified => Plan {
+                    transition: Some(transition(status, None, &email)),
+                    esp: vec![EspCall::Properties {
+                        email: email.clone(),
+                        properties: base,
+                    }],
+                    note: None,
+                },
+                ReferralStatus::Rejected => Plan {
+                    transition: Some(transition(status, None, &email)),
+                    esp: vec![EspCall::Unsubscribe {
+                        email: email.clone(),
+                        properties: base,
+                    }],
+                    note: None,
+                },
+            }
+        }
+        "new_referral" => {
+            let r = p.get("referrer");
+            match s(r.and_then(|x| x.get("email"))) {
+                Some(referrer) => Plan {
+                    esp: vec![EspCall::Properties {
+                        email: referrer,
+                        properties: props(&[
+                            ("referrals", r.and_then(|x| x.get("tot_referrals")).cloned()),
+                            (
+                                "referral_link",
+                                s(r.and_then(|x| x.get("referral_link"))).map(Value::String),
+                            ),
+                            (
+                                "referral_code",
+                                s(r.and_then(|x| x.get("referral_code"))).map(Value::String),
+                            ),
+                        ]),
+                    }],
+                    ..Plan::default()
+                },
+                None => Plan {
+                    note: Some("new_referral without a referrer email"),
+                    ..Plan::default()
+                },
+            }
+        }
+        "reward_unlocked" | "reward_redeemed" => match email {
+            Some(email) => {
+                let reward = s(p.pointer("/reward/name")).map(Value::String);
+                let mut pairs = vec![
+                    (
+                        "referrals",
+                        sub.and_then(|x| x.get("tot_referrals")).cloned(),
+                    ),
+                    (
+                        "referral_link",
+                        s(sub.and_then(|x| x.get("referral_link"))).map(Value::String),
+                    ),
+                    ("coupon", s(p.get("coupon_code")).map(Value::String)),
+                ];
+                if env.kind == "reward_unlocked" {
+                    pairs.push(("reward", reward));
+                } else {
+                    pairs.push(("reward_redeemed", reward));
+                }
+                Plan {
+                    esp: vec![EspCall::Properties {
+                        email,
+                        properties: props(&pairs),
+                    }],
+                    ..Plan::default()
+                }
+            }
+            None => Plan {
+                note: Some("reward event without an email"),
+                ..Plan::default()
+            },
+        },
+        _ => Plan {
+            note: Some("no ESP effect"),
+            ..Plan::default()
+        },
+    }
+}
+
+/// The engagement criteria a referral must meet during screening (SparkLoop's help-center
+/// examples: "click once in the first two weeks", "open two of four emails in the first month").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Criteria {
+    #[serde(default)]
+    pub min_opens: u32,
+    #[serde(default)]
+    pub min_clicks: u32,
+    /// With `min_opens_of_first`: count opens of the first `first_emails` deliveries only.
+    #[serde(default)]
+    pub first_emails: u32,
+    #[serde(default)]
+    pub min_opens_of_first: u32,
+    /// `true`: any one criterion suffices; `false` (default): every set criterion must hold.
+    #[serde(default)]
+    pub any: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Passes,
+    /// Below the criteria; the reason lists what was measured.
+    Reject(String),
+    /// Not yet near the end of screening, or not a pending referral.
+    NotDue,
+}
+
+/// Decides one referral at `now`. Only pending referrals whose deadline is within
+/// `before_end` are judged; signals are counted from the start of screening.
+pub fn screen(
+    state: &SubscriberState,
+    criteria: &Criteria,
+    now: DateTime<Utc>,
+    before_end: Duration,
+) -> Verdict {
+    let (Some(ReferralStatus::Pending), Some(start), Some(deadline)) = (
+        state.referral_status,
+        state.screening_started_at,
+        state.screening_deadline,
+    ) else {
+        return Verdict::NotDue;
+    };
+    if now + before_end < deadline {
+        return Verdict::NotDue;
+    }
+    let in_window = |e: &&SignalEntry| e.at >= start && e.at <= deadline;
+    let opens = state
+        .signals
+        .iter()
+        .filter(in_window)
+        .filter(|e| e.kind == Signal::Open.as_str())
+        .count() as u32;
+    let clicks = state
+        .signals
+        .iter()
+        .filter(in_window)
+        .filter(|e| e.kind == Signal::Click.as_str())
+        .count() as u32;
+    let mut deliveries: Vec<&SignalEntry> = state
+        .signals
+        .iter()
+        .filter(in_window)
+        .filter(|e| e.kind == Signal::Delivery.as_str())
+        .collect();
+    deliveries.sort_by_key(|e| e.at);
+    let first: Vec<&str> = deliveries
+        .iter()
+        .take(criteria.first_emails as usize)
+        .filter_map(|e| e.message.as_deref())
+        .collect();
+    let mut opened_first: Vec<&str> = state
+        .signals
+        .iter()
+        .filter(in_window)
+        .filter(|e| e.kind == Signal::Open.as_str())
+        .filter_map(|e| e.message.as_deref())
+        .filter(|m| first.contains(m))
+        .collect();
+    opened_first.sort_unstable();
+    opened_first.dedup();
+    let opened_first = opened_first.len() as u32;
+
+    let mut checks: Vec<(bool, String)> = Vec::new();
+    if criteria.min_opens > 0 {
+        checks.push((
+            opens >= criteria.min_opens,
+            format!("opens {opens}/{}", criteria.min_opens),
+        ));
+    }
+    if criteria.min_clicks > 0 {
+        checks.push((
+            clicks >= criteria.min_clicks,
+            format!("clicks {clicks}/{}", criteria.min_clicks),
+        ));
+    }
+    if criteria.first_emails > 0 && criteria.min_opens_of_first > 0 {
+        checks.push((
+            opened_first >= criteria.min_opens_of_first,
+            format!(
+                "opened {opened_first} of the first {} emails (need {})",
+                criteria.first_emails, criteria.min_opens_of_first
+            ),
+        ));
+    }
+    if checks.is_empty() {
+        return Verdict::Passes; // no criteria configured: never reject
+    }
+    let pass = if criteria.any {
+        checks.iter().any(|c| c.0)
+    } else {
+        checks.iter().all(|c| c.0)
+    };
+    if pass {
+        Verdict::Passes
+    } else {
+        Verdict::Reject(
+            checks
+                .into_iter()
+                .map(|c| c.1)
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::envelope::{Provider, Subscriber, ENVELOPE_VERSION};
+    use serde_json::value::RawValue;
+
+    fn env(kind: &str, payload: Value) -> Envelope {
+        Envelope {
+            v: ENVELOPE_VERSION,
+            provider: Provider::Sparkloop,
+            kind: kind.into(),
+            dedupe_id: "d".into(),
+            received_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            occurred_at: None,
+            subscriber: Subscriber::default(),
+            parked: None,
+            payload: RawValue::from_string(payload.to_string()).unwrap(),
+        }
+    }
+
+    fn partner(kind: &str, status: &str, upscribe: bool) -> Envelope {
+        env(
+            kind,
+            json!({"type": kind, "campaign": {"id": "pc_1", "upscribe": upscribe},
+            "subscriber": {"id": "sub_1", "email": "r@x.io", "first_name": "Ann", "referral_status": status, "partner_id": "partner_a", "referral_code": "c0de"},
+            "partner": {"id": "partner_a", "name": "Partner A"}}),
+        )
+    }
+
+    #[test]
+    fn partner_referrals_by_table() {
+        let cfg = LifecycleConfig {
+            screening_days: 14,
+            partner_days: BTreeMap::from([("partner_a".into(), 7)]),
+        };
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let cases = [
+            (
+                "new_partner_pending_referral",
+                "pending",
+                true,
+                ReferralStatus::Pending,
+                "upsert",
+            ),
+            (
+                "new_partner_pending_referral",
+                "pending",
+                false,
+                ReferralStatus::Pending,
+                "upsert",
+            ),
+            (
+                "new_partner_referral",
+                "verified",
+                false,
+                ReferralStatus::Verified,
+                "properties",
+            ),
+            (
+                "sync_subscriber",
+                "rejected",
+                false,
+                ReferralStatus::Rejected,
+                "unsubscribe",
+            ),
+            (
+                "sync_subscriber",
+                "pending",
+                false,
+                ReferralStatus::Pending,
+                "upsert",
+            ),
+            (
+                "sync_subscriber",
+                "confirmed",
+                false,
+                ReferralStatus::Verified,
+                "properties",
+            ),
+        ];
+        for (kind, status, upscribe, want_status, want_call) in cases {
+            let plan = plan(&partner(kind, status, upscribe), &cfg);
+            let t = plan.transition.as_ref().unwrap();
+            assert_eq!(t.status, want_status, "{kind} {status}");
+            assert_eq!(t.email, "r@x.io");
+            assert_eq!(t.sparkloop_id.as_deref(), Some("sub_1"));
+            assert_eq!(t.partner_id.as_deref(), Some("partner_a"));
+            assert_eq!(plan.esp.len(), 1);
+            assert_eq!(plan.esp[0].name(), want_call, "{kind} {status}");
+            if want_status == ReferralStatus::Pending {
+                assert_eq!(
+                    t.screening,
+                    Some((t0, t0 + Duration::days(7))),
+                    "per-partner period"
+                );
+                let EspCall::Upsert {
+                    source,
+                    properties,
+                    first_name,
+                    ..
+                } = &plan.esp[0]
+                else {
+                    panic!()
+                };
+                assert_eq!(
+                    source.as_deref(),
+                    Some(if upscribe {
+                        "sparkloop-upscribe"
+                    } else {
+                        "sparkloop-magic"
+                    })
+                );
+                assert_eq!(properties["status"], "pending");
+                assert_eq!(first_name.as_deref(), Some("Ann"));
+            }
+        }
+        let p = plan(
+            &env(
+                "sync_subscriber",
+                json!({"subscriber": {"email": "r@x.io", "referral_status": "weird"}}),
+            ),
+            &cfg,
+        );
+        assert_eq!((p.transition, p.esp.len()), (None, 0));
+        let p = plan(
+            &env("new_partner_pending_referral", json!({"subscriber": {}})),
+            &cfg,
+        );
+        assert_eq!(p.note, Some("referral event without an email"));
+    }
+
+    #[test]
+    fn referral_program_events_update_properties() {
+        let cfg = LifecycleConfig::default();
+        let p = plan(
+            &env(
+                "new_referral",
+                json!({"subscriber": {"email": "new@x.io"}, "referrer": {"email": "adv@x.io", "tot_referrals": 4, "referral_link": "https://l", "referral_code": "f9"}}),
+            ),
+            &cfg,
+        );
+        assert_eq!(p.transition, None);
+        let EspCall::Properties { email, properties } = &p.esp[0] else {
+            panic!()
+        };
+        assert_eq!(email, "adv@x.io");
+        assert_eq!(properties["referrals"], 4);
+        assert_eq!(properties["referral_link"], "https://l");
+        let p = plan(
+            &env(
+                "reward_unlocked",
+                json!({"coupon_code": "9w", "subscriber": {"email": "adv@x.io", "tot_referrals": 4}, "reward": {"name": "Report"}}),
+            ),
+            &cfg,
+        );
+        let EspCall::Properties { properties, .. } = &p.esp[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (properties["reward"].as_str(), properties["coupon"].as_str()),
+            (Some("Report"), Some("9w"))
+        );
+        let p = plan(
+            &env(
+                "reward_redeemed",
+                json!({"subscriber": {"email": "adv@x.io"}, "reward": {"name": "Shirt"}}),
+            ),
+            &cfg,
+        );
+        let EspCall::Properties { properties, .. } = &p.esp[0] else {
+            panic!()
+        };
+        assert_eq!(properties["reward_redeemed"], "Shirt");
+        assert!(!properties.contains_key("reward"));
+        assert_eq!(
+            plan(&env("new_offer_lead", json!({})), &cfg).note,
+            Some("no ESP effect")
+        );
+    }
+
+    fn pending(start: i64, days: i64, signals: &[(&str, Option<&str>, i64)]) -> SubscriberState {
+        let t = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
+        SubscriberState {
+            email: "r@x.io".into(),
+            referral_status: Some(ReferralStatus::Pending),
+            screening_started_at: Some(t(start)),
+            screening_deadline: Some(t(start + days * 86_400)),
+            signals: signals
+                .iter()
+                .map(|(k, m, at)| SignalEntry {
+                    kind: (*k).into(),
+                    message: m.map(Into::into),
+                    at: t(*at),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn screening_by_table() {
+        let day = 86_400;
+        let now = DateTime::from_timestamp(13 * day + 3_600, 0).unwrap(); // 23 h before a 14-day deadline
+        let window = Duration::hours(24);
+        let click_once = Criteria {
+            min_clicks: 1,
+            ..Default::default()
+        };
+        let two_of_four = Criteria {
+            first_emails: 4,
+            min_opens_of_first: 2,
+            ..Default::default()
+        };
+        let opens_or_clicks = Criteria {
+            min_opens: 3,
+            min_clicks: 1,
+            any: true,
+            ..Default::default()
+        };
+        let both = Criteria {
+            min_opens: 1,
+            min_clicks: 1,
+            ..Default::default()
+        };
+        let none = Criteria::default();
+        let d = |m: &'static str, at| ("deliveries", Some(m), at);
+        let o = |m: &'static str, at| ("opens", Some(m), at);
+        let c = |at| ("clicks", None, at);
+        let cases: Vec<(&str, SubscriberState, &Criteria, bool)> = vec![
+            (
+                "no click",
+                pending(0, 14, &[o("m1", 10)]),
+                &click_once,
+                false,
+            ),
+            ("one click", pending(0, 14, &[c(100)]), &click_once, true),
+            (
+                "click before screening started",
+                pending(1_000, 14, &[c(10)]),
+                &click_once,
+                false,
+            ),
+            (
+                "opened 2 of first 4",
+                pending(
+                    0,
+                    14,
+                    &[
+                        d("m1", 1),
+                        d("m2", 2),
+                        d("m3", 3),
+                        d("m4", 4),
+                        d("m5", 5),
+                        o("m1", 6),
+                        o("m3", 7),
+                    ],
+                ),
+                &two_of_four,
+                true,
+            ),
+            (
+                "opened only the 5th and one of the first",
+                pending(
+                    0,
+                    14,
+                    &[
+                        d("m1", 1),
+                        d("m2", 2),
+                        d("m3", 3),
+                        d("m4", 4),
+                        d("m5", 5),
+                        o("m5", 6),
+                        o("m1", 7),
+                    ],
+                ),
+                &two_of_four,
+                false,
+            ),
+            (
+                "same email opened twice counts once",
+                pending(0, 14, &[d("m1", 1), o("m1", 2), o("m1", 3)]),
+                &two_of_four,
+                false,
+            ),
+            (
+                "any: a click is enough",
+                pending(0, 14, &[c(5)]),
+                &opens_or_clicks,
+                true,
+            ),
+            (
+                "any: neither",
+                pending(0, 14, &[o("m", 5)]),
+                &opens_or_clicks,
+                false,
+            ),
+            (
+                "all: open but no click",
+                pending(0, 14, &[o("m", 5)]),
+                &both,
+                false,
+            ),
+            ("all: both", pending(0, 14, &[o("m", 5), c(6)]), &both, true),
+            (
+                "no criteria never rejects",
+                pending(0, 14, &[]),
+                &none,
+                true,
+            ),
+        ];
+        for (name, state, criteria, passes) in cases {
+            let v = screen(&state, criteria, now, window);
+            assert_eq!(matches!(v, Verdict::Passes), passes, "{name}: {v:?}");
+            assert_ne!(v, Verdict::NotDue, "{name}");
+        }
+        // not due yet, and not pending
+        let early = DateTime::from_timestamp(5 * day, 0).unwrap();
+        assert_eq!(
+            screen(&pending(0, 14, &[]), &click_once, early, window),
+            Verdict::NotDue
+        );
+        let mut verified = pending(0, 14, &[]);
+        verified.referral_status = Some(ReferralStatus::Verified);
+        assert_eq!(screen(&verified, &click_once, now, window), Verdict::NotDue);
+        let Verdict::Reject(why) = screen(&pending(0, 14, &[]), &both, now, window) else {
+            panic!()
+        };
+        assert_eq!(why, "opens 0/1, clicks 0/1");
+    }
+
+    #[test]
+    fn statuses() {
+        assert!(ReferralStatus::Rejected.rank() > ReferralStatus::Verified.rank());
+        assert!(ReferralStatus::Verified.rank() > ReferralStatus::Pending.rank());
+        assert_eq!(
+            ReferralStatus::parse("confirmed"),
+            Some(ReferralStatus::Verified)
+        );
+        for s in [
+            ReferralStatus::Pending,
+            ReferralStatus::Verified,
+            ReferralStatus::Rejected,
+        ] {
+            assert_eq!(ReferralStatus::parse(s.as_str()), Some(s));
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The engagement screener: finds pending referrals near the end of their screening period
+//! whose engagement is below the criteria and queues a reject for each (so dedupe, retries
+//! and the DLQ apply). Off unless `SCREENING_ENABLED=true`: it rejects referrals the
+//! publisher would otherwise pay for.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::config::{flag, number};
+use crate::core::envelope::{derive_dedupe_id, Envelope, Normalized, Provider, Subscriber};
+use crate::core::lifecycle::{screen, Criteria, LifecycleConfig, Verdict};
+use crate::core::rules::KIND_SCREENING_REJECT;
+use crate::ingest::to_message;
+use crate::ports::{EventQueue, SubscriberStore};
+use crate::telemetry::metrics;
+
+/// Per-partner screening rules (`SCREENING_PARTNER_RULES`), keyed by SparkLoop partner id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerRule {
+    #[serde(default)]
+    pub days: Option<i64>,
+    #[serde(flatten)]
+    pub criteria: Criteria,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScreeningConfig {
+    pub enabled: bool,
+    pub days: i64,
+    pub before_end: Duration,
+    pub criteria: Criteria,
+    pub partners: BTreeMap<String, PartnerRule>,
+}
+
+impl Default for ScreeningConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            days: 14,
+            before_end: Duration::hours(24),
+            criteria: Criteria::default(),
+            partners: BTreeMap::new(),
+        }
+    }
+}
+
+impl ScreeningConfig {
+    /// `SCREENING_ENABLED`, `SCREENING_DAYS` (14), `REJECT_BEFORE_END_HOURS` (24),
+    /// `SCREENING_MIN_OPENS`, `SCREENING_MIN_CLICKS`, `SCREENING_FIRST_EMAILS`,
+    /// `SCREENING_MIN_OPENS_OF_FIRST`, `SCREENING_MATCH` (`all` | `any`),
+    /// `SCREENING_PARTNER_RULES` (JSON: `{"partner_id": {"days": 7, "min_clicks": 1}}`).
+    pub fn from_env() -> Result<Self, String> {
+        let days = number("SCREENING_DAYS", 14i64)?;
+        if !(1..=30).contains(&days) {
+            return Err(format!("SCREENING_DAYS={days} must be between 1 and 30"));
+        }
+        let any = match std::env::var("SCREENING_MATCH")
+            .unwrap_or_default()
+            .as_str()
+        {
+            "" | "all" => false,
+            "any" => true,
+            other => return Err(format!("SCREENING_MATCH={other:?} must be all or any")),
+        };
+        let partners = match std::env::var("SCREENING_PARTNER_RULES")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| format!("SCREENING_PARTNER_RULES is not valid: {e}"))?,
+            None => BTreeMap::new(),
+        };
+        Ok(Self {
+            enabled: flag("SCREENING_ENABLED"),
+            days,
+            before_end: Duration::hours(number("REJECT_BEFORE_END_HOURS", 24i64)?),
+            criteria: Criteria {
+                min_opens: number("SCREENING_MIN_OPENS", 0u32)?,
+                min_clicks: number("SCREENING_MIN_CLICKS", 0u32)?,
+                first_emails: number("SCREENING_FIRST_EMAILS", 0u32)?,
+                min_opens_of_first: number("SCREENING_MIN_OPENS_OF_FIRST", 0u32)?,
+                any,
+            },
+            partners,
+        })
+    }
+
+    /// The screening periods the worker records when a referral enters screening.
+    pub fn lifecycle(&self) -> LifecycleConfig {
+        LifecycleConfig {
+            screening_days: self.days,
+            partner_days: self
+                .partners
+                .iter()
+                .filter_map(|(k, r)| r.days.map(|d| (k.clone(), d)))
+                .collect(),
+        }
+    }
+
+    fn criteria_for(&self, partner: Option<&str>) -> &Criteria {
+        match partner.and_then(|p| self.partners.get(p)) {
+            Some(rule) if rule.criteria != Criteria::default() => &rule.criteria,
+            _ => &self.criteria,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScreenReport {
+    pub checked: usize,
+    pub passed: usize,
+    pub not_due: usize,
+    /// (email, why) for each referral below the criteria.
+    pub rejected: Vec<(String, String)>,
+    pub dry_run: bool,
+}
+
+/// The envelope that asks the worker to reject a referral. Its dedupe id is fixed per
+/// referral and screening period, so repeated runs cannot reject twice.
+pub fn reject_envelope(
+    email: &str,
+    sparkloop_id: Option<&str>,
+    started: Option<DateTime<Utc>>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Envelope {
+    let started_text = started.map(|s| s.to_rfc3339()).unwrap_or_default();
+    let payload = json!({"email": email, "sparkloop_id": sparkloop_id, "reason": reason, "screening_started_at": started_text});
+    Envelope::new(
+        Provider::Sparkbridge,
+        derive_dedupe_id(&[
+            KIND_SCREENING_REJECT,
+            &email.to_ascii_lowercase(),
+            &started_text,
+        ]),
+        now,
+        Normalized {
+            kind: KIND_SCREENING_REJECT.into(),
+            subscriber: Subscriber {
+                email: Some(email.into()),
+                sparkloop_id: sparkloop_id.map(Into::into),
+                ..Default::default()
+            },
+            occurred_at: Some(now),
+            parked: None,
+            payload: serde_json::value::RawValue::from_string(payload.to_string())
+                .expect("json! is valid JSON"),
+        },
+    )
+}
+
+pub async fn run(
+    store: &Arc<dyn SubscriberStore>,
+    queue: &Arc<dyn EventQueue>,
+    cfg: &ScreeningConfig,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<ScreenReport, String> {
+    let mut report = ScreenReport {
+        dry_run,
+        ..Default::default()
+    };
+    if !cfg.enabled && !dry_run {
+        tracing::info!("screening is off (SCREENING_ENABLED is not true); nothing to do");
+        return Ok(report);
+    }
+    let candidates = store
+        .screening_candidates(now + cfg.before_end)
+        .await
+        .map_err(|e| e.to_string())?;
+    for state in candidates {
+        report.checked += 1;
+        match screen(
+            &state,
+            cfg.criteria_for(state.partner_id.as_deref()),
+            now,
+            cfg.before_end,
+        ) {
+            Verdict::NotDue => report.not_due += 1,
+            Verdict::Passes => {
+                report.passed += 1;
+                if !dry_run {
+                    store
+                        .mark_screened(&state.email, "passed")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            Verdict::Reject(why) => {
+                tracing::info!(email = %crate::core::mask::mask_email(&state.email), reason = %why, dry_run, "below the screening criteria");
+                if !dry_run {
+                    let env = reject_envelope(
+                        &state.email,
+                        state.sparkloop_id.as_deref(),
+                        state.screening_started_at,
+                        &why,
+                        now,
+                    );
+                    queue
+                        .enqueue(vec![to_message(&env)])
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    store
+                        .mark_screened(&state.email, &format!("reject queued: {why}"))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    metrics::count("ScreeningRejects", 1, &[]);
+                }
+                report.rejected.push((state.email.clone(), why));
+            }
+        }
+    }
+    Ok(report)
+}
