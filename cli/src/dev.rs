@@ -21,6 +21,7 @@ use shared::ingest::loops::LoopsIngest;
 use shared::ingest::sparkloop::SparkloopIngest;
 use shared::local::{BatchSource, SqsSource};
 use shared::ports::{EventQueue, IdempotencyStore, SubscriberStore, WorkQueue};
+use shared::screener::ScreeningConfig;
 use shared::worker::{Worker, WorkerConfig};
 
 /// API Gateway's payload limit, applied before the handlers see the body.
@@ -39,6 +40,9 @@ struct Ingest {
     esputnik: EsputnikIngest,
     sparkloop: SparkloopIngest,
     mode: &'static str,
+    subscribers: Arc<dyn SubscriberStore>,
+    queue: Arc<dyn EventQueue>,
+    screening: ScreeningConfig,
 }
 
 pub async fn run(opts: DevOptions) -> Result<(), String> {
@@ -91,6 +95,9 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
         esputnik: EsputnikIngest::from_env(queue.clone())?,
         sparkloop: SparkloopIngest::from_env(queue.clone())?,
         mode,
+        subscribers: subscribers.clone(),
+        queue: queue.clone(),
+        screening: ScreeningConfig::from_env()?,
     });
     let worker = Arc::new(Worker {
         store,
@@ -112,7 +119,10 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
         .route("/webhooks/esputnik", any(esputnik))
         .route("/webhooks/sparkloop", any(sparkloop))
         .route("/healthz", get(healthz))
-        .with_state(ingest);
+        .route("/_dev/subscribers/{email}", get(subscriber))
+        .route("/_dev/screen", axum::routing::post(screen))
+        .with_state(ingest.clone());
+    tokio::spawn(screen_periodically(ingest.clone()));
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
@@ -153,6 +163,91 @@ async fn aws_resources(
         .await
         .map_err(|e| e.to_string())?;
     Ok((queue_url, dlq_url, table))
+}
+
+/// Runs the screener like its EventBridge schedule would (`SCREENING_INTERVAL_SECS`, 3600).
+async fn screen_periodically(ingest: Arc<Ingest>) {
+    let every = shared::config::number("SCREENING_INTERVAL_SECS", 3_600u64)
+        .unwrap_or(3_600)
+        .max(1);
+    let mut tick = tokio::time::interval(Duration::from_secs(every));
+    loop {
+        tick.tick().await;
+        if !ingest.screening.enabled {
+            continue;
+        }
+        match shared::screener::run(
+            &ingest.subscribers,
+            &ingest.queue,
+            &ingest.screening,
+            chrono::Utc::now(),
+            false,
+        )
+        .await
+        {
+            Ok(r) => tracing::info!(
+                checked = r.checked,
+                rejected = r.rejected.len(),
+                "screening run"
+            ),
+            Err(e) => tracing::warn!(error = %e, "screening run failed"),
+        }
+    }
+}
+
+/// `GET /_dev/subscribers/{email}`: what `sparkbridge subscriber show --url` reads.
+async fn subscriber(
+    State(ingest): State<Arc<Ingest>>,
+    axum::extract::Path(email): axum::extract::Path<String>,
+) -> AxumResponse {
+    match ingest.subscribers.get(&email).await {
+        Ok(Some(state)) => json_response(
+            http::StatusCode::OK,
+            serde_json::to_value(state).unwrap_or_default(),
+        ),
+        Ok(None) => json_response(
+            http::StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "no such subscriber"}),
+        ),
+        Err(e) => json_response(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": e.to_string()}),
+        ),
+    }
+}
+
+/// `POST /_dev/screen[?dry_run=true]`: what `sparkbridge screen --url` calls.
+async fn screen(State(ingest): State<Arc<Ingest>>, req: AxumRequest) -> AxumResponse {
+    let dry_run = url_pairs(req.uri().query().unwrap_or(""))
+        .iter()
+        .any(|(k, v)| k == "dry_run" && v == "true");
+    match shared::screener::run(
+        &ingest.subscribers,
+        &ingest.queue,
+        &ingest.screening,
+        chrono::Utc::now(),
+        dry_run,
+    )
+    .await
+    {
+        Ok(r) => json_response(
+            http::StatusCode::OK,
+            serde_json::to_value(r).unwrap_or_default(),
+        ),
+        Err(e) => json_response(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": e}),
+        ),
+    }
+}
+
+fn json_response(status: http::StatusCode, body: serde_json::Value) -> AxumResponse {
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn healthz(State(ingest): State<Arc<Ingest>>) -> AxumResponse {

@@ -6,6 +6,7 @@ mod dev;
 mod dlq;
 mod samples;
 mod send;
+mod state;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -67,6 +68,21 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Show a subscriber's state and history
+    Subscriber {
+        #[command(subcommand)]
+        action: SubscriberAction,
+    },
+    /// Run the engagement screener now; --dry-run lists who would be rejected and why
+    Screen {
+        #[arg(long)]
+        dry_run: bool,
+        /// A running `sparkbridge dev` (default: the table and queue in TABLE_NAME, QUEUE_URL)
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Configuration tools
     Config {
         #[command(subcommand)]
@@ -98,6 +114,19 @@ enum DlqAction {
         dry_run: bool,
         #[arg(long, env = "QUEUE_URL")]
         queue_url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubscriberAction {
+    /// Referral status, screening, engagement and history of one subscriber
+    Show {
+        email: String,
+        /// A running `sparkbridge dev` (default: the table in TABLE_NAME)
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -152,6 +181,12 @@ async fn main() -> ExitCode {
                     queue_url,
                 } => dlq::replay(&sqs, &dlq_url, &queue_url, &ids, all, dry_run).await,
             }
+        }
+        Command::Subscriber {
+            action: SubscriberAction::Show { email, url, json },
+        } => state::show(&email, url.as_deref(), json).await,
+        Command::Screen { dry_run, url, json } => {
+            state::screen(dry_run, url.as_deref(), json).await
         }
         Command::Config {
             action: ConfigAction::Check { json },

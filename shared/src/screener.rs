@@ -109,7 +109,7 @@ impl ScreeningConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ScreenReport {
     pub checked: usize,
     pub passed: usize,

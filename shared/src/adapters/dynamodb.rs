@@ -515,11 +515,15 @@ impl SubscriberStore for DynamoStore {
             ("sparkloop_id = :sid", ":sid", &t.sparkloop_id),
             ("campaign_id = :cid", ":cid", &t.campaign_id),
             ("partner_id = :pid", ":pid", &t.partner_id),
-            ("source = :src", ":src", &t.source),
+            ("#source = :src", ":src", &t.source),
         ] {
             if let Some(v) = value {
                 sets.push(set);
                 req = req.expression_attribute_values(placeholder, s(v));
+                if placeholder == ":src" {
+                    // SOURCE is a DynamoDB reserved word.
+                    req = req.expression_attribute_names("#source", "source");
+                }
             }
         }
         let expression = match t.screening {

@@ -1,0 +1,132 @@
+//! `sparkbridge subscriber show EMAIL` and `sparkbridge screen [--dry-run]`: against the
+//! deployed table (TABLE_NAME, QUEUE_URL) or, with `--url`, a running `sparkbridge dev`.
+
+use std::sync::Arc;
+
+use shared::adapters::dynamodb::DynamoStore;
+use shared::adapters::sqs::SqsQueue;
+use shared::core::lifecycle::SubscriberState;
+use shared::ports::{EventQueue, SubscriberStore};
+use shared::screener::{ScreenReport, ScreeningConfig};
+
+async fn fetch_json(method: reqwest::Method, url: String) -> Result<serde_json::Value, String> {
+    let resp = reqwest::Client::new()
+        .request(method, &url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.map_err(|e| format!("{url}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "{url} answered {status}: {}",
+            v["error"].as_str().unwrap_or("")
+        ));
+    }
+    Ok(v)
+}
+
+pub async fn show(email: &str, url: Option<&str>, json: bool) -> Result<(), String> {
+    let state: SubscriberState = match url {
+        Some(base) => {
+            let path: String =
+                percent_encoding::utf8_percent_encode(email, percent_encoding::NON_ALPHANUMERIC)
+                    .collect();
+            let v = fetch_json(
+                reqwest::Method::GET,
+                format!("{}/_dev/subscribers/{path}", base.trim_end_matches('/')),
+            )
+            .await?;
+            serde_json::from_value(v).map_err(|e| e.to_string())?
+        }
+        None => DynamoStore::from_env()
+            .await?
+            .get(email)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no subscriber {email}"))?,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&state).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!("email:            {}", state.email);
+    println!("sparkloop id:     {}", opt(&state.sparkloop_id));
+    println!(
+        "referral status:  {}",
+        state.referral_status.map_or("-", |s| s.as_str())
+    );
+    println!("source:           {}", opt(&state.source));
+    println!("partner:          {}", opt(&state.partner_id));
+    println!("campaign:         {}", opt(&state.campaign_id));
+    println!(
+        "screening:        {} -> {}",
+        state
+            .screening_started_at
+            .map_or("-".into(), |t| t.to_rfc3339()),
+        state
+            .screening_deadline
+            .map_or("-".into(), |t| t.to_rfc3339())
+    );
+    println!("screened:         {}", opt(&state.screened));
+    println!("esp status:       {}", opt(&state.esp_status));
+    let count = |k: &str| state.signals.iter().filter(|s| s.kind == k).count();
+    println!(
+        "signals:          {} deliveries, {} opens, {} clicks",
+        count("deliveries"),
+        count("opens"),
+        count("clicks")
+    );
+    println!("history:");
+    for h in &state.history {
+        println!("  {h}");
+    }
+    Ok(())
+}
+
+pub async fn screen(dry_run: bool, url: Option<&str>, json: bool) -> Result<(), String> {
+    let report: ScreenReport = match url {
+        Some(base) => {
+            let q = if dry_run { "?dry_run=true" } else { "" };
+            let v = fetch_json(
+                reqwest::Method::POST,
+                format!("{}/_dev/screen{q}", base.trim_end_matches('/')),
+            )
+            .await?;
+            serde_json::from_value(v).map_err(|e| e.to_string())?
+        }
+        None => {
+            let store: Arc<dyn SubscriberStore> = Arc::new(DynamoStore::from_env().await?);
+            let queue: Arc<dyn EventQueue> = Arc::new(SqsQueue::from_env().await?);
+            let cfg = ScreeningConfig::from_env()?;
+            shared::screener::run(&store, &queue, &cfg, chrono::Utc::now(), dry_run).await?
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    let verb = if report.dry_run {
+        "would reject"
+    } else {
+        "rejected"
+    };
+    for (email, why) in &report.rejected {
+        println!("{verb} {email}: {why}");
+    }
+    println!(
+        "checked {}, passed {}, not yet due {}, {verb} {}",
+        report.checked,
+        report.passed,
+        report.not_due,
+        report.rejected.len()
+    );
+    Ok(())
+}
