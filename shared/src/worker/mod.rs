@@ -226,7 +226,6 @@ impl Worker {
             Ok(label) => {
                 let keep_until = Utc::now().timestamp() + self.cfg.window_secs;
                 match self
-                    .store
                     .complete(&key, &owner, keep_until, label, &writes)
                     .await
                 {
@@ -258,6 +257,33 @@ impl Worker {
                         retry_after,
                     } => self.retry(rec, trace, reason, retry_after).await,
                 }
+            }
+        }
+    }
+
+    /// Completing after the calls were made is worth a few quick retries: giving up leaves
+    /// the lease IN_PROGRESS, and a redelivery after it expires would repeat the calls.
+    async fn complete(
+        &self,
+        key: &str,
+        owner: &str,
+        keep_until: i64,
+        label: &str,
+        writes: &[StateWrite],
+    ) -> Result<bool, crate::ports::StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self
+                .store
+                .complete(key, owner, keep_until, label, writes)
+                .await
+            {
+                Err(e) if attempt < 4 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "complete failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+                other => return other,
             }
         }
     }
