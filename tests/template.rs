@@ -1,0 +1,1615 @@
+//! Properties of `template.yaml` that cfn-lint and `sam validate --lint` do not check:
+//! least privilege, no plain-text secrets, the queue wiring, the routes, the build metadata,
+//! the state table's protection, and that the dashboard, the alarms, the code and
+//! docs/operations.md agree.
+//!
+//! The template is parsed with serde_yaml; CloudFormation's short tags (`!Ref`, `!GetAtt`,
+//! `!Sub`, `!If`, ...) arrive as `Value::Tagged` and are rewritten into their long JSON
+//! forms (`{"Ref": ...}`, `{"Fn::GetAtt": [...]}`), so each check handles one form only.
+//! Every check returns a list of problems; the tests below run each one on the real template
+//! (no problems) and on a broken copy or a tiny inline template (at least one problem).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+const TEMPLATE: &str = include_str!("../template.yaml");
+const OPERATIONS: &str = include_str!("../docs/operations.md");
+
+/// The metrics the code emits (shared::telemetry::metrics, the worker, the screener).
+const METRICS: [&str; 9] = [
+    "WebhooksReceived",
+    "WebhooksRefused",
+    "AuthFailures",
+    "EventsQueued",
+    "OutboundCalls",
+    "Retries",
+    "DedupeHits",
+    "Parked",
+    "ScreeningRejects",
+];
+
+/// (method, path, binary of the function that must serve it)
+const ROUTES: [(&str, &str, &str); 4] = [
+    ("POST", "/webhooks/loops", "ingest-loops"),
+    ("GET", "/webhooks/esputnik", "ingest-esputnik"),
+    ("POST", "/webhooks/esputnik", "ingest-esputnik"),
+    ("POST", "/webhooks/sparkloop", "ingest-sparkloop"),
+];
+
+/// The only actions AWS requires on Resource "*" that this stack may need.
+const XRAY_ACTIONS: [&str; 2] = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"];
+
+// =========================================================================================
+// Parsing
+// =========================================================================================
+
+fn parse(yaml: &str) -> Value {
+    let v: serde_yaml::Value = serde_yaml::from_str(yaml).expect("template is valid YAML");
+    to_json(v)
+}
+
+fn to_json(v: serde_yaml::Value) -> Value {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                json!(i)
+            } else if let Some(u) = n.as_u64() {
+                json!(u)
+            } else {
+                json!(n.as_f64())
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        Y::Mapping(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Y::String(s) => s,
+                        Y::Number(n) => n.to_string(),
+                        Y::Bool(b) => b.to_string(),
+                        other => panic!("unsupported mapping key {other:?}"),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+        Y::Tagged(t) => {
+            let tag = t.tag.to_string();
+            intrinsic(tag.trim_start_matches('!'), to_json(t.value))
+        }
+    }
+}
+
+/// The long form of a CloudFormation short tag. An unknown tag is a typo (`!Reff`): it fails.
+fn intrinsic(tag: &str, value: Value) -> Value {
+    match tag {
+        "Ref" => json!({ "Ref": value }),
+        "Condition" => json!({ "Condition": value }),
+        "GetAtt" => match value {
+            // `!GetAtt Resource.Attribute` (the attribute may itself contain dots)
+            Value::String(s) => {
+                let (resource, attribute) = s
+                    .split_once('.')
+                    .unwrap_or_else(|| panic!("!GetAtt {s}: expected Resource.Attribute"));
+                json!({ "Fn::GetAtt": [resource, attribute] })
+            }
+            other => json!({ "Fn::GetAtt": other }),
+        },
+        "Sub" | "If" | "Equals" | "Not" | "And" | "Or" | "Join" | "Select" | "Split"
+        | "FindInMap" | "Base64" | "Cidr" | "GetAZs" | "ImportValue" | "Length"
+        | "ToJsonString" | "Transform" => {
+            let mut m = Map::new();
+            m.insert(format!("Fn::{tag}"), value);
+            Value::Object(m)
+        }
+        other => panic!("unknown CloudFormation tag !{other}"),
+    }
+}
+
+// =========================================================================================
+// Helpers
+// =========================================================================================
+
+fn resources(t: &Value) -> impl Iterator<Item = (&str, &Value)> {
+    t["Resources"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v))
+}
+
+fn of_type<'a>(t: &'a Value, ty: &'a str) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
+    resources(t).filter(move |(_, r)| r["Type"] == ty)
+}
+
+fn functions(t: &Value) -> Vec<(&str, &Value)> {
+    of_type(t, "AWS::Serverless::Function").collect()
+}
+
+fn resource<'a>(t: &'a Value, id: &str) -> Option<&'a Value> {
+    t["Resources"].get(id)
+}
+
+fn is_type(t: &Value, id: &str, ty: &str) -> bool {
+    resource(t, id).is_some_and(|r| r["Type"] == ty)
+}
+
+fn ref_of(v: &Value) -> Option<&str> {
+    v.get("Ref")?.as_str()
+}
+
+fn getatt(v: &Value) -> Option<(&str, &str)> {
+    let a = v.get("Fn::GetAtt")?.as_array()?;
+    Some((a.first()?.as_str()?, a.get(1)?.as_str()?))
+}
+
+fn sub_string(v: &Value) -> Option<&str> {
+    match v.get("Fn::Sub")? {
+        Value::String(s) => Some(s),
+        Value::Array(a) => a.first()?.as_str(),
+        _ => None,
+    }
+}
+
+/// A function property, falling back to `Globals.Function` as SAM does.
+fn fn_prop<'a>(t: &'a Value, f: &'a Value, key: &str) -> Option<&'a Value> {
+    f["Properties"]
+        .get(key)
+        .or_else(|| t["Globals"]["Function"].get(key))
+}
+
+fn list(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Array(a) => a.iter().collect(),
+        Value::Null => vec![],
+        other => vec![other],
+    }
+}
+
+fn compact(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    matches!(v, Some(Value::Bool(true))) || v.and_then(Value::as_str) == Some("true")
+}
+
+fn number(v: Option<&Value>) -> Option<f64> {
+    match v? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Every string anywhere inside `v`.
+fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        Value::Object(m) => m.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+/// Every literal string inside `v`: the names in `!Ref X` and `!GetAtt X.Y` are not literals.
+fn literals<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(m) if m.contains_key("Ref") || m.contains_key("Fn::GetAtt") => {}
+        other => strings(other, out),
+    }
+}
+
+/// A policy statement with the condition it sits under (`Fn::If` in a role's Policies).
+struct Statement<'a> {
+    role: &'a str,
+    stmt: &'a Value,
+    condition: Option<String>,
+}
+
+fn role_statements<'a>(role_id: &'a str, role: &'a Value) -> Vec<Statement<'a>> {
+    fn walk<'a>(
+        role: &'a str,
+        policy: &'a Value,
+        condition: Option<String>,
+        out: &mut Vec<Statement<'a>>,
+    ) {
+        if let Some(branches) = policy.get("Fn::If").and_then(Value::as_array) {
+            let cond = branches.first().map(compact);
+            for branch in branches.iter().skip(1) {
+                walk(role, branch, cond.clone(), out);
+            }
+            return;
+        }
+        if ref_of(policy) == Some("AWS::NoValue") {
+            return;
+        }
+        for stmt in list(&policy["PolicyDocument"]["Statement"]) {
+            out.push(Statement {
+                role,
+                stmt,
+                condition: condition.clone(),
+            });
+        }
+    }
+    let mut out = Vec::new();
+    for policy in list(&role["Properties"]["Policies"]) {
+        walk(role_id, policy, None, &mut out);
+    }
+    out
+}
+
+/// Logical id of the role a function runs with (`Role: !GetAtt XRole.Arn`).
+fn role_of<'a>(f: &'a Value) -> Option<&'a str> {
+    match getatt(&f["Properties"]["Role"]) {
+        Some((id, "Arn")) => Some(id),
+        _ => None,
+    }
+}
+
+/// Logical id of the log group `/aws/lambda/<FunctionName>` declared for a function.
+fn log_group_of<'a>(t: &'a Value, f: &Value) -> Option<&'a str> {
+    let name = sub_string(&f["Properties"]["FunctionName"])?;
+    let want = format!("/aws/lambda/{name}");
+    of_type(t, "AWS::Logs::LogGroup")
+        .find(|(_, lg)| sub_string(&lg["Properties"]["LogGroupName"]) == Some(want.as_str()))
+        .map(|(id, _)| id)
+}
+
+fn events<'a>(f: &'a Value, ty: &'a str) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
+    f["Properties"]["Events"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(move |(_, e)| e["Type"] == ty)
+        .map(|(k, v)| (k.as_str(), &v["Properties"]))
+}
+
+fn is_ingest(f: &Value) -> bool {
+    events(f, "HttpApi").next().is_some()
+}
+
+fn binary(f: &Value) -> Option<&str> {
+    f["Metadata"]["BuildProperties"]["Binary"].as_str()
+}
+
+// =========================================================================================
+// Checks
+// =========================================================================================
+
+/// One role per function, inline policies only, no wildcard actions, Resource "*" only for
+/// X-Ray under a condition; each ingest role may only send to EventQueue and write its own
+/// log group; every role writes only its own function's log group.
+fn check_least_privilege(t: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let mut users: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (fid, f) in functions(t) {
+        if f["Properties"].get("Policies").is_some() {
+            p.push(format!(
+                "{fid}: has SAM Policies (SAM then creates a role with managed policies on \
+                 Resource \"*\"); give it its own Role with inline policies"
+            ));
+        }
+        match role_of(f) {
+            Some(rid) if is_type(t, rid, "AWS::IAM::Role") => {
+                users.entry(rid).or_default().push(fid)
+            }
+            _ => p.push(format!(
+                "{fid}: Role must be !GetAtt <a role in this template>.Arn, got {}",
+                compact(&f["Properties"]["Role"])
+            )),
+        }
+    }
+    for (rid, fids) in &users {
+        if fids.len() > 1 {
+            p.push(format!("{rid}: shared by {fids:?}; one role per function"));
+        }
+    }
+    for ty in [
+        "AWS::IAM::Policy",
+        "AWS::IAM::ManagedPolicy",
+        "AWS::IAM::User",
+    ] {
+        for (id, _) in of_type(t, ty) {
+            p.push(format!(
+                "{id}: {ty} resources are not expected; use inline role policies"
+            ));
+        }
+    }
+
+    for (rid, role) in of_type(t, "AWS::IAM::Role") {
+        let props = &role["Properties"];
+        if !list(&props["ManagedPolicyArns"]).is_empty() {
+            p.push(format!(
+                "{rid}: ManagedPolicyArns (AWS managed policies use Resource \"*\")"
+            ));
+        }
+        if !users.contains_key(rid) {
+            p.push(format!("{rid}: not used by any function"));
+        }
+        for s in list(&props["AssumeRolePolicyDocument"]["Statement"]) {
+            let services: Vec<String> = list(&s["Principal"]["Service"])
+                .into_iter()
+                .map(compact)
+                .collect();
+            if s["Effect"] == "Allow"
+                && (services != ["lambda.amazonaws.com"] || s["Principal"].get("AWS").is_some())
+            {
+                p.push(format!(
+                    "{rid}: may be assumed by {}, not only lambda.amazonaws.com",
+                    compact(&s["Principal"])
+                ));
+            }
+        }
+        for s in role_statements(rid, role) {
+            check_statement(&s, &mut p);
+        }
+    }
+
+    for (fid, f) in functions(t) {
+        let Some(rid) = role_of(f) else { continue };
+        let Some(role) = resource(t, rid) else {
+            continue;
+        };
+        let own_logs = log_group_of(t, f);
+        if own_logs.is_none() {
+            p.push(format!(
+                "{fid}: no AWS::Logs::LogGroup named /aws/lambda/<FunctionName> (FunctionName \
+                 must be a !Sub so the role can be scoped to it)"
+            ));
+        }
+        let own_logs_arn = own_logs.map(|lg| json!({ "Fn::GetAtt": [lg, "Arn"] }));
+        let mut grants: BTreeSet<(String, String)> = BTreeSet::new();
+        for s in role_statements(rid, role) {
+            if s.stmt["Effect"] != "Allow" {
+                continue;
+            }
+            let actions: Vec<String> = list(&s.stmt["Action"]).into_iter().map(compact).collect();
+            let resources = list(&s.stmt["Resource"]);
+            let xray_only = actions.iter().all(|a| XRAY_ACTIONS.contains(&a.as_str()));
+            for a in &actions {
+                for r in &resources {
+                    if a.starts_with("logs:") && Some(*r) != own_logs_arn.as_ref() {
+                        p.push(format!(
+                            "{fid}: {a} on {} is not the function's own log group",
+                            compact(r)
+                        ));
+                    }
+                    if !(xray_only && s.condition.is_some()) {
+                        grants.insert((a.clone(), compact(r)));
+                    }
+                }
+            }
+        }
+        if is_ingest(f) {
+            let mut want: BTreeSet<(String, String)> = BTreeSet::new();
+            if let Some(arn) = &own_logs_arn {
+                want.insert(("logs:CreateLogStream".into(), compact(arn)));
+                want.insert(("logs:PutLogEvents".into(), compact(arn)));
+            }
+            want.insert((
+                "sqs:SendMessage".into(),
+                compact(&json!({ "Fn::GetAtt": ["EventQueue", "Arn"] })),
+            ));
+            for extra in grants.difference(&want) {
+                p.push(format!(
+                    "{fid} (ingest): extra grant {} on {}",
+                    extra.0, extra.1
+                ));
+            }
+            for missing in want.difference(&grants) {
+                p.push(format!(
+                    "{fid} (ingest): missing grant {} on {}",
+                    missing.0, missing.1
+                ));
+            }
+        }
+    }
+    p
+}
+
+fn check_statement(s: &Statement<'_>, p: &mut Vec<String>) {
+    let rid = s.role;
+    if s.stmt["Effect"] != "Allow" {
+        return;
+    }
+    for key in ["NotAction", "NotResource", "NotPrincipal"] {
+        if s.stmt.get(key).is_some() {
+            p.push(format!("{rid}: Allow with {key} grants everything else"));
+        }
+    }
+    let actions: Vec<String> = list(&s.stmt["Action"]).into_iter().map(compact).collect();
+    if actions.is_empty() {
+        p.push(format!("{rid}: Allow statement without Action"));
+    }
+    for a in &actions {
+        if a.contains('*') {
+            p.push(format!("{rid}: wildcard action {a:?}"));
+        }
+    }
+    let resources = list(&s.stmt["Resource"]);
+    if resources.is_empty() {
+        p.push(format!("{rid}: Allow statement without Resource"));
+    }
+    for r in resources {
+        let star = r
+            .as_str()
+            .is_some_and(|r| r == "*" || r.ends_with(":*:*") || r == "arn:aws:*");
+        if !star {
+            continue;
+        }
+        let xray_only = actions.iter().all(|a| XRAY_ACTIONS.contains(&a.as_str()));
+        if !xray_only {
+            p.push(format!(
+                "{rid}: Resource \"*\" for {actions:?}; only X-Ray's {XRAY_ACTIONS:?} need it"
+            ));
+        } else if s.condition.is_none() {
+            p.push(format!(
+                "{rid}: X-Ray on Resource \"*\" must sit under !If [<tracing condition>, ...]"
+            ));
+        }
+    }
+}
+
+fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase().replace('_', "");
+    ["secret", "password", "token", "apikey", "user"]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+/// A literal that looks like a credential: a known prefix, or a long token-like string.
+fn looks_like_secret(s: &str) -> bool {
+    let s = s.trim();
+    if [
+        "whsec_",
+        "sk_live_",
+        "sk_test_",
+        "-----BEGIN",
+        "AKIA",
+        "ASIA",
+    ]
+    .iter()
+    .any(|prefix| s.starts_with(prefix))
+    {
+        return true;
+    }
+    s.len() >= 20
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+/=_-".contains(c))
+        && s.chars().any(|c| c.is_ascii_digit())
+        && s.chars().any(|c| c.is_ascii_alphabetic())
+}
+
+/// A known credential format anywhere inside a longer string (a description, a !Sub).
+fn contains_secret_literal(s: &str) -> bool {
+    let key_material = |prefix: &str| {
+        s.match_indices(prefix).any(|(i, _)| {
+            let tail = &s[i + prefix.len()..];
+            tail.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "+/=".contains(*c))
+                .count()
+                >= 16
+        })
+    };
+    key_material("whsec_") || key_material("sk_live_") || s.contains("PRIVATE KEY-----")
+}
+
+/// Secret-like parameters are NoEcho with no Default; no environment variable carries a
+/// literal credential; no secret goes to every function (Globals) or into an Output.
+fn check_secrets(t: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let params = t["Parameters"].as_object().cloned().unwrap_or_default();
+    let secret_params: BTreeSet<&str> = params
+        .keys()
+        .map(String::as_str)
+        .filter(|n| is_secret_name(n))
+        .collect();
+    if secret_params.is_empty() {
+        p.push("no secret parameters found (expected the webhook secrets and API keys)".into());
+    }
+    for name in &secret_params {
+        let param = &params[*name];
+        if !truthy(param.get("NoEcho")) {
+            p.push(format!(
+                "parameter {name}: secret-like but not NoEcho: true"
+            ));
+        }
+        match param.get("Default") {
+            None => {}
+            Some(Value::String(s)) if s.is_empty() => {}
+            Some(d) => p.push(format!("parameter {name}: secret-like with Default {d}")),
+        }
+    }
+
+    let mut envs: Vec<(String, &Map<String, Value>)> = Vec::new();
+    if let Some(g) = t["Globals"]["Function"]["Environment"]["Variables"].as_object() {
+        envs.push(("Globals".into(), g));
+    }
+    for (fid, f) in functions(t) {
+        if let Some(vars) = f["Properties"]["Environment"]["Variables"].as_object() {
+            envs.push((fid.to_string(), vars));
+        }
+    }
+    for (owner, vars) in envs {
+        for (var, value) in vars {
+            if let Value::String(literal) = value {
+                if is_secret_name(var) && !literal.is_empty() {
+                    p.push(format!(
+                        "{owner}: {var} is a literal; pass a NoEcho parameter"
+                    ));
+                }
+            }
+            let mut found = Vec::new();
+            literals(value, &mut found);
+            for s in found {
+                if looks_like_secret(s) {
+                    p.push(format!("{owner}: {var} contains a secret-looking literal"));
+                }
+            }
+            if owner == "Globals" {
+                if let Some(param) = ref_of(value).filter(|r| secret_params.contains(r)) {
+                    p.push(format!(
+                        "Globals: {var} hands secret {param} to every function"
+                    ));
+                }
+            }
+        }
+    }
+
+    let mut output_strings = Vec::new();
+    strings(&t["Outputs"], &mut output_strings);
+    for name in &secret_params {
+        let sub_ref = format!("${{{name}}}");
+        if output_strings
+            .iter()
+            .any(|s| *s == *name || s.contains(&sub_ref))
+        {
+            p.push(format!("Outputs reference secret parameter {name}"));
+        }
+    }
+    let mut all = Vec::new();
+    strings(&t["Resources"], &mut all);
+    for s in all {
+        if contains_secret_literal(s) {
+            p.push(format!(
+                "Resources contain a secret-looking literal: {:.12}...",
+                s
+            ));
+        }
+    }
+    p
+}
+
+/// EventQueue redrives to DeadLetterQueue; the DLQ keeps messages 14 days (and at least as
+/// long as the source queue, because retention counts from the first enqueue); the
+/// functions learn both URLs.
+fn check_dlq(t: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    for id in ["EventQueue", "DeadLetterQueue"] {
+        if !is_type(t, id, "AWS::SQS::Queue") {
+            p.push(format!("{id}: no AWS::SQS::Queue of that name"));
+        }
+    }
+    let q = &t["Resources"]["EventQueue"]["Properties"];
+    let dlq = &t["Resources"]["DeadLetterQueue"]["Properties"];
+    if getatt(&q["RedrivePolicy"]["deadLetterTargetArn"]) != Some(("DeadLetterQueue", "Arn")) {
+        p.push(format!(
+            "EventQueue: RedrivePolicy.deadLetterTargetArn must be !GetAtt DeadLetterQueue.Arn, got {}",
+            compact(&q["RedrivePolicy"]["deadLetterTargetArn"])
+        ));
+    }
+    if q["RedrivePolicy"].get("maxReceiveCount").is_none() {
+        p.push("EventQueue: RedrivePolicy without maxReceiveCount".into());
+    }
+    let dlq_retention = number(dlq.get("MessageRetentionPeriod"));
+    if dlq_retention != Some(1_209_600.0) {
+        p.push(format!(
+            "DeadLetterQueue: MessageRetentionPeriod must be 1209600 (14 days), got {dlq_retention:?}"
+        ));
+    }
+    let src_retention = number(q.get("MessageRetentionPeriod")).unwrap_or(345_600.0);
+    if dlq_retention.unwrap_or(345_600.0) < src_retention {
+        p.push("DeadLetterQueue: keeps messages for less time than EventQueue".into());
+    }
+    for (fid, f) in functions(t) {
+        let var = |name: &str| {
+            f["Properties"]["Environment"]["Variables"]
+                .get(name)
+                .or_else(|| t["Globals"]["Function"]["Environment"]["Variables"].get(name))
+                .and_then(ref_of)
+                .map(str::to_owned)
+        };
+        if var("QUEUE_URL").as_deref() != Some("EventQueue") {
+            p.push(format!("{fid}: QUEUE_URL is not !Ref EventQueue"));
+        }
+        if var("DLQ_URL").as_deref() != Some("DeadLetterQueue") {
+            p.push(format!("{fid}: DLQ_URL is not !Ref DeadLetterQueue"));
+        }
+    }
+    p
+}
+
+/// The (single) SQS consumer and its event source properties.
+fn worker(t: &Value) -> Result<(&str, &Value, &Value), String> {
+    let consumers: Vec<(&str, &Value, &Value)> = functions(t)
+        .into_iter()
+        .flat_map(|(fid, f)| events(f, "SQS").map(move |(_, e)| (fid, f, e)))
+        .collect();
+    match consumers.as_slice() {
+        [one] => Ok(*one),
+        other => Err(format!(
+            "expected exactly one SQS event source, found {}",
+            other.len()
+        )),
+    }
+}
+
+fn check_batch_failures(t: &Value) -> Vec<String> {
+    let (fid, _, e) = match worker(t) {
+        Ok(w) => w,
+        Err(e) => return vec![e],
+    };
+    let mut p = Vec::new();
+    if getatt(&e["Queue"]) != Some(("EventQueue", "Arn")) {
+        p.push(format!(
+            "{fid}: SQS event Queue must be !GetAtt EventQueue.Arn"
+        ));
+    }
+    if !list(&e["FunctionResponseTypes"])
+        .iter()
+        .any(|v| *v == "ReportBatchItemFailures")
+    {
+        p.push(format!(
+            "{fid}: SQS event without FunctionResponseTypes: [ReportBatchItemFailures] \
+             (one failed record would retry the whole batch)"
+        ));
+    }
+    p
+}
+
+fn check_visibility(t: &Value) -> Vec<String> {
+    let (fid, f, _) = match worker(t) {
+        Ok(w) => w,
+        Err(e) => return vec![e],
+    };
+    let timeout = number(fn_prop(t, f, "Timeout")).unwrap_or(3.0);
+    let visibility =
+        number(t["Resources"]["EventQueue"]["Properties"].get("VisibilityTimeout")).unwrap_or(30.0);
+    if visibility < 6.0 * timeout {
+        vec![format!(
+            "EventQueue: VisibilityTimeout {visibility} < 6 x {fid} Timeout {timeout}"
+        )]
+    } else {
+        vec![]
+    }
+}
+
+/// The webhook routes exist on the stack's HttpApi, each served by the right binary, and
+/// there are no others.
+fn check_routes(t: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    if !is_type(t, "HttpApi", "AWS::Serverless::HttpApi") {
+        p.push("HttpApi: no AWS::Serverless::HttpApi of that name".into());
+    }
+    let mut routes: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for (fid, f) in functions(t) {
+        for (name, e) in events(f, "HttpApi") {
+            if ref_of(&e["ApiId"]) != Some("HttpApi") {
+                p.push(format!(
+                    "{fid}.{name}: ApiId must be !Ref HttpApi (else SAM makes an implicit API \
+                     without the access log and throttling)"
+                ));
+            }
+            let method = compact(&e["Method"]).to_ascii_uppercase();
+            let path = compact(&e["Path"]);
+            routes
+                .entry((method, path))
+                .or_default()
+                .push(binary(f).unwrap_or(fid).to_string());
+        }
+    }
+    for (method, path, bin) in ROUTES {
+        match routes.get(&(method.to_string(), path.to_string())) {
+            None => p.push(format!("route {method} {path} is missing")),
+            Some(bins) if bins.as_slice() != [bin] => p.push(format!(
+                "route {method} {path} is served by {bins:?}, not {bin}"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (method, path) in routes.keys() {
+        if !ROUTES.iter().any(|(m, pa, _)| m == method && pa == path) {
+            p.push(format!("unexpected route {method} {path}"));
+        }
+    }
+    p
+}
+
+/// Every function is built by cargo-lambda from the workspace root, for provided.al2023,
+/// from a binary the workspace has, with the architecture the CI fallback can override.
+fn check_build(t: &Value, workspace_bins: &BTreeSet<String>) -> Vec<String> {
+    let mut p = Vec::new();
+    let fns = functions(t);
+    if fns.is_empty() {
+        p.push("no AWS::Serverless::Function".into());
+    }
+    let mut seen = BTreeSet::new();
+    for (fid, f) in fns {
+        if f["Metadata"]["BuildMethod"] != "rust-cargolambda" {
+            p.push(format!(
+                "{fid}: Metadata.BuildMethod must be rust-cargolambda"
+            ));
+        }
+        match binary(f) {
+            Some(b) if !b.is_empty() => {
+                if !workspace_bins.contains(b) {
+                    p.push(format!(
+                        "{fid}: binary {b:?} is not a package under functions/"
+                    ));
+                }
+                if !seen.insert(b.to_string()) {
+                    p.push(format!("{fid}: binary {b:?} used by two functions"));
+                }
+            }
+            _ => p.push(format!("{fid}: Metadata.BuildProperties.Binary missing")),
+        }
+        if fn_prop(t, f, "CodeUri").map(compact).as_deref() != Some(".") {
+            p.push(format!("{fid}: CodeUri must be \".\" (the workspace root)"));
+        }
+        if fn_prop(t, f, "Runtime").map(compact).as_deref() != Some("provided.al2023") {
+            p.push(format!("{fid}: Runtime must be provided.al2023"));
+        }
+        if fn_prop(t, f, "Handler").map(compact).as_deref() != Some("bootstrap") {
+            p.push(format!("{fid}: Handler must be bootstrap"));
+        }
+        let arch = fn_prop(t, f, "Architectures").map(list).unwrap_or_default();
+        if arch.len() != 1 || ref_of(arch[0]) != Some("Architecture") {
+            p.push(format!(
+                "{fid}: Architectures must be [!Ref Architecture] (CI builds x86_64 when the \
+                 aarch64 target is unavailable)"
+            ));
+        }
+    }
+    let allowed: BTreeSet<String> = list(&t["Parameters"]["Architecture"]["AllowedValues"])
+        .into_iter()
+        .map(compact)
+        .collect();
+    if allowed != BTreeSet::from(["arm64".to_string(), "x86_64".to_string()]) {
+        p.push(format!(
+            "parameter Architecture: AllowedValues must be arm64, x86_64, got {allowed:?}"
+        ));
+    }
+    p
+}
+
+/// The state table survives stack deletion and replacement, expires records, and can be
+/// restored.
+fn check_table(t: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let tables: Vec<_> = of_type(t, "AWS::DynamoDB::Table").collect();
+    if tables.is_empty() {
+        p.push("no AWS::DynamoDB::Table".into());
+    }
+    for (id, table) in tables {
+        for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+            if table[policy] != "Retain" {
+                p.push(format!("{id}: {policy} must be Retain"));
+            }
+        }
+        let props = &table["Properties"];
+        let ttl = &props["TimeToLiveSpecification"];
+        if !truthy(ttl.get("Enabled")) || ttl["AttributeName"] != "expires_at" {
+            p.push(format!("{id}: TTL on expires_at must be enabled"));
+        }
+        if !truthy(props["PointInTimeRecoverySpecification"].get("PointInTimeRecoveryEnabled")) {
+            p.push(format!("{id}: point-in-time recovery must be enabled"));
+        }
+    }
+    p
+}
+
+/// The dashboard body with `${...}` substituted, parsed as JSON.
+fn dashboard(t: &Value) -> Result<Value, String> {
+    let (id, d) = of_type(t, "AWS::CloudWatch::Dashboard")
+        .next()
+        .ok_or("no AWS::CloudWatch::Dashboard")?;
+    let body = &d["Properties"]["DashboardBody"];
+    let text = body
+        .as_str()
+        .or_else(|| sub_string(body))
+        .ok_or_else(|| format!("{id}: DashboardBody is neither a string nor a !Sub"))?;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .ok_or_else(|| format!("{id}: unclosed ${{ in DashboardBody"))?;
+        out.push_str("SUBSTITUTED");
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    serde_json::from_str(&out).map_err(|e| format!("{id}: DashboardBody is not JSON: {e}"))
+}
+
+/// Metric names of namespace `sparkbridge` that the dashboard or an alarm shows.
+fn shown_metrics(t: &Value) -> (BTreeSet<String>, Vec<String>) {
+    let mut names = BTreeSet::new();
+    let mut p = Vec::new();
+    for (_, a) in of_type(t, "AWS::CloudWatch::Alarm") {
+        if a["Properties"]["Namespace"] == "sparkbridge" {
+            names.insert(compact(&a["Properties"]["MetricName"]));
+        }
+    }
+    match dashboard(t) {
+        Err(e) => p.push(e),
+        Ok(body) => {
+            for w in list(&body["widgets"]) {
+                let mut prev: Vec<String> = Vec::new();
+                for row in list(&w["properties"]["metrics"]) {
+                    let cells = list(row);
+                    if let Some(expr) = cells.first().and_then(|c| c["expression"].as_str()) {
+                        if expr.contains("Namespace=\"sparkbridge\"") {
+                            for part in expr.split("MetricName=\"").skip(1) {
+                                if let Some((name, _)) = part.split_once('"') {
+                                    names.insert(name.to_string());
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    // [namespace, metric, dim, value, ..., {options}] with "." (same as
+                    // the row above) and a leading "..." (repeat the row above's head).
+                    let strs: Vec<String> = cells
+                        .iter()
+                        .filter_map(|c| c.as_str().map(str::to_owned))
+                        .collect();
+                    let resolved: Vec<String> = if strs.first().map(String::as_str) == Some("...") {
+                        let tail = &strs[1..];
+                        let keep = prev.len().saturating_sub(tail.len());
+                        prev[..keep].iter().chain(tail).cloned().collect()
+                    } else {
+                        strs.iter()
+                            .enumerate()
+                            .map(|(i, s)| {
+                                if s == "." {
+                                    prev.get(i).cloned().unwrap_or_default()
+                                } else {
+                                    s.clone()
+                                }
+                            })
+                            .collect()
+                    };
+                    if resolved.first().map(String::as_str) == Some("sparkbridge") {
+                        if let Some(m) = resolved.get(1) {
+                            names.insert(m.clone());
+                        }
+                    }
+                    prev = resolved;
+                }
+            }
+        }
+    }
+    (names, p)
+}
+
+fn check_metrics(t: &Value, emitted: &BTreeSet<String>) -> Vec<String> {
+    let (shown, mut p) = shown_metrics(t);
+    for m in emitted {
+        if !shown.contains(m) {
+            p.push(format!(
+                "metric {m} is emitted but neither on the dashboard nor alarmed"
+            ));
+        }
+    }
+    p
+}
+
+/// Alarm names from docs/operations.md's "Alarms" section (first cell of each table row).
+fn documented_alarms(doc: &str) -> Vec<String> {
+    let mut in_section = false;
+    let mut names = Vec::new();
+    for line in doc.lines() {
+        if line.starts_with('#') {
+            in_section = line.trim_start_matches('#').trim().ends_with("Alarms");
+            continue;
+        }
+        if in_section {
+            if let Some(rest) = line.strip_prefix("| `") {
+                if let Some((name, _)) = rest.split_once('`') {
+                    names.push(name.to_string());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The alarms the runbook describes exist (and no undocumented ones), notify the alarm topic
+/// and are on the dashboard's alarm widget.
+fn check_alarms(t: &Value, doc: &str) -> Vec<String> {
+    let mut p = Vec::new();
+    let documented = documented_alarms(doc);
+    if documented.is_empty() {
+        p.push("docs/operations.md lists no alarms (expected a table under \"Alarms\")".into());
+    }
+    let in_template: BTreeSet<&str> = of_type(t, "AWS::CloudWatch::Alarm")
+        .map(|(id, _)| id)
+        .collect();
+    for name in &documented {
+        if !in_template.contains(name.as_str()) {
+            p.push(format!(
+                "alarm {name} is documented but not in the template"
+            ));
+        }
+    }
+    let body = match of_type(t, "AWS::CloudWatch::Dashboard").next() {
+        Some((_, d)) => {
+            let mut s = Vec::new();
+            strings(&d["Properties"]["DashboardBody"], &mut s);
+            s.concat()
+        }
+        None => String::new(),
+    };
+    for id in in_template {
+        if !documented.iter().any(|d| d == id) {
+            p.push(format!(
+                "alarm {id} is not documented in docs/operations.md"
+            ));
+        }
+        let a = &t["Resources"][id]["Properties"];
+        let topic = list(&a["AlarmActions"])
+            .into_iter()
+            .filter_map(ref_of)
+            .any(|r| is_type(t, r, "AWS::SNS::Topic"));
+        if !topic {
+            p.push(format!(
+                "alarm {id}: AlarmActions do not notify an SNS topic of this stack"
+            ));
+        }
+        if !body.contains(&format!("${{{id}.Arn}}")) {
+            p.push(format!("alarm {id} is not on the dashboard's alarm widget"));
+        }
+    }
+    p
+}
+
+// =========================================================================================
+// Workspace facts
+// =========================================================================================
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Package names under functions/ (each is one binary).
+fn workspace_bins() -> BTreeSet<String> {
+    let mut bins = BTreeSet::new();
+    for entry in std::fs::read_dir(workspace().join("functions")).expect("functions/") {
+        let manifest = entry.expect("dir entry").path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Some(rest) = line.trim().strip_prefix("name") {
+                if let Some(name) = rest.trim().strip_prefix('=') {
+                    bins.insert(name.trim().trim_matches('"').to_string());
+                }
+            }
+        }
+    }
+    bins
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|x| x == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Metric names passed to `count("Name", ...)` / `metrics::count(\n "Name", ...)` in
+/// the library and the functions.
+fn metrics_in_code() -> BTreeSet<String> {
+    let mut files = Vec::new();
+    rust_files(&workspace().join("shared/src"), &mut files);
+    rust_files(&workspace().join("functions"), &mut files);
+    let mut names = BTreeSet::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read source");
+        names.extend(count_calls(&text));
+    }
+    names
+}
+
+fn count_calls(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices("count(") {
+        // `.count()` and `fn count(name: ...)` do not start with a string literal.
+        let rest = text[i + "count(".len()..].trim_start();
+        if let Some(lit) = rest.strip_prefix('"') {
+            if let Some((name, _)) = lit.split_once('"') {
+                out.push(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+// =========================================================================================
+// Tests: the real template passes every check
+// =========================================================================================
+
+fn real() -> Value {
+    parse(TEMPLATE)
+}
+
+fn fixed_metrics() -> BTreeSet<String> {
+    METRICS.iter().map(|s| s.to_string()).collect()
+}
+
+#[track_caller]
+fn ok(problems: Vec<String>) {
+    assert!(
+        problems.is_empty(),
+        "template.yaml problems:\n{problems:#?}"
+    );
+}
+
+#[track_caller]
+fn fails(problems: Vec<String>, needle: &str) {
+    assert!(
+        problems.iter().any(|p| p.contains(needle)),
+        "expected a problem mentioning {needle:?}, got {problems:#?}"
+    );
+}
+
+#[test]
+fn least_privilege_per_function() {
+    ok(check_least_privilege(&real()));
+}
+
+#[test]
+fn no_plain_text_secrets() {
+    ok(check_secrets(&real()));
+}
+
+#[test]
+fn event_queue_redrives_to_the_dlq() {
+    ok(check_dlq(&real()));
+}
+
+#[test]
+fn worker_reports_batch_item_failures() {
+    ok(check_batch_failures(&real()));
+}
+
+#[test]
+fn visibility_timeout_is_six_times_the_worker_timeout() {
+    ok(check_visibility(&real()));
+}
+
+#[test]
+fn webhook_routes() {
+    ok(check_routes(&real()));
+}
+
+#[test]
+fn functions_build_with_cargo_lambda() {
+    ok(check_build(&real(), &workspace_bins()));
+}
+
+#[test]
+fn state_table_is_protected() {
+    ok(check_table(&real()));
+}
+
+#[test]
+fn every_metric_is_on_the_dashboard_or_alarmed() {
+    ok(check_metrics(&real(), &fixed_metrics()));
+}
+
+#[test]
+fn every_metric_the_code_emits_is_shown() {
+    let in_code = metrics_in_code();
+    // The scanner must find what we know is there, or it proves nothing.
+    for m in [
+        "WebhooksReceived",
+        "WebhooksRefused",
+        "AuthFailures",
+        "Parked",
+    ] {
+        assert!(in_code.contains(m), "scanner missed {m}: {in_code:?}");
+    }
+    ok(check_metrics(&real(), &in_code));
+}
+
+#[test]
+fn documented_alarms_exist() {
+    ok(check_alarms(&real(), OPERATIONS));
+}
+
+// =========================================================================================
+// Tests: every check can fail
+// =========================================================================================
+
+/// Replaces the value at `pointer`, or adds it to the object that `pointer`'s parent names.
+fn set(mut t: Value, pointer: &str, v: Value) -> Value {
+    if let Some(slot) = t.pointer_mut(pointer) {
+        *slot = v;
+        return t;
+    }
+    let (parent, key) = pointer.rsplit_once('/').expect("pointer");
+    t.pointer_mut(parent)
+        .and_then(Value::as_object_mut)
+        .unwrap_or_else(|| panic!("no {parent} in the template"))
+        .insert(key.to_string(), v);
+    t
+}
+
+fn remove(mut t: Value, pointer: &str) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').expect("pointer");
+    t.pointer_mut(parent)
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.remove(key))
+        .unwrap_or_else(|| panic!("no {pointer} in the template"));
+    t
+}
+
+const LOOPS_POLICIES: &str = "/Resources/IngestLoopsRole/Properties/Policies";
+
+#[test]
+fn short_tags_become_long_forms() {
+    let t = parse(
+        r#"
+A: !Ref Foo
+B: !GetAtt Queue.Arn
+C: !Sub "${AWS::StackName}-x"
+D: !If [Cond, !Ref X, !Ref AWS::NoValue]
+E: !Not [!Equals [!Ref P, ""]]
+F: !GetAtt [Queue, QueueName]
+"#,
+    );
+    assert_eq!(t["A"], json!({"Ref": "Foo"}));
+    assert_eq!(t["B"], json!({"Fn::GetAtt": ["Queue", "Arn"]}));
+    assert_eq!(t["C"], json!({"Fn::Sub": "${AWS::StackName}-x"}));
+    assert_eq!(
+        t["D"],
+        json!({"Fn::If": ["Cond", {"Ref": "X"}, {"Ref": "AWS::NoValue"}]})
+    );
+    assert_eq!(
+        t["E"],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "P"}, ""]}]})
+    );
+    assert_eq!(t["F"], json!({"Fn::GetAtt": ["Queue", "QueueName"]}));
+}
+
+#[test]
+#[should_panic(expected = "unknown CloudFormation tag !Reff")]
+fn a_mistyped_tag_fails() {
+    parse("A: !Reff Foo");
+}
+
+/// A tiny stand-alone template with everything wrong that least privilege forbids.
+#[test]
+fn least_privilege_fails_on_a_bad_inline_template() {
+    let t = parse(
+        r#"
+Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: !Sub ${AWS::StackName}-f
+      Role: !GetAtt R.Arn
+      Events:
+        Post: { Type: HttpApi, Properties: { ApiId: !Ref HttpApi, Path: /x, Method: POST } }
+  G:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies: [AWSLambdaBasicExecutionRole]
+  R:
+    Type: AWS::IAM::Role
+    Properties:
+      ManagedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]
+      AssumeRolePolicyDocument:
+        Statement:
+          - { Effect: Allow, Principal: { Service: [lambda.amazonaws.com, ec2.amazonaws.com] }, Action: sts:AssumeRole }
+      Policies:
+        - PolicyName: all
+          PolicyDocument:
+            Statement:
+              - { Effect: Allow, Action: "*", Resource: "*" }
+              - { Effect: Allow, Action: "sqs:*", Resource: !GetAtt Q.Arn }
+              - { Effect: Allow, Action: [xray:PutTraceSegments], Resource: "*" }
+              - { Effect: Allow, NotAction: iam:*, Resource: !GetAtt Q.Arn }
+"#,
+    );
+    let p = check_least_privilege(&t);
+    fails(p.clone(), "G: has SAM Policies");
+    fails(p.clone(), "ManagedPolicyArns");
+    fails(p.clone(), "ec2.amazonaws.com");
+    fails(p.clone(), "wildcard action \"*\"");
+    fails(p.clone(), "wildcard action \"sqs:*\"");
+    fails(p.clone(), "must sit under !If");
+    fails(p.clone(), "NotAction");
+    fails(p.clone(), "no AWS::Logs::LogGroup");
+    fails(p.clone(), "F (ingest): extra grant");
+    fails(p, "F (ingest): missing grant sqs:SendMessage");
+}
+
+#[test]
+fn least_privilege_fails_on_broken_copies() {
+    // An ingest function that may also read the queue.
+    let t = set(
+        real(),
+        &format!("{LOOPS_POLICIES}/1/PolicyDocument/Statement/0/Action"),
+        json!(["sqs:SendMessage", "sqs:ReceiveMessage"]),
+    );
+    fails(check_least_privilege(&t), "extra grant sqs:ReceiveMessage");
+    // Sending to the DLQ instead of the event queue.
+    let t = set(
+        real(),
+        &format!("{LOOPS_POLICIES}/1/PolicyDocument/Statement/0/Resource"),
+        json!({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}),
+    );
+    fails(check_least_privilege(&t), "missing grant sqs:SendMessage");
+    // Writing another function's logs.
+    let t = set(
+        real(),
+        &format!("{LOOPS_POLICIES}/0/PolicyDocument/Statement/0/Resource"),
+        json!({"Fn::GetAtt": ["WorkerLogGroup", "Arn"]}),
+    );
+    fails(
+        check_least_privilege(&t),
+        "not the function's own log group",
+    );
+    // X-Ray unconditionally.
+    let xray = real()
+        .pointer(&format!("{LOOPS_POLICIES}/2/Fn::If/1"))
+        .cloned()
+        .expect("the X-Ray policy sits in an !If");
+    let t = set(real(), &format!("{LOOPS_POLICIES}/2"), xray);
+    fails(check_least_privilege(&t), "must sit under !If");
+    // Two functions on one role.
+    let t = set(
+        real(),
+        "/Resources/IngestEsputnikFunction/Properties/Role",
+        json!({"Fn::GetAtt": ["IngestLoopsRole", "Arn"]}),
+    );
+    fails(check_least_privilege(&t), "one role per function");
+    // Worker state access on every table.
+    let t = set(
+        real(),
+        "/Resources/WorkerRole/Properties/Policies/2/PolicyDocument/Statement/0/Resource",
+        json!("*"),
+    );
+    fails(check_least_privilege(&t), "Resource \"*\"");
+}
+
+#[test]
+fn secrets_check_fails() {
+    let t = remove(real(), "/Parameters/LoopsSigningSecret/NoEcho");
+    fails(
+        check_secrets(&t),
+        "LoopsSigningSecret: secret-like but not NoEcho",
+    );
+    let t = set(
+        real(),
+        "/Parameters/EsputnikWebhookUser/NoEcho",
+        json!(false),
+    );
+    fails(
+        check_secrets(&t),
+        "EsputnikWebhookUser: secret-like but not NoEcho",
+    );
+    let t = set(
+        real(),
+        "/Parameters/SparkloopApiKey/Default",
+        json!("changeme"),
+    );
+    fails(
+        check_secrets(&t),
+        "SparkloopApiKey: secret-like with Default",
+    );
+    let t = set(
+        real(),
+        "/Resources/IngestLoopsFunction/Properties/Environment/Variables/LOOPS_SIGNING_SECRET",
+        json!("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    );
+    let p = check_secrets(&t);
+    fails(p.clone(), "LOOPS_SIGNING_SECRET is a literal");
+    fails(p, "secret-looking literal");
+    let t = set(
+        real(),
+        "/Resources/WorkerFunction/Properties/Environment/Variables/SPARKLOOP_API_URL",
+        json!("0f3c9a7e5b1d4c2a8e6f0b9d7c5a3e1f"),
+    );
+    fails(
+        check_secrets(&t),
+        "SPARKLOOP_API_URL contains a secret-looking literal",
+    );
+    let t = set(
+        real(),
+        "/Globals/Function/Environment/Variables/SPARKLOOP_API_KEY",
+        json!({"Ref": "SparkloopApiKey"}),
+    );
+    fails(
+        check_secrets(&t),
+        "hands secret SparkloopApiKey to every function",
+    );
+    let t = set(
+        real(),
+        "/Outputs/EventQueueUrl/Value",
+        json!({"Fn::Sub": "${EventQueue}?token=${EsputnikWebhookToken}"}),
+    );
+    fails(
+        check_secrets(&t),
+        "Outputs reference secret parameter EsputnikWebhookToken",
+    );
+    // The heuristics themselves.
+    assert!(looks_like_secret("whsec_abc"));
+    assert!(looks_like_secret("AKIAIOSFODNN7EXAMPLE"));
+    for plain in [
+        "https://api.sparkloop.app/v2",
+        "UTC",
+        "true",
+        "30",
+        "provided.al2023",
+        "",
+    ] {
+        assert!(!looks_like_secret(plain), "{plain}");
+    }
+    assert!(is_secret_name("EsputnikWebhookUser") && is_secret_name("LOOPS_API_KEY"));
+    assert!(!is_secret_name("EsputnikTimezone") && !is_secret_name("QUEUE_URL"));
+}
+
+#[test]
+fn dlq_check_fails() {
+    let t = set(
+        real(),
+        "/Resources/EventQueue/Properties/RedrivePolicy/deadLetterTargetArn",
+        json!({"Fn::GetAtt": ["EventQueue", "Arn"]}),
+    );
+    fails(
+        check_dlq(&t),
+        "deadLetterTargetArn must be !GetAtt DeadLetterQueue.Arn",
+    );
+    let t = remove(real(), "/Resources/EventQueue/Properties/RedrivePolicy");
+    fails(check_dlq(&t), "deadLetterTargetArn");
+    let t = set(
+        real(),
+        "/Resources/DeadLetterQueue/Properties/MessageRetentionPeriod",
+        json!(345600),
+    );
+    let p = check_dlq(&t);
+    fails(p.clone(), "MessageRetentionPeriod must be 1209600");
+    fails(p, "less time than EventQueue");
+    let t = remove(real(), "/Globals/Function/Environment/Variables/DLQ_URL");
+    fails(check_dlq(&t), "DLQ_URL is not !Ref DeadLetterQueue");
+}
+
+#[test]
+fn batch_failures_check_fails() {
+    let events = "/Resources/WorkerFunction/Properties/Events/Queue/Properties";
+    let t = remove(real(), &format!("{events}/FunctionResponseTypes"));
+    fails(check_batch_failures(&t), "ReportBatchItemFailures");
+    let t = set(
+        real(),
+        &format!("{events}/FunctionResponseTypes"),
+        json!(["ReportBatchItemFailurez"]),
+    );
+    fails(check_batch_failures(&t), "ReportBatchItemFailures");
+    let t = set(
+        real(),
+        &format!("{events}/Queue"),
+        json!({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}),
+    );
+    fails(check_batch_failures(&t), "must be !GetAtt EventQueue.Arn");
+}
+
+#[test]
+fn visibility_check_fails() {
+    let t = set(
+        real(),
+        "/Resources/WorkerFunction/Properties/Timeout",
+        json!(31),
+    );
+    fails(
+        check_visibility(&t),
+        "VisibilityTimeout 180 < 6 x WorkerFunction Timeout 31",
+    );
+    // Without its own Timeout the worker inherits Globals'.
+    let t = remove(real(), "/Resources/WorkerFunction/Properties/Timeout");
+    let t = set(t, "/Globals/Function/Timeout", json!(60));
+    fails(check_visibility(&t), "Timeout 60");
+}
+
+#[test]
+fn routes_check_fails() {
+    let esputnik = "/Resources/IngestEsputnikFunction/Properties/Events";
+    let t = remove(real(), &format!("{esputnik}/Get"));
+    fails(check_routes(&t), "route GET /webhooks/esputnik is missing");
+    let t = set(
+        real(),
+        &format!("{esputnik}/Post/Properties/Path"),
+        json!("/webhooks/loops"),
+    );
+    let p = check_routes(&t);
+    fails(p.clone(), "route POST /webhooks/esputnik is missing");
+    fails(p, "POST /webhooks/loops is served by");
+    let t = set(
+        real(),
+        &format!("{esputnik}/Get/Properties/Method"),
+        json!("ANY"),
+    );
+    fails(check_routes(&t), "unexpected route ANY /webhooks/esputnik");
+    let t = remove(real(), &format!("{esputnik}/Get/Properties/ApiId"));
+    fails(check_routes(&t), "ApiId must be !Ref HttpApi");
+}
+
+#[test]
+fn build_check_fails() {
+    let bins = workspace_bins();
+    let f = "/Resources/WorkerFunction";
+    let t = set(
+        real(),
+        &format!("{f}/Metadata/BuildMethod"),
+        json!("makefile"),
+    );
+    fails(
+        check_build(&t, &bins),
+        "BuildMethod must be rust-cargolambda",
+    );
+    let t = remove(real(), &format!("{f}/Metadata/BuildProperties/Binary"));
+    fails(check_build(&t, &bins), "Binary missing");
+    let t = set(
+        real(),
+        &format!("{f}/Metadata/BuildProperties/Binary"),
+        json!("wrker"),
+    );
+    fails(check_build(&t, &bins), "\"wrker\" is not a package");
+    let t = set(
+        real(),
+        &format!("{f}/Metadata/BuildProperties/Binary"),
+        json!("ingest-loops"),
+    );
+    fails(check_build(&t, &bins), "used by two functions");
+    let t = set(
+        real(),
+        &format!("{f}/Properties/CodeUri"),
+        json!("functions/worker"),
+    );
+    fails(check_build(&t, &bins), "CodeUri must be");
+    let t = set(real(), "/Globals/Function/Runtime", json!("provided.al2"));
+    fails(check_build(&t, &bins), "Runtime must be provided.al2023");
+    let t = set(real(), "/Globals/Function/Architectures", json!(["arm64"]));
+    fails(
+        check_build(&t, &bins),
+        "Architectures must be [!Ref Architecture]",
+    );
+    assert!(
+        bins.contains("worker") && bins.contains("ingest-loops"),
+        "{bins:?}"
+    );
+}
+
+#[test]
+fn table_check_fails() {
+    let t = remove(real(), "/Resources/StateTable/DeletionPolicy");
+    fails(check_table(&t), "DeletionPolicy must be Retain");
+    let t = set(
+        real(),
+        "/Resources/StateTable/DeletionPolicy",
+        json!("Delete"),
+    );
+    fails(check_table(&t), "DeletionPolicy must be Retain");
+    let t = set(
+        real(),
+        "/Resources/StateTable/Properties/TimeToLiveSpecification/Enabled",
+        json!(false),
+    );
+    fails(check_table(&t), "TTL");
+    let t = remove(
+        real(),
+        "/Resources/StateTable/Properties/PointInTimeRecoverySpecification",
+    );
+    fails(check_table(&t), "point-in-time recovery");
+}
+
+#[test]
+fn metrics_check_fails() {
+    let mut with_new = fixed_metrics();
+    with_new.insert("LeaseLost".into());
+    fails(
+        check_metrics(&real(), &with_new),
+        "metric LeaseLost is emitted",
+    );
+    // A dashboard without the Parked widget row.
+    let t = real();
+    let body = sub_string(&t["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
+        .expect("dashboard is a !Sub")
+        .replace("MetricName=\\\"Parked\\\"", "MetricName=\\\"Other\\\"");
+    let t = set(
+        t,
+        "/Resources/Dashboard/Properties/DashboardBody",
+        json!({"Fn::Sub": body}),
+    );
+    fails(check_metrics(&t, &fixed_metrics()), "metric Parked");
+    // AuthFailures is both alarmed and on the dashboard: remove both.
+    let t = remove(real(), "/Resources/AuthFailuresAlarm");
+    let body = sub_string(&t["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
+        .expect("dashboard is a !Sub")
+        .replace(
+            "\"sparkbridge\", \"AuthFailures\"",
+            "\"sparkbridge\", \"Other\"",
+        );
+    let t = set(
+        t,
+        "/Resources/Dashboard/Properties/DashboardBody",
+        json!({"Fn::Sub": body}),
+    );
+    fails(check_metrics(&t, &fixed_metrics()), "metric AuthFailures");
+    // Invalid dashboard JSON is reported, not skipped.
+    let t = set(
+        real(),
+        "/Resources/Dashboard/Properties/DashboardBody",
+        json!({"Fn::Sub": "{\"widgets\": ["}),
+    );
+    fails(
+        check_metrics(&t, &fixed_metrics()),
+        "DashboardBody is not JSON",
+    );
+    // The source scanner.
+    assert_eq!(
+        count_calls("x.count(); metrics::count(\n    \"Retries\",\n 1); fn count(name: &str)"),
+        vec!["Retries".to_string()]
+    );
+}
+
+#[test]
+fn alarms_check_fails() {
+    let t = remove(real(), "/Resources/WorkerErrorsAlarm");
+    let p = check_alarms(&t, OPERATIONS);
+    fails(
+        p,
+        "alarm WorkerErrorsAlarm is documented but not in the template",
+    );
+    let doc = OPERATIONS.replace("| `AuthFailuresAlarm` |", "| AuthFailures |");
+    fails(
+        check_alarms(&real(), &doc),
+        "alarm AuthFailuresAlarm is not documented",
+    );
+    let t = set(
+        real(),
+        "/Resources/HttpApi5xxAlarm/Properties/AlarmActions",
+        json!([]),
+    );
+    fails(
+        check_alarms(&t, OPERATIONS),
+        "HttpApi5xxAlarm: AlarmActions",
+    );
+    fails(check_alarms(&real(), "# nothing here"), "lists no alarms");
+    assert_eq!(
+        documented_alarms(
+            "### 5.2 Alarms\n\n| Alarm | x |\n|---|---|\n| `AAlarm` | y |\n### 5.3 Other\n| `B` |"
+        ),
+        vec!["AAlarm".to_string()]
+    );
+}
