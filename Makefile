@@ -1,13 +1,19 @@
 # Deploy-related targets for sparkbridge (see docs/operations.md).
-# Tools (cfn-lint, aws-sam-cli, cargo-lambda) are expected in one venv; point VENV at it,
-# e.g. `make validate VENV=/work/.venv`.
+# Tools (cfn-lint, aws-sam-cli, cargo-lambda) live in one venv, $(VENV) (default .venv),
+# installed by `make tools`; point VENV elsewhere with e.g. `make validate VENV=/path/to/venv`.
+# ARCH (arm64 or x86_64) is the functions' CPU architecture: `make build ARCH=x86_64` when the
+# aarch64 Rust target can't be installed, and then `make deploy ARCH=x86_64` too.
 VENV ?= .venv
-ifneq ($(wildcard $(VENV)/bin),)
+ARCH ?= arm64
 export PATH := $(abspath $(VENV))/bin:$(PATH)
-endif
 export SAM_CLI_TELEMETRY := 0
+export VENV ARCH
 
-.PHONY: test dev moto validate deploy deploy-guided
+# sam deploy gets Architecture only when it isn't the template's default, so that the saved
+# parameter_overrides in samconfig.toml stay in effect for arm64.
+DEPLOY_ARCH := $(if $(filter-out arm64,$(ARCH)),--parameter-overrides Architecture=$(ARCH))
+
+.PHONY: test dev moto tools validate build deploy deploy-guided
 
 ## test: every test; starts a moto server (SQS + DynamoDB) for the integration tests
 test:
@@ -21,14 +27,22 @@ dev:
 moto:
 	scripts/moto.sh start
 
+## tools: install cfn-lint, aws-sam-cli and cargo-lambda into $(VENV) (requirements-deploy.txt)
+tools:
+	scripts/setup.sh deploy
+
 ## validate: lint the SAM template (offline, no AWS credentials needed)
-validate:
+validate: tools
 	cfn-lint template.yaml && sam validate --lint
 
+## build: sam build (cargo-lambda release builds of every function into .aws-sam/)
+build: tools
+	scripts/sam-build.sh
+
 ## deploy: build and deploy with the settings saved in samconfig.toml
-deploy: validate
-	sam build && sam deploy
+deploy: validate build
+	sam deploy $(DEPLOY_ARCH)
 
 ## deploy-guided: first deploy (or changing saved settings); prompts for every parameter
-deploy-guided: validate
-	sam build && sam deploy --guided
+deploy-guided: validate build
+	sam deploy --guided $(DEPLOY_ARCH)
