@@ -4,6 +4,7 @@ mod config_check;
 mod defaults;
 mod dev;
 mod dlq;
+mod reconcile;
 mod samples;
 mod send;
 mod state;
@@ -80,6 +81,17 @@ enum Command {
         /// A running `sparkbridge dev` (default: the table and queue in TABLE_NAME, QUEUE_URL)
         #[arg(long)]
         url: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare SparkLoop, the ESP and the state table; queue what the webhooks missed
+    Reconcile {
+        /// Print what would be repaired; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// How many days back to check (default RECONCILE_SINCE_DAYS, 37)
+        #[arg(long)]
+        since: Option<i64>,
         #[arg(long)]
         json: bool,
     },
@@ -185,6 +197,11 @@ async fn main() -> ExitCode {
         Command::Subscriber {
             action: SubscriberAction::Show { email, url, json },
         } => state::show(&email, url.as_deref(), json).await,
+        Command::Reconcile {
+            dry_run,
+            since,
+            json,
+        } => reconcile::run(dry_run, since, json).await,
         Command::Screen { dry_run, url, json } => {
             state::screen(dry_run, url.as_deref(), json).await
         }

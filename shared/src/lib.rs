@@ -11,6 +11,7 @@ pub mod core;
 pub mod ingest;
 pub mod local;
 pub mod ports;
+pub mod reconcile;
 pub mod screener;
 pub mod telemetry;
 pub mod worker;

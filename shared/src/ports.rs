@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
+use crate::core::outbound::CallOutcome;
+use crate::core::reconcile::{Checkpoint, EspContact, ReferralPage};
+
 /// One message for the queue: the serialized envelope plus attributes an operator can read
 /// without parsing the body (provider, kind, dedupe id, park reason).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +99,10 @@ pub trait SubscriberStore: Send + Sync {
         contact_key: &str,
         email: &str,
     ) -> Result<Option<String>, StoreError>;
+    /// Where an interrupted reconcile run resumes.
+    async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError>;
+    /// Saves (or with `None` clears) the checkpoint.
+    async fn save_checkpoint(&self, name: &str, cp: Option<&Checkpoint>) -> Result<(), StoreError>;
 }
 
 /// The ESP's contacts API (Loops or eSputnik), reduced to what the lifecycle needs.
@@ -106,6 +113,8 @@ pub trait EspApi: Send + Sync {
         &self,
         call: &crate::core::lifecycle::EspCall,
     ) -> crate::core::outbound::CallOutcome;
+    /// The contact's subscription state, for the reconciler.
+    async fn lookup(&self, email: &str) -> Result<EspContact, CallOutcome>;
 }
 
 /// SparkLoop's API, reduced to the calls the custom integration needs.
@@ -116,6 +125,8 @@ pub trait SparkLoopApi: Send + Sync {
         target: &str,
         call: &crate::core::outbound::SparkLoopCall,
     ) -> crate::core::outbound::CallOutcome;
+    /// One page of referrals, newest first (`GET /v2/subscribers?type=referrals`).
+    async fn referrals(&self, page: u32, per_page: u32) -> Result<ReferralPage, CallOutcome>;
 }
 
 /// What the worker does with queue messages besides acknowledging them.

@@ -25,6 +25,7 @@ use crate::core::dedupe::{decide, Acquire, LeaseRequest, Record, Status};
 use crate::core::lifecycle::{
     ReferralStatus, SignalEntry, StateWrite, SubscriberState, Transition, TransitionResult,
 };
+use crate::core::reconcile::Checkpoint;
 use crate::ports::{IdempotencyStore, StoreError, SubscriberStore};
 
 pub const INDEX: &str = "by_deadline";
@@ -665,5 +666,51 @@ impl SubscriberStore for DynamoStore {
             .and_then(|a| a.get("email"))
             .and_then(|v| v.as_s().ok())
             .cloned())
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("checkpoint#{name}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out
+            .item()
+            .and_then(|i| i.get("value"))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|v| serde_json::from_str(v).ok()))
+    }
+
+    async fn save_checkpoint(&self, name: &str, cp: Option<&Checkpoint>) -> Result<(), StoreError> {
+        let key = s(format!("checkpoint#{name}"));
+        match cp {
+            Some(cp) => {
+                let value =
+                    serde_json::to_string(cp).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .item("pk", key)
+                    .item("value", s(value))
+                    .item("expires_at", n(Utc::now().timestamp() + 7 * 86_400))
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+            }
+            None => {
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .key("pk", key)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
+        Ok(())
     }
 }

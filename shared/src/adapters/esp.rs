@@ -13,8 +13,32 @@ use crate::adapters::sparkloop::{http_client, send, ClientSettings};
 use crate::core::lifecycle::EspCall;
 use crate::core::mask::mask_email;
 use crate::core::outbound::CallOutcome;
+use crate::core::reconcile::EspContact;
 use crate::core::secret::Secret;
 use crate::ports::EspApi;
+
+/// GETs JSON, classifying failures like every other call.
+async fn fetch_json(req: reqwest::RequestBuilder) -> Result<Value, CallOutcome> {
+    let resp = req.send().await.map_err(|e| CallOutcome::Retry {
+        reason: format!("transport error: {e}"),
+        retry_after: None,
+    })?;
+    let status = resp.status().as_u16();
+    let retry_after = crate::core::outbound::parse_retry_after(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let text = resp.text().await.unwrap_or_default();
+    match crate::core::outbound::classify(status, &text, retry_after) {
+        CallOutcome::Done => serde_json::from_str(&text).map_err(|e| CallOutcome::Permanent {
+            status,
+            body: format!("unreadable answer: {e}"),
+        }),
+        CallOutcome::NotFound => Ok(Value::Array(vec![])),
+        other => Err(other),
+    }
+}
 
 pub const DEFAULT_LOOPS_URL: &str = "https://app.loops.so";
 pub const DEFAULT_ESPUTNIK_URL: &str = "https://esputnik.com";
@@ -182,6 +206,24 @@ impl EspApi for LoopsClient {
             other => other,
         }
     }
+
+    /// `GET /api/v1/contacts/find?email=`: `[]` when absent, else the contact's `subscribed`.
+    async fn lookup(&self, email: &str) -> Result<EspContact, CallOutcome> {
+        self.limiter.until_ready().await;
+        let req = self
+            .http
+            .get(format!("{}/api/v1/contacts/find", self.base))
+            .query(&[("email", email)])
+            .bearer_auth(self.key.expose());
+        let v = fetch_json(req).await?;
+        Ok(match v.as_array().and_then(|a| a.first()) {
+            None => EspContact::Absent,
+            Some(c) if c.get("subscribed").and_then(Value::as_bool) == Some(false) => {
+                EspContact::Unsubscribed
+            }
+            Some(_) => EspContact::Subscribed,
+        })
+    }
 }
 
 pub struct EsputnikClient {
@@ -300,6 +342,40 @@ impl EspApi for EsputnikClient {
             }
         }
     }
+
+    /// `GET /api/v1/contacts?email=`: no contact is absent. eSputnik's search does not
+    /// document a subscription flag; an email channel marked `unsubscribed` (or a contact
+    /// whose email channel is missing) is read as unsubscribed, otherwise subscribed.
+    async fn lookup(&self, email: &str) -> Result<EspContact, CallOutcome> {
+        self.limiter.until_ready().await;
+        let req = self
+            .http
+            .get(format!("{}/api/v1/contacts", self.base))
+            .query(&[("email", email), ("startindex", "1"), ("maxrows", "1")])
+            .basic_auth("sparkbridge", Some(self.key.expose()));
+        let v = fetch_json(req).await?;
+        let Some(contact) = v.as_array().and_then(|a| a.first()) else {
+            return Ok(EspContact::Absent);
+        };
+        let channel = contact
+            .get("channels")
+            .and_then(Value::as_array)
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.get("type").and_then(Value::as_str) == Some("email"))
+            });
+        Ok(match channel {
+            None => EspContact::Unsubscribed,
+            Some(c)
+                if c.get("status")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("unsubscribed")) =>
+            {
+                EspContact::Unsubscribed
+            }
+            Some(_) => EspContact::Subscribed,
+        })
+    }
 }
 
 /// Used when no ESP is configured, its key is missing, or `DRY_RUN=true`.
@@ -314,6 +390,10 @@ impl EspApi for DryRunEsp {
     async fn call(&self, call: &EspCall) -> CallOutcome {
         tracing::info!(esp = self.0, call = call.name(), email = %mask_email(call.email()), "dry run: would call the ESP");
         CallOutcome::Done
+    }
+
+    async fn lookup(&self, _email: &str) -> Result<EspContact, CallOutcome> {
+        Ok(EspContact::Unknown)
     }
 }
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::core::dedupe::{decide, Acquire, LeaseRequest, Record, Status};
 use crate::core::lifecycle::{StateWrite, SubscriberState, Transition, TransitionResult};
+use crate::core::reconcile::Checkpoint;
 use crate::ports::{IdempotencyStore, StoreError, SubscriberStore};
 
 #[derive(Default)]
@@ -17,6 +18,7 @@ struct Inner {
     /// Emails in the screening index, with their deadline.
     screening: HashMap<String, DateTime<Utc>>,
     contacts: HashMap<String, String>,
+    checkpoints: HashMap<String, Checkpoint>,
 }
 
 #[derive(Default)]
@@ -183,5 +185,18 @@ impl SubscriberStore for MemoryStore {
             .lock()
             .contacts
             .insert(contact_key.to_string(), email.to_string()))
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(self.lock().checkpoints.get(name).cloned())
+    }
+
+    async fn save_checkpoint(&self, name: &str, cp: Option<&Checkpoint>) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        match cp {
+            Some(cp) => inner.checkpoints.insert(name.to_string(), cp.clone()),
+            None => inner.checkpoints.remove(name),
+        };
+        Ok(())
     }
 }

@@ -10,6 +10,7 @@ use reqwest::Method;
 
 use crate::core::mask::mask_email;
 use crate::core::outbound::{classify, parse_retry_after, CallOutcome, SparkLoopCall};
+use crate::core::reconcile::{parse_referral_page, ReferralPage};
 use crate::core::secret::Secret;
 use crate::ports::SparkLoopApi;
 
@@ -119,6 +120,45 @@ impl SparkLoopApi for SparkLoopClient {
         };
         send(req).await
     }
+
+    async fn referrals(&self, page: u32, per_page: u32) -> Result<ReferralPage, CallOutcome> {
+        self.limiter.until_ready().await;
+        let url = format!(
+            "{}/v2/subscribers?type=referrals&page={page}&per_page={per_page}",
+            self.base
+        );
+        let resp = match self
+            .http
+            .get(url)
+            .header("X-Api-Key", self.key.expose())
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(CallOutcome::Retry {
+                    reason: format!("transport error: {e}"),
+                    retry_after: None,
+                })
+            }
+        };
+        let status = resp.status().as_u16();
+        let retry_after = parse_retry_after(
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+        );
+        let text = resp.text().await.unwrap_or_default();
+        match classify(status, &text, retry_after) {
+            CallOutcome::Done => serde_json::from_str(&text)
+                .map(|v| parse_referral_page(&v))
+                .map_err(|e| CallOutcome::Permanent {
+                    status,
+                    body: format!("unreadable referral list: {e}"),
+                }),
+            other => Err(other),
+        }
+    }
 }
 
 /// Sends and classifies: the one path every outbound HTTP client shares.
@@ -162,6 +202,11 @@ impl SparkLoopApi for DryRunSparkLoop {
         };
         tracing::info!(target_subscriber = %shown, call = call.name(), "dry run: would call SparkLoop");
         CallOutcome::Done
+    }
+
+    async fn referrals(&self, _page: u32, _per_page: u32) -> Result<ReferralPage, CallOutcome> {
+        tracing::info!("dry run: no SPARKLOOP_API_KEY, so no referrals to list");
+        Ok(ReferralPage::default())
     }
 }
 

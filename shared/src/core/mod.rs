@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod loops;
 pub mod mask;
 pub mod outbound;
+pub mod reconcile;
 pub mod rules;
 pub mod secret;
 pub mod sender;

@@ -161,6 +161,7 @@ fn sparkloop_event(env: &Envelope, cfg: &RulesConfig) -> Decision {
 fn internal(env: &Envelope) -> Decision {
     match env.kind.as_str() {
         KIND_SCREENING_REJECT => sparkloop(env, SparkLoopCall::Reject),
+        crate::core::reconcile::KIND_RECONCILE_UNSUBSCRIBE => unsubscribe(env),
         _ => Decision::Park(format!("unknown internal event {}", env.kind)),
     }
 }

@@ -1,0 +1,78 @@
+//! `sparkbridge reconcile [--dry-run] [--since DAYS]`: compare SparkLoop, the ESP and the
+//! state table, and queue the missed webhooks (TABLE_NAME, QUEUE_URL, the API keys).
+
+use indicatif::{ProgressBar, ProgressStyle};
+use shared::adapters::dynamodb::DynamoStore;
+use shared::adapters::sqs::SqsQueue;
+use shared::reconcile::{Deps, ReconcileConfig, Summary};
+
+pub async fn run(dry_run: bool, since_days: Option<i64>, json: bool) -> Result<(), String> {
+    let store = DynamoStore::from_env().await?;
+    let queue = SqsQueue::from_env().await?;
+    let sparkloop = shared::adapters::sparkloop::from_env()?;
+    let esp = shared::adapters::esp::from_env()?;
+    let mut cfg = ReconcileConfig::from_env()?;
+    if let Some(days) = since_days {
+        cfg.since = chrono::Duration::days(days);
+    }
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").map_err(|e| e.to_string())?);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let deps = Deps {
+        sparkloop: sparkloop.as_ref(),
+        esp: esp.as_ref(),
+        store: &store,
+        queue: &queue,
+    };
+    let progress = |s: &Summary| {
+        bar.set_message(format!(
+            "page {}: {} checked, {} in agreement, {} to repair",
+            s.pages,
+            s.checked,
+            s.in_agreement,
+            s.total_repaired()
+        ))
+    };
+    let summary =
+        shared::reconcile::run(&deps, &cfg, chrono::Utc::now(), dry_run, None, &progress).await?;
+    bar.finish_and_clear();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    let verb = if dry_run {
+        "would repair"
+    } else {
+        "repaired (queued)"
+    };
+    println!("{:<28} {:>8}", "checked", summary.checked);
+    println!("{:<28} {:>8}", "in agreement", summary.in_agreement);
+    for kind in [
+        "sparkloop_unsubscribe",
+        "esp_unsubscribe",
+        "esp_add",
+        "state_correction",
+    ] {
+        println!(
+            "{:<28} {:>8}",
+            format!("{verb}: {kind}"),
+            summary.repaired.get(kind).copied().unwrap_or(0)
+        );
+    }
+    println!("{:<28} {:>8}", "reported", summary.reported.len());
+    println!("{:<28} {:>8}", "failed", summary.failed);
+    for r in &summary.reported {
+        println!("  {r}");
+    }
+    if dry_run {
+        println!("dry run: nothing was queued or changed");
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! Lambda: the reconciler, run on a schedule (daily by default). Stops 30 s before the
+//! invocation deadline with a checkpoint; the next run resumes there.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use shared::adapters::dynamodb::DynamoStore;
+use shared::adapters::sqs::SqsQueue;
+use shared::reconcile::{Deps, ReconcileConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let store = Arc::new(DynamoStore::from_env().await?);
+    let queue = Arc::new(SqsQueue::from_env().await?);
+    let sparkloop = shared::adapters::sparkloop::from_env()?;
+    let esp = shared::adapters::esp::from_env()?;
+    let cfg = Arc::new(ReconcileConfig::from_env()?);
+    let dry_run = shared::config::flag("RECONCILE_DRY_RUN");
+    run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let (store, queue, sparkloop, esp, cfg) = (
+            store.clone(),
+            queue.clone(),
+            sparkloop.clone(),
+            esp.clone(),
+            cfg.clone(),
+        );
+        async move {
+            let left = event
+                .context
+                .deadline()
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            let stop_at = Instant::now() + left.saturating_sub(Duration::from_secs(30));
+            let deps = Deps {
+                sparkloop: sparkloop.as_ref(),
+                esp: esp.as_ref(),
+                store: store.as_ref(),
+                queue: queue.as_ref(),
+            };
+            let summary = shared::reconcile::run(
+                &deps,
+                &cfg,
+                chrono::Utc::now(),
+                dry_run,
+                Some(stop_at),
+                &|_| {},
+            )
+            .await?;
+            lambda_runtime::tracing::info!(
+                checked = summary.checked,
+                in_agreement = summary.in_agreement,
+                repaired = summary.total_repaired(),
+                failed = summary.failed,
+                complete = summary.complete,
+                "reconcile run"
+            );
+            Ok::<_, Error>(serde_json::to_value(&summary)?)
+        }
+    }))
+    .await
+}

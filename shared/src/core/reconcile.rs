@@ -1,0 +1,364 @@
+//! Reconciliation: compare SparkLoop, the ESP and our own state for one referral, and say
+//! what to repair. Every repair is an envelope the webhooks would have produced, so dedupe,
+//! retries, back-off and the DLQ apply; its dedupe id is fixed per divergence, so running the
+//! reconciler twice repairs once.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::core::envelope::{derive_dedupe_id, Envelope, Normalized, Provider, Subscriber};
+use crate::core::lifecycle::{ReferralStatus, SubscriberState};
+
+/// Kind of the envelope that tells SparkLoop about an unsubscribe a webhook missed.
+pub const KIND_RECONCILE_UNSUBSCRIBE: &str = "reconcile.unsubscribe";
+
+/// One referral as SparkLoop lists it (`GET /v2/subscribers?type=referrals`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Referral {
+    pub uuid: String,
+    pub email: String,
+    pub status: ReferralStatus,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// The contact's state in the ESP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EspContact {
+    Absent,
+    Subscribed,
+    Unsubscribed,
+    /// The ESP could not tell (dry run, or no lookup available).
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Repair {
+    /// Pending or verified in SparkLoop, unsubscribed / bounced / deleted in the ESP.
+    SparkloopUnsubscribe,
+    /// Rejected in SparkLoop, still subscribed in the ESP.
+    EspUnsubscribe,
+    /// Pending or verified in SparkLoop, never added to the ESP.
+    EspAdd,
+    /// Our state is behind SparkLoop's.
+    StateCorrection,
+}
+
+impl Repair {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Repair::SparkloopUnsubscribe => "sparkloop_unsubscribe",
+            Repair::EspUnsubscribe => "esp_unsubscribe",
+            Repair::EspAdd => "esp_add",
+            Repair::StateCorrection => "state_correction",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    Agrees,
+    Repair(Repair),
+    /// Seen and reported, not repaired (our state is ahead of SparkLoop's).
+    Report(String),
+}
+
+/// Compares one referral. `local` is our subscriber record, if any: it tells a contact that
+/// was added and later deleted (SparkLoop must hear of it) from one never added (add it).
+pub fn compare(r: &Referral, esp: EspContact, local: Option<&SubscriberState>) -> Finding {
+    let known_here = local.and_then(|s| s.referral_status);
+    if let Some(ours) = known_here {
+        if ours.rank() > r.status.rank() {
+            return Finding::Report(format!(
+                "our state is {} but SparkLoop says {}",
+                ours.as_str(),
+                r.status.as_str()
+            ));
+        }
+    }
+    let was_added = known_here.is_some();
+    let finding = match (r.status, esp) {
+        (ReferralStatus::Rejected, EspContact::Subscribed) => Some(Repair::EspUnsubscribe),
+        (ReferralStatus::Rejected, _) => None,
+        (_, EspContact::Unsubscribed) => Some(Repair::SparkloopUnsubscribe),
+        (_, EspContact::Absent) if was_added => Some(Repair::SparkloopUnsubscribe),
+        (_, EspContact::Absent) => Some(Repair::EspAdd),
+        (_, EspContact::Subscribed | EspContact::Unknown) => None,
+    };
+    match finding {
+        Some(repair) => Finding::Repair(repair),
+        None if known_here != Some(r.status) => Finding::Repair(Repair::StateCorrection),
+        None => Finding::Agrees,
+    }
+}
+
+/// The envelope that performs a repair.
+pub fn repair_envelope(
+    repair: Repair,
+    r: &Referral,
+    esp: EspContact,
+    now: DateTime<Utc>,
+) -> Envelope {
+    let esp_text = serde_json::to_value(esp)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let dedupe_id = derive_dedupe_id(&[
+        "reconcile",
+        repair.as_str(),
+        &r.uuid,
+        r.status.as_str(),
+        &esp_text,
+    ]);
+    let created = r.created_at.map(|t| t.timestamp());
+    let subscriber = Subscriber {
+        email: Some(r.email.clone()),
+        sparkloop_id: Some(r.uuid.clone()),
+        ..Default::default()
+    };
+    let (provider, kind, payload) = match repair {
+        Repair::SparkloopUnsubscribe => (
+            Provider::Sparkbridge,
+            KIND_RECONCILE_UNSUBSCRIBE.to_string(),
+            json!({"email": r.email, "sparkloop_id": r.uuid, "esp": esp_text, "reconciled": true}),
+        ),
+        // The other repairs are the SparkLoop webhook that was missed, rebuilt from the API.
+        _ => {
+            let kind = match r.status {
+                ReferralStatus::Pending => "new_partner_pending_referral",
+                ReferralStatus::Verified => "new_partner_referral",
+                ReferralStatus::Rejected => "sync_subscriber",
+            };
+            (
+                Provider::Sparkloop,
+                kind.to_string(),
+                json!({"type": kind, "reconciled": true,
+                       "subscriber": {"id": r.uuid, "email": r.email, "referral_status": r.status.as_str(), "created_at": created}}),
+            )
+        }
+    };
+    Envelope::new(
+        provider,
+        dedupe_id,
+        now,
+        Normalized {
+            kind,
+            subscriber,
+            occurred_at: r.created_at,
+            parked: None,
+            payload: serde_json::value::RawValue::from_string(payload.to_string())
+                .expect("json! is valid JSON"),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ReferralStatus::*;
+
+    fn referral(status: ReferralStatus) -> Referral {
+        Referral {
+            uuid: "sub_1".into(),
+            email: "a@b.c".into(),
+            status,
+            created_at: DateTime::from_timestamp(1_700_000_000, 0),
+        }
+    }
+
+    fn local(status: ReferralStatus) -> SubscriberState {
+        SubscriberState {
+            email: "a@b.c".into(),
+            referral_status: Some(status),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn by_table() {
+        use EspContact::*;
+        use Finding::Repair as R;
+        let cases: Vec<(ReferralStatus, EspContact, Option<SubscriberState>, Finding)> = vec![
+            (Pending, Subscribed, Some(local(Pending)), Finding::Agrees),
+            (
+                Pending,
+                Unsubscribed,
+                Some(local(Pending)),
+                R(Repair::SparkloopUnsubscribe),
+            ),
+            (
+                Pending,
+                Absent,
+                Some(local(Pending)),
+                R(Repair::SparkloopUnsubscribe),
+            ),
+            (Pending, Absent, None, R(Repair::EspAdd)),
+            (Verified, Absent, None, R(Repair::EspAdd)),
+            (
+                Verified,
+                Unsubscribed,
+                Some(local(Verified)),
+                R(Repair::SparkloopUnsubscribe),
+            ),
+            (
+                Rejected,
+                Subscribed,
+                Some(local(Rejected)),
+                R(Repair::EspUnsubscribe),
+            ),
+            (Rejected, Subscribed, None, R(Repair::EspUnsubscribe)),
+            (
+                Rejected,
+                Unsubscribed,
+                Some(local(Rejected)),
+                Finding::Agrees,
+            ),
+            (Rejected, Absent, None, R(Repair::StateCorrection)),
+            (Pending, Subscribed, None, R(Repair::StateCorrection)),
+            (
+                Verified,
+                Subscribed,
+                Some(local(Pending)),
+                R(Repair::StateCorrection),
+            ),
+            (Pending, Unknown, Some(local(Pending)), Finding::Agrees),
+            (
+                Pending,
+                Subscribed,
+                Some(local(Rejected)),
+                Finding::Report("our state is rejected but SparkLoop says pending".into()),
+            ),
+        ];
+        for (status, esp, state, want) in cases {
+            assert_eq!(
+                compare(&referral(status), esp, state.as_ref()),
+                want,
+                "{status:?} {esp:?} {state:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn repairs_are_the_webhooks_that_were_missed() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let e = repair_envelope(
+            Repair::EspUnsubscribe,
+            &referral(Rejected),
+            EspContact::Subscribed,
+            now,
+        );
+        assert_eq!(
+            (e.provider, e.kind.as_str()),
+            (Provider::Sparkloop, "sync_subscriber")
+        );
+        assert_eq!(
+            e.payload_value()["subscriber"]["referral_status"],
+            "rejected"
+        );
+        let (id, parsed) = crate::core::sparkloop::parse(e.payload.get().as_bytes()).unwrap();
+        assert_eq!(
+            parsed.kind, "sync_subscriber",
+            "ingest would read it the same way"
+        );
+        assert!(!id.is_empty());
+        let add = repair_envelope(Repair::EspAdd, &referral(Pending), EspContact::Absent, now);
+        assert_eq!(add.kind, "new_partner_pending_referral");
+        let unsub = repair_envelope(
+            Repair::SparkloopUnsubscribe,
+            &referral(Pending),
+            EspContact::Unsubscribed,
+            now,
+        );
+        assert_eq!(
+            (unsub.provider, unsub.kind.as_str()),
+            (Provider::Sparkbridge, KIND_RECONCILE_UNSUBSCRIBE)
+        );
+        // the same divergence always has the same id; another divergence another
+        let again = repair_envelope(
+            Repair::EspUnsubscribe,
+            &referral(Rejected),
+            EspContact::Subscribed,
+            now + chrono::Duration::days(1),
+        );
+        assert_eq!(again.dedupe_id, e.dedupe_id);
+        assert_ne!(unsub.dedupe_id, e.dedupe_id);
+    }
+}
+
+/// One page of SparkLoop's referrals, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReferralPage {
+    pub referrals: Vec<Referral>,
+    pub total_pages: u32,
+}
+
+/// Where a cut-off run resumes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub next_page: u32,
+    pub since: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Reads SparkLoop's list response. Entries without an email or a known status are skipped.
+pub fn parse_referral_page(body: &serde_json::Value) -> ReferralPage {
+    let referrals = body
+        .get("subscribers")
+        .and_then(|v| v.as_array())
+        .map(|list| {
+            list.iter()
+                .filter_map(|s| {
+                    Some(Referral {
+                        uuid: s.get("uuid").or_else(|| s.get("id"))?.as_str()?.to_string(),
+                        email: s.get("email")?.as_str()?.to_string(),
+                        status: ReferralStatus::parse(s.get("referral_status")?.as_str()?)?,
+                        created_at: s
+                            .get("created_at")
+                            .and_then(|c| c.as_str())
+                            .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+                            .map(|d| d.with_timezone(&Utc)),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let total_pages = body
+        .pointer("/meta/total_pages")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(1) as u32;
+    ReferralPage {
+        referrals,
+        total_pages,
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_list_shape() {
+        let body = json!({"subscribers": [
+            {"uuid": "sub_4bc1056297", "email": "drago@sparkloop.app", "referral_status": "verified", "created_at": "2021-03-24T11:55:02.113Z"},
+            {"uuid": "sub_2", "email": "x@y.z", "referral_status": "weird"},
+            {"uuid": "sub_3", "referral_status": "pending"}
+        ], "meta": {"per_page": 50, "page": 1, "total_pages": 7, "total_subscribers": 320}});
+        let page = parse_referral_page(&body);
+        assert_eq!(page.total_pages, 7);
+        assert_eq!(page.referrals.len(), 1);
+        assert_eq!(page.referrals[0].status, ReferralStatus::Verified);
+        assert_eq!(
+            page.referrals[0].created_at.unwrap().timestamp(),
+            1_616_586_902
+        );
+        assert_eq!(
+            parse_referral_page(&json!({})),
+            ReferralPage {
+                referrals: vec![],
+                total_pages: 1
+            }
+        );
+    }
+}

@@ -1,0 +1,448 @@
+//! The reconciler after a simulated outage, on moto, against stateful fake SparkLoop and ESP
+//! APIs holding deliberately diverged data: pagination, a 429 mid-run, a run cut off and
+//! resumed, a dry run that changes nothing, and a second run that repairs nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use shared::adapters::esp::{EsputnikClient, LoopsClient, PropertyNames};
+use shared::adapters::sparkloop::{ClientSettings, SparkLoopClient};
+use shared::adapters::sqs::SqsQueue;
+use shared::core::envelope::{Envelope, Provider};
+use shared::core::lifecycle::{ReferralStatus, Transition};
+use shared::core::secret::Secret;
+use shared::ingest::to_message;
+use shared::ports::{EspApi, SubscriberStore};
+use shared::reconcile::{Deps, ReconcileConfig, Summary};
+use sparkbridge_tests::worker_kit::{fast_config, harness_with, Harness};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+#[derive(Clone, Debug)]
+struct Ref {
+    uuid: String,
+    email: String,
+    status: &'static str,
+    created: DateTime<Utc>,
+}
+
+/// SparkLoop: lists referrals newest first with pagination, answers one 429 on the first
+/// request for page 2, and applies unsubscribe/reject (a pending referral that unsubscribes
+/// is rejected, and SparkLoop then sends `sync_subscriber` — recorded in `webhooks`).
+#[derive(Default)]
+struct SparkLoopState {
+    referrals: Vec<Ref>,
+    calls: HashMap<String, usize>,
+    webhooks: Vec<Ref>,
+    throttled_once: bool,
+    list_requests: usize,
+}
+
+struct FakeSparkLoop(Arc<Mutex<SparkLoopState>>);
+
+impl Respond for FakeSparkLoop {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut st = self.0.lock().unwrap();
+        let path = req.url.path().to_string();
+        if req.method.as_str() == "GET" {
+            st.list_requests += 1;
+            let q: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
+            let page: usize = q["page"].parse().unwrap();
+            let per: usize = q["per_page"].parse().unwrap();
+            if page == 2 && !st.throttled_once {
+                st.throttled_once = true;
+                return ResponseTemplate::new(429).insert_header("retry-after", "0");
+            }
+            let total_pages = st.referrals.len().div_ceil(per);
+            let items: Vec<Value> = st
+                .referrals
+                .iter()
+                .skip((page - 1) * per)
+                .take(per)
+                .map(|r| json!({"uuid": r.uuid, "email": r.email, "referral_status": r.status, "created_at": r.created.to_rfc3339()}))
+                .collect();
+            return ResponseTemplate::new(200).set_body_json(json!({"subscribers": items, "meta": {"page": page, "per_page": per, "total_pages": total_pages}}));
+        }
+        *st.calls.entry(path.clone()).or_default() += 1;
+        let uuid = path.split('/').nth(3).unwrap_or_default().to_string();
+        if path.ends_with("/unsubscribe") || path.ends_with("/reject") {
+            if let Some(r) = st.referrals.iter_mut().find(|r| r.uuid == uuid) {
+                if r.status != "rejected" {
+                    r.status = "rejected";
+                    let copy = r.clone();
+                    st.webhooks.push(copy);
+                }
+            }
+        }
+        ResponseTemplate::new(200).set_body_string("{}")
+    }
+}
+
+/// Loops contacts: find by email and the update upsert.
+struct FakeLoops(Arc<Mutex<BTreeMap<String, bool>>>);
+
+impl Respond for FakeLoops {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut contacts = self.0.lock().unwrap();
+        if req.method.as_str() == "GET" {
+            let email: String = req
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "email")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            return match contacts.get(&email) {
+                Some(sub) => ResponseTemplate::new(200)
+                    .set_body_json(json!([{"email": email, "subscribed": sub}])),
+                None => ResponseTemplate::new(200).set_body_json(json!([])),
+            };
+        }
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        let email = body["email"].as_str().unwrap().to_string();
+        let entry = contacts.entry(email).or_insert(true);
+        if let Some(sub) = body.get("subscribed").and_then(Value::as_bool) {
+            *entry = sub;
+        }
+        ResponseTemplate::new(200).set_body_json(json!({"success": true, "id": "c"}))
+    }
+}
+
+struct World {
+    h: Harness,
+    sparkloop: Arc<Mutex<SparkLoopState>>,
+    sl_client: SparkLoopClient,
+    esp: Arc<dyn EspApi>,
+    queue: SqsQueue,
+    _servers: Vec<MockServer>,
+}
+
+impl World {
+    async fn reconcile(&self, dry_run: bool, max_pages: Option<u32>) -> Summary {
+        let deps = Deps {
+            sparkloop: &self.sl_client,
+            esp: self.esp.as_ref(),
+            store: self.h.store.as_ref(),
+            queue: &self.queue,
+        };
+        let cfg = ReconcileConfig {
+            per_page: 50,
+            base_delay: Duration::from_millis(10),
+            max_pages,
+            ..Default::default()
+        };
+        shared::reconcile::run(&deps, &cfg, Utc::now(), dry_run, None, &|_| {})
+            .await
+            .unwrap()
+    }
+
+    /// SparkLoop's own webhooks for the changes the repairs caused.
+    async fn deliver_sparkloop_webhooks(&self) {
+        let hooks: Vec<Ref> = std::mem::take(&mut self.sparkloop.lock().unwrap().webhooks);
+        for r in hooks {
+            let body = json!({"type": "sync_subscriber", "subscriber": {"id": r.uuid, "email": r.email, "referral_status": "rejected"}}).to_string();
+            let (id, n) = shared::core::sparkloop::parse(body.as_bytes()).unwrap();
+            self.h
+                .send(&to_message(&Envelope::new(Provider::Sparkloop, id, Utc::now(), n)).body)
+                .await;
+        }
+        self.h.run_until_empty().await;
+    }
+}
+
+async fn world(
+    esp_for: impl FnOnce(&MockServer) -> Arc<dyn EspApi>,
+    esp_responder: impl Respond + 'static,
+    referrals: Vec<Ref>,
+) -> World {
+    let sparkloop = Arc::new(Mutex::new(SparkLoopState {
+        referrals,
+        ..Default::default()
+    }));
+    let sl_server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(FakeSparkLoop(sparkloop.clone()))
+        .mount(&sl_server)
+        .await;
+    let esp_server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(esp_responder)
+        .mount(&esp_server)
+        .await;
+    let esp = esp_for(&esp_server);
+    let h = harness_with(&sl_server.uri(), esp.clone(), fast_config()).await;
+    let settings = ClientSettings {
+        rate_per_min: 60_000,
+        ..ClientSettings::default()
+    };
+    let sl_client = SparkLoopClient::new(&sl_server.uri(), Secret::new("k"), &settings);
+    let queue = SqsQueue::new(h.sqs.clone(), h.queue_url.clone(), 262_144);
+    World {
+        h,
+        sparkloop,
+        sl_client,
+        esp,
+        queue,
+        _servers: vec![sl_server, esp_server],
+    }
+}
+
+fn transition(email: &str, uuid: &str, status: ReferralStatus) -> Transition {
+    Transition {
+        email: email.into(),
+        status,
+        sparkloop_id: Some(uuid.into()),
+        campaign_id: None,
+        partner_id: None,
+        source: None,
+        screening: None,
+        at: Utc::now(),
+        cause: "test setup".into(),
+    }
+}
+
+#[tokio::test]
+async fn loops_outage_is_repaired_exactly_once() {
+    // 300 referrals, newest first; 4 kinds of divergence, 30 each; the rest agree.
+    let now = Utc::now();
+    let mut referrals = Vec::new();
+    let mut contacts = BTreeMap::new();
+    let mut local: Vec<(String, String, ReferralStatus)> = Vec::new();
+    for i in 0..300 {
+        let email = format!("r{i:03}@example.com");
+        let uuid = format!("sub_{i:03}");
+        let created = now - chrono::Duration::minutes(i as i64);
+        let (status, esp, ours) = match i % 10 {
+            0 => ("pending", Some(false), Some(ReferralStatus::Pending)), // unsubscribed in Loops, SparkLoop not told
+            1 => ("rejected", Some(true), Some(ReferralStatus::Pending)), // rejection webhook lost
+            2 => ("pending", None, None),                                 // pending webhook lost
+            3 => ("verified", Some(true), Some(ReferralStatus::Pending)), // verification webhook lost
+            4 => ("rejected", Some(false), Some(ReferralStatus::Rejected)),
+            5 | 6 => ("verified", Some(true), Some(ReferralStatus::Verified)),
+            _ => ("pending", Some(true), Some(ReferralStatus::Pending)),
+        };
+        referrals.push(Ref {
+            uuid: uuid.clone(),
+            email: email.clone(),
+            status,
+            created,
+        });
+        if let Some(sub) = esp {
+            contacts.insert(email.clone(), sub);
+        }
+        if let Some(s) = ours {
+            local.push((email, uuid, s));
+        }
+    }
+    // one very old referral beyond the horizon: never looked at
+    referrals.push(Ref {
+        uuid: "sub_old".into(),
+        email: "old@example.com".into(),
+        status: "pending",
+        created: now - chrono::Duration::days(90),
+    });
+    let contacts = Arc::new(Mutex::new(contacts));
+    let w = world(
+        |server| {
+            Arc::new(LoopsClient::new(
+                &server.uri(),
+                Secret::new("lk"),
+                PropertyNames::default(),
+                &ClientSettings::default(),
+                1_000,
+            ))
+        },
+        FakeLoops(contacts.clone()),
+        referrals,
+    )
+    .await;
+    for (email, uuid, s) in &local {
+        w.h.store
+            .apply_transition(&transition(email, uuid, *s))
+            .await
+            .unwrap();
+    }
+
+    // a dry run reports and changes nothing
+    let before = contacts.lock().unwrap().clone();
+    let dry = w.reconcile(true, None).await;
+    assert_eq!(dry.checked, 300);
+    assert_eq!(dry.total_repaired(), 120);
+    assert!(w.h.batch().await.records.is_empty(), "nothing queued");
+    assert_eq!(*contacts.lock().unwrap(), before, "ESP unchanged");
+    assert!(
+        w.sparkloop.lock().unwrap().calls.is_empty(),
+        "SparkLoop unchanged"
+    );
+
+    // a run cut off after 3 pages, then resumed
+    let first = w.reconcile(false, Some(3)).await;
+    assert!(!first.complete);
+    assert_eq!(first.checked, 150);
+    let second = w.reconcile(false, None).await;
+    assert!(second.complete);
+    assert_eq!(second.resumed_from_page, Some(4));
+    let mut repaired = first.repaired.clone();
+    for (k, v) in &second.repaired {
+        *repaired.entry(k.clone()).or_default() += v;
+    }
+    assert_eq!(
+        repaired,
+        BTreeMap::from([
+            ("esp_add".to_string(), 30),
+            ("esp_unsubscribe".to_string(), 30),
+            ("sparkloop_unsubscribe".to_string(), 30),
+            ("state_correction".to_string(), 30)
+        ])
+    );
+    assert_eq!(first.checked + second.checked, 300);
+    assert!(
+        w.sparkloop.lock().unwrap().throttled_once,
+        "the 429 was met and retried"
+    );
+
+    // the worker applies the repairs; SparkLoop answers with its own webhooks
+    w.h.run_until_empty().await;
+    w.deliver_sparkloop_webhooks().await;
+    {
+        let sl = w.sparkloop.lock().unwrap();
+        let unsubscribes: Vec<_> = sl
+            .calls
+            .iter()
+            .filter(|(p, _)| p.ends_with("/unsubscribe"))
+            .collect();
+        assert_eq!(unsubscribes.len(), 30);
+        assert!(
+            unsubscribes.iter().all(|(_, n)| **n == 1),
+            "each exactly once"
+        );
+    }
+    {
+        let c = contacts.lock().unwrap();
+        for i in (0..300).filter(|i| i % 10 == 1) {
+            assert_eq!(
+                c[&format!("r{i:03}@example.com")],
+                false,
+                "rejected referrals unsubscribed"
+            );
+        }
+        for i in (0..300).filter(|i| i % 10 == 2) {
+            assert_eq!(
+                c[&format!("r{i:03}@example.com")],
+                true,
+                "missing referrals added"
+            );
+        }
+    }
+    for i in (0..300).filter(|i| i % 10 == 3) {
+        let s =
+            w.h.store
+                .get(&format!("r{i:03}@example.com"))
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            s.referral_status,
+            Some(ReferralStatus::Verified),
+            "state corrected"
+        );
+    }
+
+    // everything agrees now: a second run repairs nothing
+    let again = w.reconcile(false, None).await;
+    assert_eq!(again.total_repaired(), 0, "{:?}", again.repaired);
+    assert_eq!(again.in_agreement, 300);
+    assert!(again.reported.is_empty());
+}
+
+/// eSputnik contacts: search by email; unsubscribe adds to the unsubscribed list.
+struct FakeEsputnik(Arc<Mutex<BTreeMap<String, bool>>>);
+
+impl Respond for FakeEsputnik {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut contacts = self.0.lock().unwrap();
+        let path = req.url.path();
+        if req.method.as_str() == "GET" {
+            let email: String = req
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "email")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            return match contacts.get(&email) {
+                Some(sub) => ResponseTemplate::new(200).set_body_json(json!([{"id": 1, "channels": [{"type": "email", "value": email, "status": if *sub { "active" } else { "unsubscribed" }}]}])),
+                None => ResponseTemplate::new(200).set_body_json(json!([])),
+            };
+        }
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        if path.ends_with("/emails/unsubscribed/add") {
+            for e in body["emails"].as_array().unwrap() {
+                contacts.insert(e.as_str().unwrap().to_string(), false);
+            }
+        } else {
+            let email = body["channels"][0]["value"].as_str().unwrap().to_string();
+            contacts.entry(email).or_insert(true);
+        }
+        ResponseTemplate::new(200).set_body_json(json!({"id": 1}))
+    }
+}
+
+#[tokio::test]
+async fn esputnik_outage_is_repaired() {
+    let now = Utc::now();
+    let referrals = vec![
+        Ref {
+            uuid: "sub_a".into(),
+            email: "a@example.com".into(),
+            status: "rejected",
+            created: now,
+        },
+        Ref {
+            uuid: "sub_b".into(),
+            email: "b@example.com".into(),
+            status: "pending",
+            created: now,
+        },
+        Ref {
+            uuid: "sub_c".into(),
+            email: "c@example.com".into(),
+            status: "pending",
+            created: now,
+        },
+    ];
+    let contacts = Arc::new(Mutex::new(BTreeMap::from([
+        ("a@example.com".to_string(), true),
+        ("c@example.com".to_string(), false),
+    ])));
+    let w = world(
+        |server| {
+            Arc::new(EsputnikClient::new(
+                &server.uri(),
+                Secret::new("ek"),
+                BTreeMap::new(),
+                &ClientSettings::default(),
+                1_000,
+            ))
+        },
+        FakeEsputnik(contacts.clone()),
+        referrals,
+    )
+    .await;
+    for (e, u) in [("a@example.com", "sub_a"), ("c@example.com", "sub_c")] {
+        w.h.store
+            .apply_transition(&transition(e, u, ReferralStatus::Pending))
+            .await
+            .unwrap();
+    }
+    let s = w.reconcile(false, None).await;
+    assert_eq!(s.repaired.get("esp_unsubscribe"), Some(&1));
+    assert_eq!(s.repaired.get("esp_add"), Some(&1));
+    assert_eq!(s.repaired.get("sparkloop_unsubscribe"), Some(&1));
+    w.h.run_until_empty().await;
+    w.deliver_sparkloop_webhooks().await;
+    let c = contacts.lock().unwrap().clone();
+    assert_eq!(c["a@example.com"], false);
+    assert_eq!(c["b@example.com"], true);
+    assert_eq!(w.reconcile(false, None).await.total_repaired(), 0);
+}
