@@ -22,7 +22,7 @@ fallback=""
 case "$ARCH" in
   arm64)
     if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu \
-       && ! rustup target add aarch64-unknown-linux-gnu; then
+       && ! timeout 300 rustup target add aarch64-unknown-linux-gnu; then
       if [ "${ARCH_FALLBACK:-}" = 1 ]; then
         echo "!! arm64 target unavailable (rustup target add aarch64-unknown-linux-gnu failed): building x86_64 instead"
         ARCH=x86_64

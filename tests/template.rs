@@ -31,6 +31,15 @@ const METRICS: [&str; 9] = [
 ];
 
 /// (method, path, binary of the function that must serve it)
+/// Metrics of a function that template.yaml does not deploy yet: (metric, binary). Each may
+/// be missing from the template only while no function there builds that binary, so the
+/// entry stops excusing anything the moment the function is added.
+const PENDING: [(&str, &str); 3] = [
+    ("ReconcileChecked", "reconciler"),
+    ("ReconcileRepaired", "reconciler"),
+    ("ReconcileRepairedTotal", "reconciler"),
+];
+
 const ROUTES: [(&str, &str, &str); 4] = [
     ("POST", "/webhooks/loops", "ingest-loops"),
     ("GET", "/webhooks/esputnik", "ingest-esputnik"),
@@ -1138,7 +1147,50 @@ fn every_metric_the_code_emits_is_shown() {
     ] {
         assert!(in_code.contains(m), "scanner missed {m}: {in_code:?}");
     }
-    ok(check_metrics(&real(), &in_code));
+    ok(check_metrics(
+        &real(),
+        &not_pending(&real(), in_code, &PENDING),
+    ));
+}
+
+/// The emitted metrics less those of `pending` whose binary no template function builds.
+fn not_pending(
+    t: &Value,
+    mut emitted: BTreeSet<String>,
+    pending: &[(&str, &str)],
+) -> BTreeSet<String> {
+    let deployed: BTreeSet<&str> = functions(t)
+        .into_iter()
+        .filter_map(|(_, f)| binary(f))
+        .collect();
+    for (metric, bin) in pending {
+        if !deployed.contains(bin) {
+            emitted.remove(*metric);
+        }
+    }
+    emitted
+}
+
+#[test]
+fn pending_metrics_count_once_their_function_is_deployed() {
+    let pending = [("FutureMetric", "future-fn")];
+    let emitted: BTreeSet<String> = ["FutureMetric".to_string()].into();
+    ok(check_metrics(
+        &real(),
+        &not_pending(&real(), emitted.clone(), &pending),
+    ));
+    // Add a function building that binary: its metric must now be in the template.
+    let worker = real()["Resources"]["WorkerFunction"].clone();
+    let future = set(
+        worker,
+        "/Metadata/BuildProperties/Binary",
+        json!("future-fn"),
+    );
+    let t = set(real(), "/Resources/FutureFunction", future);
+    fails(
+        check_metrics(&t, &not_pending(&t, emitted, &pending)),
+        "metric FutureMetric is emitted",
+    );
 }
 
 #[test]
