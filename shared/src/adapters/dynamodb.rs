@@ -425,7 +425,12 @@ impl DynamoStore {
         }
     }
 
-    async fn signals(&self, email: &str) -> Result<Vec<SignalEntry>, StoreError> {
+    /// Every item of the index matching `condition`, across pages.
+    async fn query_index(
+        &self,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
         let mut out = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
@@ -434,34 +439,39 @@ impl DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .index_name(INDEX)
-                .key_condition_expression("gsi1pk = :pk")
-                .expression_attribute_values(
-                    ":pk",
-                    s(format!("sig#{}", email.to_ascii_lowercase())),
-                )
+                .key_condition_expression(condition)
+                .set_expression_attribute_values(Some(values.clone()))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(unavailable)?;
-            for item in res.items() {
-                let Some(at) = parse_ts(item.get("at")) else {
-                    continue;
-                };
-                out.push(SignalEntry {
+            out.extend(res.items().iter().cloned());
+            match res.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn signals(&self, email: &str) -> Result<Vec<SignalEntry>, StoreError> {
+        let pk = s(format!("sig#{}", email.to_ascii_lowercase()));
+        let items = self
+            .query_index("gsi1pk = :pk", HashMap::from([(":pk".to_string(), pk)]))
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                Some(SignalEntry {
                     kind: item
                         .get("kind")
                         .and_then(|v| v.as_s().ok())
                         .cloned()
                         .unwrap_or_default(),
                     message: item.get("message").and_then(|v| v.as_s().ok()).cloned(),
-                    at,
-                });
-            }
-            match res.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
-            }
-        }
+                    at: parse_ts(item.get("at"))?,
+                })
+            })
+            .collect())
     }
 
     fn state_from(item: &HashMap<String, AttributeValue>) -> SubscriberState {
@@ -592,34 +602,19 @@ impl SubscriberStore for DynamoStore {
         &self,
         due_before: DateTime<Utc>,
     ) -> Result<Vec<SubscriberState>, StoreError> {
-        let mut emails = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let res = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(INDEX)
-                .key_condition_expression("gsi1pk = :pk AND gsi1sk <= :due")
-                .expression_attribute_values(":pk", s(SCREENING))
-                .expression_attribute_values(":due", s(ts(due_before)))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            emails.extend(
-                res.items()
-                    .iter()
-                    .filter_map(|i| i.get("email").and_then(|v| v.as_s().ok()).cloned()),
-            );
-            match res.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        let mut out = Vec::with_capacity(emails.len());
-        for e in emails {
-            if let Some(state) = self.get(&e).await? {
+        let values = HashMap::from([
+            (":pk".to_string(), s(SCREENING)),
+            (":due".to_string(), s(ts(due_before))),
+        ]);
+        let items = self
+            .query_index("gsi1pk = :pk AND gsi1sk <= :due", values)
+            .await?;
+        let mut out = Vec::with_capacity(items.len());
+        for email in items
+            .iter()
+            .filter_map(|i| i.get("email").and_then(|v| v.as_s().ok()))
+        {
+            if let Some(state) = self.get(email).await? {
                 out.push(state);
             }
         }
