@@ -16,19 +16,40 @@ use crate::ports::EventQueue;
 
 pub struct SparkloopIngest {
     queue: Arc<dyn EventQueue>,
-    token: Secret,
+    /// One token, or several during a rotation.
+    tokens: Vec<Secret>,
 }
 
 impl SparkloopIngest {
     pub fn new(queue: Arc<dyn EventQueue>, token: Secret) -> Self {
-        Self { queue, token }
+        Self {
+            queue,
+            tokens: vec![token],
+        }
     }
 
-    /// Reads `SPARKLOOP_WEBHOOK_TOKEN`; refuses to start without it.
+    /// Reads `SPARKLOOP_WEBHOOK_TOKEN` (comma-separated to accept an old and a new token
+    /// while rotating); refuses to start without one.
     pub fn from_env(queue: Arc<dyn EventQueue>) -> Result<Self, String> {
-        let token = Secret::from_opt(std::env::var("SPARKLOOP_WEBHOOK_TOKEN").ok())
-            .ok_or("SPARKLOOP_WEBHOOK_TOKEN is not set (copy it from SparkLoop's Webhooks page)")?;
-        Ok(Self::new(queue, token))
+        let raw = std::env::var("SPARKLOOP_WEBHOOK_TOKEN").unwrap_or_default();
+        let tokens: Vec<Secret> = raw
+            .split(',')
+            .filter_map(|t| Secret::from_opt(Some(t.to_string())))
+            .collect();
+        if tokens.is_empty() {
+            return Err(
+                "SPARKLOOP_WEBHOOK_TOKEN is not set (copy it from SparkLoop's Webhooks page)"
+                    .into(),
+            );
+        }
+        Ok(Self { queue, tokens })
+    }
+
+    /// Compares with every configured token (no early exit), each in constant time.
+    fn token_matches(&self, presented: &[u8]) -> bool {
+        self.tokens
+            .iter()
+            .fold(false, |found, t| found | t.matches(presented))
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
@@ -46,7 +67,7 @@ impl SparkloopIngest {
                     "missing SparkLoop-Token header".into(),
                 ))
             }
-            Some(t) if !self.token.matches(t.as_bytes()) => {
+            Some(t) if !self.token_matches(t.as_bytes()) => {
                 return Err(IngestError::Unauthorized("wrong SparkLoop-Token".into()))
             }
             Some(_) => {}
@@ -61,5 +82,28 @@ impl SparkloopIngest {
         )];
         enqueue(self.queue.as_ref(), &envelopes).await?;
         Ok(envelopes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory_queue::MemoryQueue;
+
+    #[test]
+    fn several_tokens_during_rotation() {
+        let queue = Arc::new(MemoryQueue::new(
+            std::time::Duration::from_secs(1),
+            3,
+            1_000,
+        ));
+        let ingest = SparkloopIngest {
+            queue,
+            tokens: vec![Secret::new("old"), Secret::new("new")],
+        };
+        assert!(ingest.token_matches(b"old"));
+        assert!(ingest.token_matches(b"new"));
+        assert!(!ingest.token_matches(b"other"));
+        assert!(!ingest.token_matches(b"old,new"));
     }
 }
