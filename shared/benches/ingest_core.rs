@@ -1,0 +1,185 @@
+//! Figure 1 of BENCHMARKS.md: verify + parse + build the envelope, per provider, on one core.
+//!
+//! The Loops request (secret, webhook-id, timestamp, body, signature) is read from the file
+//! named by `BENCH_LOOPS_REQUEST`, the same file the Python `standardwebhooks` baseline
+//! verifies (`bench/python/standardwebhooks_baseline.py`); without it, the sample
+//! `events/loops/email.unsubscribed.json` is signed here. Run: `make bench FIGURES=1` or
+//! `cargo bench -p shared --bench ingest_core`.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::Utc;
+use criterion::{criterion_group, criterion_main, Criterion};
+use shared::core::envelope::{Envelope, Provider};
+use shared::core::esputnik::{self, WebhookAuth};
+use shared::core::loops::{self, SigningKeys};
+use shared::core::secret::Secret;
+use shared::core::sparkloop;
+
+struct LoopsRequest {
+    secret: String,
+    id: String,
+    timestamp: String,
+    body: String,
+    signature: String,
+}
+
+fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("shared/ sits in the workspace")
+        .join("events")
+}
+
+fn sample_body(provider: &str, name: &str) -> String {
+    let path = events_dir().join(provider).join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("sample is JSON");
+    v["body"].as_str().expect("sample has a body").to_string()
+}
+
+fn loops_request() -> LoopsRequest {
+    if let Ok(path) = std::env::var("BENCH_LOOPS_REQUEST") {
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let v: serde_json::Value = serde_json::from_str(&text).expect("request file is JSON");
+        let field = |k: &str| {
+            v[k].as_str()
+                .unwrap_or_else(|| panic!("{path}: no {k}"))
+                .to_string()
+        };
+        return LoopsRequest {
+            secret: field("secret"),
+            id: field("id"),
+            timestamp: field("timestamp"),
+            body: field("body"),
+            signature: field("signature"),
+        };
+    }
+    let secret = "whsec_ZGV2LW9ubHktc2lnbmluZy1zZWNyZXQtc3Bhcmticmlk".to_string();
+    let body = sample_body("loops", "email.unsubscribed");
+    let ts = 1_734_425_918;
+    let signature =
+        SigningKeys::parse(&secret)
+            .expect("valid secret")
+            .sign("msg_bench", ts, body.as_bytes());
+    LoopsRequest {
+        secret,
+        id: "msg_bench".into(),
+        timestamp: ts.to_string(),
+        body,
+        signature,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let req = loops_request();
+    let keys = SigningKeys::parse(&req.secret).expect("valid secret");
+    let now: i64 = req.timestamp.parse().expect("numeric timestamp");
+    let body = req.body.as_bytes();
+    let loops_full = || {
+        keys.verify(
+            Some(&req.id),
+            Some(&req.timestamp),
+            Some(&req.signature),
+            body,
+            now,
+        )
+        .expect("the request verifies");
+        let event = loops::parse(body).expect("the body parses");
+        let env = Envelope::new(Provider::Loops, req.id.clone(), Utc::now(), event);
+        serde_json::to_string(&env).expect("serializes")
+    };
+    assert!(!loops_full().is_empty());
+
+    let mut g = c.benchmark_group("ingest_core");
+    g.bench_function("loops_full", |b| b.iter(|| black_box(loops_full())));
+    g.bench_function("loops_verify", |b| {
+        b.iter(|| {
+            keys.verify(
+                Some(black_box(&req.id)),
+                Some(&req.timestamp),
+                Some(&req.signature),
+                black_box(body),
+                now,
+            )
+        })
+    });
+    g.bench_function("loops_parse_envelope_json", |b| {
+        b.iter(|| {
+            let event = loops::parse(black_box(body)).expect("parses");
+            let env = Envelope::new(Provider::Loops, req.id.clone(), Utc::now(), event);
+            serde_json::to_string(&env).expect("serializes")
+        })
+    });
+
+    // eSputnik: Basic auth, then the documented array shape (the first two elements of
+    // events/esputnik/batch.json: DELIVERED and UNDELIVERED).
+    let all: Vec<serde_json::Value> =
+        serde_json::from_str(&sample_body("esputnik", "batch")).expect("an array");
+    let two = serde_json::to_string(&all[..2]).expect("serializes");
+    let auth = WebhookAuth::new(
+        Some(Secret::new("dev")),
+        Some(Secret::new("dev-password")),
+        None,
+        false,
+    )
+    .expect("valid auth");
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("dev:dev-password")
+    );
+    let tz = chrono_tz::UTC;
+    g.bench_function("esputnik_full", |b| {
+        b.iter(|| {
+            auth.check(Some(black_box(&basic)), None)
+                .expect("authorized");
+            esputnik::split(black_box(two.as_bytes()), tz)
+        })
+    });
+    g.bench_function("esputnik_full_envelopes_json", |b| {
+        b.iter(|| {
+            auth.check(Some(black_box(&basic)), None)
+                .expect("authorized");
+            let received = Utc::now();
+            esputnik::split(black_box(two.as_bytes()), tz)
+                .into_iter()
+                .map(|el| {
+                    let env = Envelope::new(Provider::Esputnik, el.dedupe_id, received, el.event);
+                    serde_json::to_string(&env).expect("serializes")
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+
+    // SparkLoop: the token, then the event.
+    let token = Secret::new("dev-sparkloop-token");
+    let sl_body = sample_body("sparkloop", "sync_subscriber");
+    g.bench_function("sparkloop_full", |b| {
+        b.iter(|| {
+            assert!(token.matches(black_box(b"dev-sparkloop-token")));
+            sparkloop::parse(black_box(sl_body.as_bytes())).expect("parses")
+        })
+    });
+    g.bench_function("sparkloop_full_envelope_json", |b| {
+        b.iter(|| {
+            assert!(token.matches(black_box(b"dev-sparkloop-token")));
+            let (id, event) = sparkloop::parse(black_box(sl_body.as_bytes())).expect("parses");
+            let env = Envelope::new(Provider::Sparkloop, id, Utc::now(), event);
+            serde_json::to_string(&env).expect("serializes")
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50);
+    targets = bench
+}
+criterion_main!(benches);
