@@ -150,17 +150,8 @@ pub async fn run(
         let out_of_time = stop_at.is_some_and(|t| Instant::now() >= t);
         let out_of_pages = cfg.max_pages.is_some_and(|m| summary.pages >= m);
         if out_of_time || out_of_pages {
-            if !dry_run {
-                let cp = Checkpoint {
-                    next_page: page,
-                    since,
-                    started_at,
-                };
-                deps.store
-                    .save_checkpoint(CHECKPOINT, Some(&cp))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
+            // The checkpoint for `page` was saved when the previous page finished (or is
+            // the one this run resumed from): the next run starts here.
             emit(&summary);
             return Ok(summary);
         }

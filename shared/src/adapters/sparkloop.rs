@@ -25,6 +25,10 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 pub fn encode_identifier(id: &str) -> String {
+    // "." and ".." would be read as path steps by URL parsing: encode their dots too.
+    if id.chars().all(|c| c == '.') {
+        return id.replace('.', "%2E");
+    }
     utf8_percent_encode(id, PATH_SEGMENT).to_string()
 }
 
@@ -220,6 +224,8 @@ mod tests {
             ("a+b@x.io", "a%2Bb%40x.io"),
             ("sub_042448acb02a", "sub_042448acb02a"),
             ("we ird/../x@y.z", "we%20ird%2F..%2Fx%40y.z"),
+            ("..", "%2E%2E"),
+            (".", "%2E"),
         ] {
             assert_eq!(encode_identifier(raw), want);
         }

@@ -41,17 +41,15 @@ struct Head {
     event_name: String,
     #[serde(rename = "eventTime", default)]
     event_time: Option<serde_json::Value>,
+    /// Read leniently: a wrong-typed field must not turn an unsubscribe into a 400.
     #[serde(rename = "contactIdentity", default)]
-    contact_identity: Option<ContactIdentity>,
+    contact_identity: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 struct ContactIdentity {
-    #[serde(default)]
     id: Option<String>,
-    #[serde(default)]
     email: Option<String>,
-    #[serde(rename = "userId", default)]
     user_id: Option<String>,
 }
 
@@ -70,7 +68,17 @@ pub fn parse(body: &[u8]) -> Result<Normalized, ParseError> {
     } else {
         KIND_UNKNOWN.to_string()
     };
-    let identity = head.contact_identity.unwrap_or_default();
+    let identity: ContactIdentity = head
+        .contact_identity
+        .map(|v| {
+            let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+            ContactIdentity {
+                id: text("id"),
+                email: text("email"),
+                user_id: text("userId"),
+            }
+        })
+        .unwrap_or_default();
     let occurred_at = head
         .event_time
         .and_then(|v| v.as_i64())
@@ -124,6 +132,10 @@ mod tests {
                 Ok("unknown"),
             ),
             (r#"{"eventName":"email.opened"}"#, Ok("email.opened")),
+            (
+                r#"{"eventName":"email.unsubscribed","contactIdentity":{"userId":42,"email":"a@b.c"}}"#,
+                Ok("email.unsubscribed"),
+            ),
             (
                 r#"{"eventName":"email.opened","eventTime":"soon"}"#,
                 Ok("email.opened"),
