@@ -1,6 +1,8 @@
 //! Test kit: a moto server for SQS/DynamoDB (real protocol, real SDK) and the sample events
 //! of `events/`, authenticated at test time as the providers would.
 
+pub mod chaos;
+
 use std::path::{Path, PathBuf};
 
 use aws_sdk_sqs::Client as SqsClient;
