@@ -187,18 +187,6 @@ async fn loops_bad_input_is_refused_and_queues_nothing() {
     authenticate_request(Provider::Loops, &mut r);
     cases.push(("no eventName", r, StatusCode::BAD_REQUEST));
     let mut r = loops_sample();
-    let huge = format!(
-        r#"{{"eventName":"email.opened","pad":"{}"}}"#,
-        "x".repeat(DEFAULT_MAX_MESSAGE_BYTES)
-    );
-    set_body(&mut r, huge);
-    authenticate_request(Provider::Loops, &mut r);
-    cases.push((
-        "over the queue's message size",
-        r,
-        StatusCode::PAYLOAD_TOO_LARGE,
-    ));
-    let mut r = loops_sample();
     *r.method_mut() = Method::GET;
     cases.push(("GET", r, StatusCode::METHOD_NOT_ALLOWED));
 
@@ -260,6 +248,51 @@ async fn a_sqs_failure_answers_503_so_the_provider_retries() {
         k.esputnik.handle(req).await.status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
+}
+
+/// An authenticated event over the queue's message size is kept, not refused: its parked
+/// reference form (size, sha256, head) is queued and the provider gets its 200. A refusal
+/// would lose it (Loops, SparkLoop) or hold back every later event (eSputnik).
+#[tokio::test]
+async fn an_event_over_the_queue_size_is_parked_in_reference_form() {
+    let k = kit().await;
+    let pad = "x".repeat(DEFAULT_MAX_MESSAGE_BYTES);
+    let huge = format!(
+        r#"{{"eventName":"email.unsubscribed","contactIdentity":{{"id":"c1","email":"big@example.com","userId":null}},"pad":"{pad}"}}"#
+    );
+    let mut r = loops_sample();
+    set_body(&mut r, huge.clone());
+    authenticate_request(Provider::Loops, &mut r);
+    assert_eq!(k.loops.handle(r).await.status(), StatusCode::OK);
+
+    let small = r#"{"activityStatus":"READ","contactId":1,"email":"a@b.c","activityDateTime":"2023-09-14T08:30:03"}"#;
+    let big = format!(
+        r#"{{"activityStatus":"UNSUBSCRIBED","contactId":2,"email":"big@example.com","activityDateTime":"2023-09-14T08:30:03","pad":"{pad}"}}"#
+    );
+    let mut r = load_request(&repo_root().join("events/esputnik/batch.json"));
+    set_body(&mut r, format!("[{small},{big}]"));
+    authenticate_request(Provider::Esputnik, &mut r);
+    assert_eq!(k.esputnik.handle(r).await.status(), StatusCode::OK);
+
+    let q = drain(&k.sqs, &k.url).await;
+    assert_eq!(q.len(), 3, "every event is queued");
+    let parked: Vec<_> = q.iter().filter(|m| m.envelope.parked.is_some()).collect();
+    assert_eq!(parked.len(), 2, "the two large ones are parked");
+    for m in parked {
+        let e = &m.envelope;
+        assert!(e
+            .parked
+            .as_deref()
+            .unwrap()
+            .contains("over the queue's message size"));
+        assert_eq!(e.subscriber.email.as_deref(), Some("big@example.com"));
+        let oversize = &e.payload_value()["oversize"];
+        assert!(oversize["bytes"].as_u64().unwrap() > DEFAULT_MAX_MESSAGE_BYTES as u64);
+        assert_eq!(oversize["sha256"].as_str().unwrap().len(), 64);
+        assert!(oversize["head"].as_str().unwrap().len() > 1_000);
+    }
+    let read = q.iter().find(|m| m.envelope.parked.is_none()).unwrap();
+    assert_eq!(read.envelope.kind, "READ");
 }
 
 #[tokio::test]

@@ -266,6 +266,12 @@ async fn a_live_lease_is_retried_later() {
         "retried, not acknowledged"
     );
     assert_eq!(calls(&fake).await, 0);
+    // Back-off is 0 here, yet the message stays invisible: it waits for the holder's lease
+    // (60 s) instead of spending attempts while the holder works.
+    assert!(
+        h.batch().await.records.is_empty(),
+        "the retry waits for the lease to end"
+    );
 }
 
 #[tokio::test]
@@ -360,4 +366,37 @@ async fn engagement_is_counted_without_calls_and_ignored_events_are_acknowledged
     let item = item.item().unwrap();
     assert_eq!(item["opens"].as_n().unwrap(), "1");
     assert_eq!(item["clicks"].as_n().unwrap(), "1");
+}
+
+/// The SDK sends a `PutItem` again when its answer was lost; the write had happened, so the
+/// condition refuses it. The stored owner token is ours: that is our lease, not someone else's.
+#[tokio::test]
+async fn a_lease_write_sent_twice_is_still_ours() {
+    let fake = sparkloop(200).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let req = LeaseRequest {
+        owner: "me".into(),
+        payload_hash: "h".into(),
+        now_ms: now,
+        lease_until_ms: now + 60_000,
+        expires_at: now / 1000 + 3_600,
+    };
+    let key = "loops#lost_answer";
+    assert_eq!(h.store.acquire(key, &req).await.unwrap(), Acquire::Acquired);
+    assert_eq!(
+        h.store.acquire(key, &req).await.unwrap(),
+        Acquire::Acquired,
+        "the repeated write finds our own token"
+    );
+    let other = LeaseRequest {
+        owner: "someone else".into(),
+        ..req.clone()
+    };
+    assert_eq!(
+        h.store.acquire(key, &other).await.unwrap(),
+        Acquire::InProgress {
+            lease_until_ms: now + 60_000
+        }
+    );
 }

@@ -158,7 +158,10 @@ async fn dev_refuses_wrong_credentials() {
     let url = format!("http://127.0.0.1:{port}");
     let out = cli(
         &["send", "loops", "email.opened", "--url", &url],
-        &[("LOOPS_SIGNING_SECRET", "whsec_d3Jvbmctc2VjcmV0")],
+        &[(
+            "LOOPS_SIGNING_SECRET",
+            "whsec_YS13cm9uZy1zZWNyZXQtMjQtYnl0ZXMh",
+        )],
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

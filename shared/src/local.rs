@@ -70,12 +70,24 @@ pub async fn poll_once(
         .iter()
         .map(|f| f.item_identifier.as_str())
         .collect();
+    // Every delete is tried: one that fails only means that message is delivered again
+    // (and deduped), but stopping at it would redeliver the rest of the batch too.
+    let mut errors = Vec::new();
     for d in &batch {
         if !failed.contains(d.id.as_str()) {
-            source.delete(&d.receipt).await?;
+            if let Err(e) = source.delete(&d.receipt).await {
+                errors.push(e);
+            }
         }
     }
-    Ok(batch.len())
+    match errors.len() {
+        0 => Ok(batch.len()),
+        n => Err(format!(
+            "{n} of {} deletes failed: {}",
+            batch.len(),
+            errors[0]
+        )),
+    }
 }
 
 /// Runs pollers until the task is dropped. `pollers` stands for the event source mapping's

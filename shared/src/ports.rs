@@ -93,12 +93,8 @@ pub trait SubscriberStore: Send + Sync {
     ) -> Result<Vec<crate::core::lifecycle::SubscriberState>, StoreError>;
     /// Takes a referral out of the screening index once a decision is queued.
     async fn mark_screened(&self, email: &str, note: &str) -> Result<(), StoreError>;
-    /// Remembers `email` for an ESP contact id and returns the address seen before, if any.
-    async fn observe_contact(
-        &self,
-        contact_key: &str,
-        email: &str,
-    ) -> Result<Option<String>, StoreError>;
+    /// The address last recorded for an ESP contact id (`StateWrite::ContactEmail`), if any.
+    async fn contact_email(&self, contact_key: &str) -> Result<Option<String>, StoreError>;
     /// Where an interrupted reconcile run resumes.
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError>;
     /// Saves (or with `None` clears) the checkpoint.

@@ -268,8 +268,11 @@ fn keys_model(csv: &str) -> Result<Vec<Vec<u8>>, SigningKeysError> {
         let key = LENIENT_B64
             .decode(b64)
             .map_err(|_| SigningKeysError::NotBase64(i + 1))?;
-        if key.is_empty() {
-            return Err(SigningKeysError::EmptyKey(i + 1));
+        if key.len() < 16 {
+            return Err(SigningKeysError::TooShort {
+                entry: i + 1,
+                bytes: key.len(),
+            });
         }
         keys.push(key);
     }
@@ -398,7 +401,7 @@ proptest! {
             (Ok(keys), Ok(model)) => {
                 prop_assert_eq!(keys.len(), model.len());
                 prop_assert!(!keys.is_empty());
-                prop_assert!(model.iter().all(|k| !k.is_empty()), "never an empty key");
+                prop_assert!(model.iter().all(|k| k.len() >= 16), "never a guessable key");
                 // the first key is exactly the decoded bytes: signs like a reference HMAC
                 prop_assert_eq!(keys.sign("msg_1", NOW, b"{}"), reference_sign(&model[0], "msg_1", &NOW.to_string(), b"{}"));
                 prop_assert_eq!(format!("{keys:?}"), format!("SigningKeys({} key(s))", model.len()), "Debug hides the keys");

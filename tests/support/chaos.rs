@@ -952,8 +952,8 @@ pub struct ChaosStore {
     inner: Arc<dyn IdempotencyStore>,
     faults: Mutex<Faults>,
     pub stats: Arc<StoreStats>,
-    /// Keys whose `complete` always fails (crash-window tests).
-    pub fail_complete_for: Mutex<BTreeSet<String>>,
+    /// How many more times `complete` fails for a key (crash-window tests).
+    pub fail_complete_for: Mutex<BTreeMap<String, u32>>,
 }
 
 impl ChaosStore {
@@ -1019,7 +1019,7 @@ impl IdempotencyStore for ChaosStore {
                     )
                 }
                 Ok(Acquire::Duplicate) => "duplicate".into(),
-                Ok(Acquire::InProgress) => "in_progress".into(),
+                Ok(Acquire::InProgress { .. }) => "in_progress".into(),
                 Ok(Acquire::Conflict { .. }) => "conflict".into(),
                 Err(_) => "acquire err".into(),
             };
@@ -1036,7 +1036,7 @@ impl IdempotencyStore for ChaosStore {
         self.stats.acquire.add(match &r {
             Ok(Acquire::Acquired) => "acquired",
             Ok(Acquire::Duplicate) => "duplicate",
-            Ok(Acquire::InProgress) => "in_progress",
+            Ok(Acquire::InProgress { .. }) => "in_progress",
             Ok(Acquire::Conflict { .. }) => "conflict",
             Err(_) => "err",
         });
@@ -1051,7 +1051,13 @@ impl IdempotencyStore for ChaosStore {
         outcome: &str,
         writes: &[StateWrite],
     ) -> Result<bool, StoreError> {
-        let forced = lock(&self.fail_complete_for).contains(key);
+        let forced = match lock(&self.fail_complete_for).get_mut(key) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        };
         let fault = if forced { Some(true) } else { self.fault() };
         if fault != Some(true) {
             // From here on the holder may be gone at any moment (the SDK may retry a write

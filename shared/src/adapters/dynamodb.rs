@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
@@ -32,6 +32,9 @@ pub const INDEX: &str = "by_deadline";
 const SCREENING: &str = "screening";
 /// Signals are kept this long (longer than any screening period).
 const SIGNAL_RETENTION_SECS: i64 = 90 * 86_400;
+/// An ESP contact's address is kept this long after it was last recorded (it is recorded
+/// again whenever it changes or has been forgotten); only email-change detection reads it.
+const CONTACT_RETENTION_SECS: i64 = 400 * 86_400;
 
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
@@ -207,9 +210,13 @@ impl IdempotencyStore for DynamoStore {
                     })?;
                     let existing = parse_record(old)?;
                     match decide(Some(&existing), req) {
+                        // Our own token: the first write succeeded and its answer was lost.
+                        Acquire::Acquired if existing.owner == req.owner => Ok(Acquire::Acquired),
                         // The condition refused what the decision allows: the record changed
                         // in between (a clock edge or a racing writer). Let the queue retry.
-                        Acquire::Acquired => Ok(Acquire::InProgress),
+                        Acquire::Acquired => Ok(Acquire::InProgress {
+                            lease_until_ms: existing.lease_until_ms,
+                        }),
                         other => Ok(other),
                     }
                 }
@@ -338,6 +345,10 @@ fn complete_values(owner: &str, keep_until: i64, outcome: &str) -> HashMap<Strin
     ])
 }
 
+fn contact_key_of(contact_key: &str) -> String {
+    format!("contact#{contact_key}")
+}
+
 fn sub_key(email: &str) -> String {
     format!("sub#{}", email.to_ascii_lowercase())
 }
@@ -420,6 +431,19 @@ impl DynamoStore {
                     .expression_attribute_values(":h", history_line(*at, &format!("esp {status}")));
                 Ok(vec![TransactWriteItem::builder()
                     .update(u.build().map_err(unavailable)?)
+                    .build()])
+            }
+            StateWrite::ContactEmail { contact_key, email } => {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .item("pk", s(contact_key_of(contact_key)))
+                    .item("email", s(email))
+                    .item(
+                        "expires_at",
+                        n(Utc::now().timestamp() + CONTACT_RETENTION_SECS),
+                    );
+                Ok(vec![TransactWriteItem::builder()
+                    .put(put.build().map_err(unavailable)?)
                     .build()])
             }
         }
@@ -640,25 +664,26 @@ impl SubscriberStore for DynamoStore {
         Ok(())
     }
 
-    async fn observe_contact(
-        &self,
-        contact_key: &str,
-        email: &str,
-    ) -> Result<Option<String>, StoreError> {
+    async fn contact_email(&self, contact_key: &str) -> Result<Option<String>, StoreError> {
         let out = self
             .client
-            .update_item()
+            .get_item()
             .table_name(&self.table)
-            .key("pk", s(format!("contact#{contact_key}")))
-            .update_expression("SET email = :email")
-            .expression_attribute_values(":email", s(email))
-            .return_values(ReturnValue::UpdatedOld)
+            .key("pk", s(contact_key_of(contact_key)))
+            .consistent_read(true)
             .send()
             .await
             .map_err(unavailable)?;
-        Ok(out
-            .attributes()
-            .and_then(|a| a.get("email"))
+        let now = Utc::now().timestamp();
+        let item = out.item().filter(|i| {
+            // TTL only collects garbage: an expired record counts as absent.
+            i.get("expires_at")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<i64>().ok())
+                .is_none_or(|t| t >= now)
+        });
+        Ok(item
+            .and_then(|i| i.get("email"))
             .and_then(|v| v.as_s().ok())
             .cloned())
     }

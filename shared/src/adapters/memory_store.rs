@@ -92,6 +92,9 @@ impl IdempotencyStore for MemoryStore {
                     s.esp_status = Some(status.clone());
                     s.history.push(line(*at, &format!("esp {status}")));
                 }
+                StateWrite::ContactEmail { contact_key, email } => {
+                    inner.contacts.insert(contact_key.clone(), email.clone());
+                }
             }
         }
         Ok(true)
@@ -176,15 +179,8 @@ impl SubscriberStore for MemoryStore {
         Ok(())
     }
 
-    async fn observe_contact(
-        &self,
-        contact_key: &str,
-        email: &str,
-    ) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .lock()
-            .contacts
-            .insert(contact_key.to_string(), email.to_string()))
+    async fn contact_email(&self, contact_key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().contacts.get(contact_key).cloned())
     }
 
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {

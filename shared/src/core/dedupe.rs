@@ -68,15 +68,17 @@ pub enum Acquire {
     Acquired,
     /// Already processed within the window: acknowledge, no outbound call.
     Duplicate,
-    /// Someone holds a live lease: retry later.
-    InProgress,
+    /// Someone holds a live lease until `lease_until_ms`: retry after it ends.
+    InProgress { lease_until_ms: i64 },
     /// Same key, different payload: a reused id. Parked, never marked complete.
     Conflict { stored_hash: String },
 }
 
 /// The decision. `existing` is what the store holds for the key (None if nothing).
 /// Mirrors the DynamoDB condition `attribute_not_exists(pk) OR expires_at < :now_s OR
-/// (status = IN_PROGRESS AND lease_until_ms < :now_ms AND payload_hash = :hash)`.
+/// (status = IN_PROGRESS AND lease_until_ms < :now_ms AND payload_hash = :hash)`, plus one case
+/// the condition cannot see: a live lease holding the requester's own token is the requester's
+/// (the answer to its first write was lost and the SDK sent it again).
 pub fn decide(existing: Option<&Record>, req: &LeaseRequest) -> Acquire {
     let Some(rec) = existing else {
         return Acquire::Acquired;
@@ -92,7 +94,10 @@ pub fn decide(existing: Option<&Record>, req: &LeaseRequest) -> Acquire {
     match rec.status {
         Status::Completed => Acquire::Duplicate,
         Status::InProgress if rec.lease_until_ms < req.now_ms => Acquire::Acquired,
-        Status::InProgress => Acquire::InProgress,
+        Status::InProgress if rec.owner == req.owner => Acquire::Acquired,
+        Status::InProgress => Acquire::InProgress {
+            lease_until_ms: rec.lease_until_ms,
+        },
     }
 }
 
@@ -137,7 +142,27 @@ mod tests {
             (
                 "live lease",
                 Some(rec(Status::InProgress, 1_000_001, "h1", live)),
-                Acquire::InProgress,
+                Acquire::InProgress {
+                    lease_until_ms: 1_000_001,
+                },
+            ),
+            (
+                "live lease of our own (a lost answer, written again)",
+                Some(Record {
+                    owner: "me".into(),
+                    ..rec(Status::InProgress, 1_030_000, "h1", live)
+                }),
+                Acquire::Acquired,
+            ),
+            (
+                "our own token but another payload: still a conflict",
+                Some(Record {
+                    owner: "me".into(),
+                    ..rec(Status::InProgress, 1_030_000, "h2", live)
+                }),
+                Acquire::Conflict {
+                    stored_hash: "h2".into(),
+                },
             ),
             (
                 "expired lease: take over",

@@ -144,6 +144,35 @@ impl Envelope {
         serde_json::from_str(self.payload.get()).unwrap_or(serde_json::Value::Null)
     }
 
+    /// What is queued in place of an authenticated event too large for the queue: its size,
+    /// sha256 and first `head_bytes` bytes, parked with the reason (an operator fetches the
+    /// rest from the provider). Refusing it instead would lose it, and would hold back every
+    /// later eSputnik event behind the refused request.
+    pub fn oversize_reference(&self, head_bytes: usize, max_bytes: usize) -> Envelope {
+        let raw = self.payload.get();
+        let mut end = head_bytes.min(raw.len());
+        while !raw.is_char_boundary(end) {
+            end -= 1;
+        }
+        let reference = serde_json::json!({
+            "oversize": {
+                "bytes": raw.len(),
+                "sha256": sha256_hex(raw.as_bytes()),
+                "head": &raw[..end],
+            }
+        });
+        Envelope {
+            parked: Some(format!(
+                "payload of {} bytes is over the queue's message size ({max_bytes}); kept as its \
+                 size, sha256 and first {end} bytes",
+                raw.len()
+            )),
+            payload: serde_json::value::to_raw_value(&reference)
+                .expect("a JSON value always serializes"),
+            ..self.clone()
+        }
+    }
+
     /// The idempotency key: provider + dedupe id.
     pub fn idempotency_key(&self) -> String {
         format!("{}#{}", self.provider, self.dedupe_id)

@@ -132,6 +132,12 @@ pub enum StateWrite {
         status: String,
         at: DateTime<Utc>,
     },
+    /// The address now seen for an ESP contact id (email-change detection). Written with the
+    /// completion, so a change whose SparkLoop call failed is seen again on the retry.
+    ContactEmail {
+        contact_key: String,
+        email: String,
+    },
 }
 
 /// What the ESP must do (SparkLoop -> ESP). Property names are logical; each ESP client maps

@@ -114,7 +114,10 @@ mod tests {
     #[test]
     fn what_we_sign_the_verifiers_accept() {
         let creds = SenderCredentials {
-            loops_secret: Some("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD,whsec_YWJj".into()),
+            loops_secret: Some(
+                "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD,whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+                    .into(),
+            ),
             esputnik_user: Some("u".into()),
             esputnik_password: Some("p".into()),
             esputnik_token: None,

@@ -52,15 +52,37 @@ pub(crate) async fn enqueue(
     queue: &dyn EventQueue,
     envelopes: &[Envelope],
 ) -> Result<(), IngestError> {
-    let messages: Vec<_> = envelopes.iter().map(to_message).collect();
     let max = queue.max_message_bytes();
-    if let Some(m) = messages.iter().find(|m| m.size() > max) {
-        return Err(IngestError::TooLarge {
-            size: m.size(),
-            max,
-        });
-    }
+    let messages = envelopes
+        .iter()
+        .map(|e| fit_message(e, max))
+        .collect::<Result<Vec<_>, _>>()?;
     queue.enqueue(messages).await.map_err(IngestError::from)
+}
+
+/// The message for an envelope, or for its parked reference form when the envelope is over
+/// the queue's size (the head shrinks until it fits: escaping can make text grow).
+fn fit_message(env: &Envelope, max: usize) -> Result<OutboundMessage, IngestError> {
+    let message = to_message(env);
+    if message.size() <= max {
+        return Ok(message);
+    }
+    metrics::count("Oversize", 1, &[("Provider", env.provider.as_str())]);
+    let mut head = max / 2;
+    loop {
+        let reference = to_message(&env.oversize_reference(head, max));
+        if reference.size() <= max {
+            return Ok(reference);
+        }
+        if head == 0 {
+            // even without its payload the envelope is too large (huge ids or addresses)
+            return Err(IngestError::TooLarge {
+                size: message.size(),
+                max,
+            });
+        }
+        head /= 2;
+    }
 }
 
 /// The value of a header that must appear at most once. A repeated header is ambiguous

@@ -17,7 +17,8 @@ pub struct WorkerConfig {
     /// Longest a lease is held when the invocation deadline is further away.
     pub lease_budget_ms: i64,
     /// `DETECT_EMAIL_CHANGES`: remember each ESP contact's address and pass changes to
-    /// SparkLoop. Costs one DynamoDB round trip per event, so off by default.
+    /// SparkLoop. Costs one consistent DynamoDB read per event (and a transactional write when
+    /// the address is new or changed), so off by default.
     pub detect_email_changes: bool,
 }
 

@@ -16,7 +16,7 @@ pub use config::WorkerConfig;
 use crate::core::dedupe::{Acquire, LeaseRequest};
 use crate::core::envelope::{Envelope, ENVELOPE_VERSION};
 use crate::core::lifecycle::{StateWrite, TransitionResult};
-use crate::core::mask::{mask_opt, sanitize};
+use crate::core::mask::{mask_opt, sanitize, scrub};
 use crate::core::outbound::CallOutcome;
 use crate::core::rules::{self, Action, Decision, Known};
 use crate::ingest::truncate;
@@ -57,6 +57,7 @@ impl Worker {
     /// Processes one SQS batch. Records of one subscriber run in order; different
     /// subscribers run concurrently (bounded by `WORKER_CONCURRENCY`).
     pub async fn handle(&self, event: &SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
+        self.check_lease_covers(deadline_ms);
         let mut groups: Vec<Vec<Record>> = Vec::new();
         let mut by_key: HashMap<String, usize> = HashMap::new();
         for msg in &event.records {
@@ -109,6 +110,24 @@ impl Worker {
             }
         }
         resp
+    }
+
+    /// A lease shorter than the invocation lets a slow holder be taken over while it still
+    /// works, and both make the calls. Said once per execution environment.
+    fn check_lease_covers(&self, deadline_ms: i64) {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        let remaining_ms = deadline_ms - Utc::now().timestamp_millis();
+        if remaining_ms > self.cfg.lease_budget_ms + 1_000 {
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    lease_secs = self.cfg.lease_budget_ms / 1000,
+                    invocation_secs = remaining_ms / 1000,
+                    "LEASE_SECS is shorter than the invocation's time limit: a slow record can be \
+                     taken over while it still runs and its calls repeated; set LEASE_SECS to at \
+                     least the function timeout"
+                )
+            });
+        }
     }
 
     async fn group(&self, group: Vec<Record<'_>>, deadline_ms: i64) -> Vec<(String, Verdict)> {
@@ -189,7 +208,7 @@ impl Worker {
         trace.dedupe = match &acquired {
             Acquire::Acquired => "acquired",
             Acquire::Duplicate => "duplicate",
-            Acquire::InProgress => "in_progress",
+            Acquire::InProgress { .. } => "in_progress",
             Acquire::Conflict { .. } => "conflict",
         };
         match acquired {
@@ -198,10 +217,12 @@ impl Worker {
                 metrics::count("DedupeHits", 1, &[("Provider", env.provider.as_str())]);
                 return Verdict::Ack("duplicate".into());
             }
-            Acquire::InProgress => {
+            Acquire::InProgress { lease_until_ms } => {
+                // Coming back before the holder's lease ends would only spend an attempt.
+                let wait = secs_until(lease_until_ms, now_ms);
                 return self
-                    .retry(rec, trace, "in progress elsewhere".into(), None)
-                    .await
+                    .retry(rec, trace, "in progress elsewhere".into(), Some(wait))
+                    .await;
             }
             Acquire::Conflict { stored_hash } => {
                 let reason = format!(
@@ -211,9 +232,15 @@ impl Worker {
             }
         }
 
-        let known = self.known(env).await;
+        let (known, contact_write) = match self.known(env).await {
+            Ok(k) => k,
+            Err(e) => {
+                self.release(&key, &owner, trace).await;
+                return self.retry(rec, trace, e, None).await;
+            }
+        };
         let decision = rules::decide(env, &known, &self.cfg.rules);
-        let mut writes = Vec::new();
+        let mut writes: Vec<StateWrite> = contact_write.into_iter().collect();
         let outcome = match decision {
             Decision::Ignore(why) => {
                 trace.note = why.to_string();
@@ -235,21 +262,30 @@ impl Worker {
                     }
                     // Nothing external happened yet: retrying loses nothing and repeats nothing.
                     Err(e) if !trace.made_calls => {
-                        let _ = self.store.release(&key, &owner).await;
+                        self.release(&key, &owner, trace).await;
                         return self
                             .retry(rec, trace, format!("complete failed: {e}"), None)
                             .await;
                     }
-                    // The calls were made; retrying would repeat them. The lease expires and
-                    // the record can be taken over if the provider redelivers.
-                    Err(e) => trace.note = format!("{} (complete failed: {e})", trace.note),
+                    // The calls were made but not recorded. Keep the message: once our lease
+                    // ends, the next attempt takes it over, repeats the calls (safe, see
+                    // docs/reliability.md) and completes with the state writes.
+                    Err(e) => {
+                        let wait = secs_until(lease.lease_until_ms, Utc::now().timestamp_millis());
+                        return self
+                            .retry(
+                                rec,
+                                trace,
+                                format!("complete failed after the calls: {e}"),
+                                Some(wait),
+                            )
+                            .await;
+                    }
                 }
                 Verdict::Ack(label.into())
             }
             Err(failure) => {
-                if let Err(e) = self.store.release(&key, &owner).await {
-                    trace.note = format!("{} (release failed: {e})", trace.note);
-                }
+                self.release(&key, &owner, trace).await;
                 match failure {
                     Failure::Permanent(reason) => self.park(rec, trace, &reason).await,
                     Failure::Retry {
@@ -262,7 +298,7 @@ impl Worker {
     }
 
     /// Completing after the calls were made is worth a few quick retries: giving up leaves
-    /// the lease IN_PROGRESS, and a redelivery after it expires would repeat the calls.
+    /// the lease IN_PROGRESS, and the attempt after it ends repeats the calls.
     async fn complete(
         &self,
         key: &str,
@@ -271,40 +307,40 @@ impl Worker {
         label: &str,
         writes: &[StateWrite],
     ) -> Result<bool, crate::ports::StoreError> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .store
-                .complete(key, owner, keep_until, label, writes)
-                .await
-            {
-                Err(e) if attempt < 4 => {
-                    attempt += 1;
-                    tracing::debug!(error = %e, attempt, "complete failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-                }
-                other => return other,
-            }
+        quick_retries("complete", || {
+            self.store.complete(key, owner, keep_until, label, writes)
+        })
+        .await
+    }
+
+    /// Gives the lease back so the retry (or a copy) need not wait for it to end. Failing is
+    /// not fatal: the lease then ends on its own, later.
+    async fn release(&self, key: &str, owner: &str, trace: &mut Trace) {
+        if let Err(e) = quick_retries("release", || self.store.release(key, owner)).await {
+            trace.note = format!("{} (release failed: {e})", trace.note);
         }
     }
 
-    async fn known(&self, env: &Envelope) -> Known {
+    async fn known(&self, env: &Envelope) -> Result<(Known, Option<StateWrite>), String> {
         if !self.cfg.detect_email_changes {
-            return Known::default();
+            return Ok((Known::default(), None));
         }
         let (Some(id), Some(email)) = (&env.subscriber.esp_contact_id, &env.subscriber.email)
         else {
-            return Known::default();
+            return Ok((Known::default(), None));
         };
         let contact_key = format!("{}#{id}", env.provider);
-        Known {
-            previous_email: self
-                .subscribers
-                .observe_contact(&contact_key, email)
-                .await
-                .ok()
-                .flatten(),
-        }
+        let previous_email = self
+            .subscribers
+            .contact_email(&contact_key)
+            .await
+            .map_err(|e| format!("store: {e}"))?;
+        let record =
+            (previous_email.as_deref() != Some(email.as_str())).then(|| StateWrite::ContactEmail {
+                contact_key,
+                email: email.clone(),
+            });
+        Ok((Known { previous_email }, record))
     }
 
     /// Runs the actions in order. State writes are collected for the completion; a stale
@@ -464,6 +500,30 @@ enum Failure {
     Permanent(String),
 }
 
+/// A few quick retries of a store write whose failure would cost a long wait or a repeat.
+async fn quick_retries<T, F, Fut>(what: &str, mut op: F) -> Result<T, crate::ports::StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::ports::StoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Err(e) if attempt < 4 => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "{what} failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whole seconds from `now_ms` until just after `until_ms` (at least 1).
+fn secs_until(until_ms: i64, now_ms: i64) -> u64 {
+    (until_ms.saturating_sub(now_ms).max(0) as u64).div_ceil(1000) + 1
+}
+
 fn parse_envelope(body: Option<&str>) -> Result<Envelope, String> {
     let body = body.ok_or("record without a body")?;
     serde_json::from_str(body).map_err(|e| e.to_string())
@@ -485,8 +545,8 @@ fn log_record(rec: &Record<'_>, trace: &Trace, verdict: &Verdict, started: Insta
         email = %mask_opt(env.and_then(|e| e.subscriber.email.as_deref())),
         dedupe = trace.dedupe,
         calls = %trace.calls.join(","),
-        note = %sanitize(&trace.note),
-        error = %sanitize(trace.error.as_deref().unwrap_or("")),
+        note = %scrub(&trace.note),
+        error = %scrub(trace.error.as_deref().unwrap_or("")),
         outcome,
         delay_secs = delay,
         latency_ms,

@@ -10,6 +10,10 @@ pub enum WebhookAuthConfigError {
     NothingConfigured,
     #[error("ESPUTNIK_WEBHOOK_USER and ESPUTNIK_WEBHOOK_PASSWORD must be set together")]
     HalfBasic,
+    /// Basic auth sends `user:password`; a colon in the user name would split it elsewhere,
+    /// so no request could ever log in.
+    #[error("ESPUTNIK_WEBHOOK_USER must not contain ':' (Basic auth could never match it)")]
+    ColonInUser,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,6 +43,12 @@ impl WebhookAuth {
             (None, None) => None,
             _ => return Err(WebhookAuthConfigError::HalfBasic),
         };
+        if basic
+            .as_ref()
+            .is_some_and(|(u, _)| u.expose().contains(':'))
+        {
+            return Err(WebhookAuthConfigError::ColonInUser);
+        }
         if basic.is_none() && token.is_none() && !allow_unauthenticated {
             return Err(WebhookAuthConfigError::NothingConfigured);
         }
@@ -121,6 +131,11 @@ mod tests {
             WebhookAuth::new(s("u"), None, None, false).unwrap_err(),
             WebhookAuthConfigError::HalfBasic
         );
+        assert_eq!(
+            WebhookAuth::new(s("us:er"), s("p"), None, false).unwrap_err(),
+            WebhookAuthConfigError::ColonInUser
+        );
+        assert!(WebhookAuth::new(s("user"), s("p:ss"), None, false).is_ok());
         assert!(WebhookAuth::new(None, None, None, true).is_ok());
         assert!(WebhookAuth::new(None, None, s("t"), false).is_ok());
     }

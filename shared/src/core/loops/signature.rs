@@ -32,9 +32,16 @@ pub enum SigningKeysError {
     Empty,
     #[error("LOOPS_SIGNING_SECRET entry {0} is not base64 after the whsec_ prefix")]
     NotBase64(usize),
-    #[error("LOOPS_SIGNING_SECRET entry {0} decodes to an empty key")]
-    EmptyKey(usize),
+    #[error(
+        "LOOPS_SIGNING_SECRET entry {entry} decodes to {bytes} bytes; a signing key has at least \
+         {MIN_KEY_BYTES} (the secrets Loops issues have 24 or more)"
+    )]
+    TooShort { entry: usize, bytes: usize },
 }
+
+/// Shortest key accepted: a key anyone could guess would make every signature forgeable.
+/// Standard Webhooks issues 24 to 64 bytes; 16 (128 bits) leaves room for hand-made test keys.
+pub const MIN_KEY_BYTES: usize = 16;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
@@ -74,8 +81,11 @@ impl SigningKeys {
             let key = LENIENT_B64
                 .decode(b64)
                 .map_err(|_| SigningKeysError::NotBase64(i + 1))?;
-            if key.is_empty() {
-                return Err(SigningKeysError::EmptyKey(i + 1));
+            if key.len() < MIN_KEY_BYTES {
+                return Err(SigningKeysError::TooShort {
+                    entry: i + 1,
+                    bytes: key.len(),
+                });
             }
             keys.push(HmacSha256::new_from_slice(&key).expect("HMAC accepts keys of any length"));
         }
@@ -412,11 +422,14 @@ mod tests {
         let a = SigningKeys::parse("C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
         let b = SigningKeys::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         assert_ne!(a.sign("x", 1, b""), b.sign("x", 1, b""));
-        let unpadded = SigningKeys::parse("whsec_YWJj").unwrap(); // "abc", no padding needed
-        let padded_less = SigningKeys::parse("whsec_YWI").unwrap(); // "ab" without its '='
+        // 18 bytes, no padding needed; 17 bytes without its '='
+        let unpadded = SigningKeys::parse("whsec_YWJjZGVmZ2hpamtsbW5vcHFy").unwrap();
+        let padded_less = SigningKeys::parse("whsec_YWJjZGVmZ2hpamtsbW5vcHE").unwrap();
         assert_eq!(
             padded_less.sign("x", 1, b""),
-            SigningKeys::parse("whsec_YWI=").unwrap().sign("x", 1, b"")
+            SigningKeys::parse("whsec_YWJjZGVmZ2hpamtsbW5vcHE=")
+                .unwrap()
+                .sign("x", 1, b"")
         );
         assert_ne!(unpadded.sign("x", 1, b""), padded_less.sign("x", 1, b""));
         assert_eq!(SigningKeys::parse("").unwrap_err(), SigningKeysError::Empty);
@@ -426,10 +439,15 @@ mod tests {
         );
         assert_eq!(
             SigningKeys::parse("whsec_").unwrap_err(),
-            SigningKeysError::EmptyKey(1)
+            SigningKeysError::TooShort { entry: 1, bytes: 0 }
+        );
+        // "abc": 3 bytes is no key
+        assert_eq!(
+            SigningKeys::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD,whsec_YWJj").unwrap_err(),
+            SigningKeysError::TooShort { entry: 2, bytes: 3 }
         );
         assert_eq!(
-            SigningKeys::parse("whsec_YWJj,whsec_!!!").unwrap_err(),
+            SigningKeys::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD,whsec_!!!").unwrap_err(),
             SigningKeysError::NotBase64(2)
         );
         assert_eq!(format!("{:?}", a), "SigningKeys(1 key(s))");
