@@ -641,8 +641,14 @@ fn check_dlq(t: &Value) -> Vec<String> {
         if var("QUEUE_URL").as_deref() != Some("EventQueue") {
             p.push(format!("{fid}: QUEUE_URL is not !Ref EventQueue"));
         }
-        if var("DLQ_URL").as_deref() != Some("DeadLetterQueue") {
-            p.push(format!("{fid}: DLQ_URL is not !Ref DeadLetterQueue"));
+        // the worker parks on the DLQ; nothing else needs (or may use) it
+        let consumes = events(f, "SQS").next().is_some();
+        match (consumes, var("DLQ_URL").as_deref()) {
+            (true, Some("DeadLetterQueue")) | (false, None) => {}
+            (true, _) => p.push(format!("{fid}: DLQ_URL is not !Ref DeadLetterQueue")),
+            (false, Some(_)) => p.push(format!(
+                "{fid}: gets DLQ_URL but does not consume the queue"
+            )),
         }
     }
     p
@@ -1453,8 +1459,20 @@ fn dlq_check_fails() {
     let p = check_dlq(&t);
     fails(p.clone(), "MessageRetentionPeriod must be 1209600");
     fails(p, "less time than EventQueue");
-    let t = remove(real(), "/Globals/Function/Environment/Variables/DLQ_URL");
+    let t = remove(
+        real(),
+        "/Resources/WorkerFunction/Properties/Environment/Variables/DLQ_URL",
+    );
     fails(check_dlq(&t), "DLQ_URL is not !Ref DeadLetterQueue");
+    let t = set(
+        real(),
+        "/Globals/Function/Environment/Variables/DLQ_URL",
+        json!({"Ref": "DeadLetterQueue"}),
+    );
+    fails(
+        check_dlq(&t),
+        "IngestLoopsFunction: gets DLQ_URL but does not consume the queue",
+    );
 }
 
 #[test]
