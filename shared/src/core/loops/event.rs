@@ -1,5 +1,7 @@
 //! Loops webhook payloads (`eventName`-tagged JSON objects).
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -35,62 +37,70 @@ pub enum ParseError {
     NoEventName,
 }
 
+/// The fields we lift, borrowed from the body: nothing is allocated for what is skipped.
 #[derive(Deserialize)]
-struct Head {
-    #[serde(rename = "eventName")]
-    event_name: String,
-    #[serde(rename = "eventTime", default)]
-    event_time: Option<serde_json::Value>,
+struct Head<'a> {
+    #[serde(rename = "eventName", borrow)]
+    event_name: Cow<'a, str>,
+    #[serde(rename = "eventTime", default, borrow)]
+    event_time: Option<&'a RawValue>,
     /// Read leniently: a wrong-typed field must not turn an unsubscribe into a 400.
-    #[serde(rename = "contactIdentity", default)]
-    contact_identity: Option<serde_json::Value>,
+    #[serde(rename = "contactIdentity", default, borrow)]
+    contact_identity: Option<&'a RawValue>,
 }
 
-#[derive(Default)]
-struct ContactIdentity {
-    id: Option<String>,
-    email: Option<String>,
-    user_id: Option<String>,
+/// `contactIdentity`'s fields, each kept only when it is a string.
+#[derive(Deserialize, Default)]
+struct ContactIdentity<'a> {
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    email: Option<&'a RawValue>,
+    #[serde(rename = "userId", default, borrow)]
+    user_id: Option<&'a RawValue>,
+}
+
+/// A JSON string's value; anything else (number, null, object...) is no value.
+fn text(raw: Option<&RawValue>) -> Option<String> {
+    let raw = raw?.get();
+    raw.starts_with('"')
+        .then(|| serde_json::from_str::<String>(raw).ok())
+        .flatten()
 }
 
 /// Parses a verified body. Only structure we rely on is checked; the rest stays in the payload.
 pub fn parse(body: &[u8]) -> Result<Normalized, ParseError> {
-    let text = std::str::from_utf8(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    let text_body = std::str::from_utf8(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
     let payload: Box<RawValue> =
-        serde_json::from_str(text).map_err(|e| ParseError::NotJson(e.to_string()))?;
+        serde_json::from_str(text_body).map_err(|e| ParseError::NotJson(e.to_string()))?;
     // serde would also read a struct from a JSON array: insist on an object.
     if !payload.get().trim_start().starts_with('{') {
         return Err(ParseError::NoEventName);
     }
     let head: Head = serde_json::from_str(payload.get()).map_err(|_| ParseError::NoEventName)?;
-    let kind = if KNOWN_EVENTS.contains(&head.event_name.as_str()) {
-        head.event_name
+    let kind = if KNOWN_EVENTS.contains(&head.event_name.as_ref()) {
+        head.event_name.into_owned()
     } else {
         KIND_UNKNOWN.to_string()
     };
     let identity: ContactIdentity = head
         .contact_identity
-        .map(|v| {
-            let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-            ContactIdentity {
-                id: text("id"),
-                email: text("email"),
-                user_id: text("userId"),
-            }
-        })
+        .filter(|raw| raw.get().starts_with('{'))
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
         .unwrap_or_default();
     let occurred_at = head
         .event_time
-        .and_then(|v| v.as_i64())
+        .and_then(|raw| raw.get().parse::<i64>().ok())
         .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0));
+    let subscriber = Subscriber {
+        email: text(identity.email).filter(|e| !e.is_empty()),
+        esp_contact_id: text(identity.id),
+        sparkloop_id: None,
+        external_id: text(identity.user_id),
+    };
     Ok(Normalized {
         kind,
-        subscriber: Subscriber {
-            email: identity.email.filter(|e| !e.is_empty()),
-            esp_contact_id: identity.id,
-            sparkloop_id: None,
-            external_id: identity.user_id,
-        },
+        subscriber,
         occurred_at,
         parked: None,
         payload,
