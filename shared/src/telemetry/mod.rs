@@ -7,3 +7,15 @@ pub mod metrics;
 pub fn init() {
     lambda_runtime::tracing::init_default_subscriber();
 }
+
+/// The same settings, writing through a background thread (`sparkbridge dev`). Not for
+/// Lambda: a frozen execution environment would hold lines not yet written. Lossless: when
+/// the buffer is full, logging waits rather than dropping lines. Keep the guard alive; its
+/// drop flushes.
+pub fn init_buffered() -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
+    lambda_runtime::tracing::init_default_subscriber_with_writer(writer);
+    guard
+}
