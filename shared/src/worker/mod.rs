@@ -335,11 +335,14 @@ impl Worker {
             .contact_email(&contact_key)
             .await
             .map_err(|e| format!("store: {e}"))?;
-        let record =
-            (previous_email.as_deref() != Some(email.as_str())).then(|| StateWrite::ContactEmail {
-                contact_key,
-                email: email.clone(),
-            });
+        // as the rules compare: a change of case alone is no change, and not written again
+        let same = previous_email
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case(email));
+        let record = (!same).then(|| StateWrite::ContactEmail {
+            contact_key,
+            email: email.clone(),
+        });
         Ok((Known { previous_email }, record))
     }
 
@@ -552,4 +555,22 @@ fn log_record(rec: &Record<'_>, trace: &Trace, verdict: &Verdict, started: Insta
         latency_ms,
         "record"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secs_until;
+
+    #[test]
+    fn waits_until_just_after_the_lease() {
+        for (until, now, want) in [
+            (10_000, 10_000, 1), // ends now: come back in a second
+            (10_001, 10_000, 2), // a millisecond left still rounds up
+            (40_000, 10_000, 31),
+            (5_000, 10_000, 1), // already over
+            (i64::MIN, i64::MAX, 1),
+        ] {
+            assert_eq!(secs_until(until, now), want, "{until} {now}");
+        }
+    }
 }
