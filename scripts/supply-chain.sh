@@ -15,6 +15,7 @@
 #                                  for cargo-audit when the network copy is unreachable
 #   SUPPLY_CHAIN_SKIP_AUDIT=1      never build or run cargo-audit (cargo-deny reads the same
 #                                  database)
+#   --install-only                 build cargo-deny (if needed) and exit
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,9 @@ install() {
 }
 
 install cargo-deny "$DENY_VERSION" || exit 1
+# `--install-only`: build the tool and stop (CI builds it in the background, under `nice`,
+# while the tests run, and runs the checks afterwards).
+[ "${1:-}" = --install-only ] && exit 0
 
 echo "-- cargo deny check licenses bans sources"
 if ! cargo deny check --hide-inclusion-graph licenses bans sources; then
