@@ -13,7 +13,7 @@ export VENV ARCH
 # parameter_overrides in samconfig.toml stay in effect for arm64.
 DEPLOY_ARCH := $(if $(filter-out arm64,$(ARCH)),--parameter-overrides Architecture=$(ARCH))
 
-.PHONY: test dev moto tools validate build deploy deploy-guided
+.PHONY: test dev moto tools validate build deploy deploy-guided bench
 
 ## test: every test; starts a moto server (SQS + DynamoDB) for the integration tests
 test:
@@ -46,3 +46,9 @@ deploy: validate build
 ## deploy-guided: first deploy (or changing saved settings); prompts for every parameter
 deploy-guided: validate build
 	sam deploy --guided $(DEPLOY_ARCH)
+
+## bench: every figure of BENCHMARKS.md, each next to a baseline measured in the same run;
+## results and report in target/bench/ (`make bench FIGURES="1 4"` for some of them)
+FIGURES ?= 1 2 3 4 5 6 7
+bench:
+	FIGURES="$(FIGURES)" bench/run.sh

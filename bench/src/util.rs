@@ -52,6 +52,19 @@ pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// CPU time (user + system, all threads) a process has used, from /proc/<pid>/stat, in ms.
+/// USER_HZ is 100 on Linux: 10 ms resolution, so read it around many invocations.
+pub fn proc_cpu_ms(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14, stime field 15.
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) * 10.0)
+}
+
 /// Prints the result and, with `--out`, writes it to a file as well.
 pub fn emit(out: Option<&std::path::Path>, value: &Value) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).expect("JSON values serialize");

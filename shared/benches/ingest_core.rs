@@ -107,12 +107,31 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
-    g.bench_function("loops_parse_envelope_json", |b| {
+    // What the Python baseline's `Webhook.verify` does: check the signature, then parse.
+    g.bench_function("loops_verify_parse", |b| {
         b.iter(|| {
-            let event = loops::parse(black_box(body)).expect("parses");
-            let env = Envelope::new(Provider::Loops, req.id.clone(), Utc::now(), event);
-            serde_json::to_string(&env).expect("serializes")
+            keys.verify(
+                Some(black_box(&req.id)),
+                Some(&req.timestamp),
+                Some(&req.signature),
+                black_box(body),
+                now,
+            )
+            .expect("the request verifies");
+            loops::parse(black_box(body)).expect("parses")
         })
+    });
+    g.bench_function("loops_parse", |b| {
+        b.iter(|| loops::parse(black_box(body)).expect("parses"))
+    });
+    let env = Envelope::new(
+        Provider::Loops,
+        req.id.clone(),
+        Utc::now(),
+        loops::parse(body).expect("parses"),
+    );
+    g.bench_function("loops_envelope_json", |b| {
+        b.iter(|| serde_json::to_string(black_box(&env)).expect("serializes"))
     });
 
     // eSputnik: Basic auth, then the documented array shape (the first two elements of

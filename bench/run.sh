@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# `make bench`: measures every figure of BENCHMARKS.md, each next to a baseline measured in
+# the same run, and writes the results (JSON) and a report (Markdown) to $OUT.
+#
+#   make bench                      all figures (about 6-8 min once target/ is warm)
+#   make bench FIGURES="1 4"        some of them
+#   OUT=target/bench  SPAWNS=20  E2E_EVENTS=10000  DURATION=10   (knobs, defaults shown)
+#
+# Needs: Rust, Python 3, curl; installs (when missing and possible) wrk and qemu-user with
+# apt-get, and the Python tools into .venv (requirements-dev.txt, requirements-bench.txt).
+# A moto server of its own on 127.0.0.1:$BENCH_MOTO_PORT (default 5056) stands in for SQS and
+# DynamoDB, so the benchmarks and `make test` (5055) never share one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-target/bench}"
+FIGURES="${FIGURES:-1 2 3 4 5 6 7}"
+VENV="${VENV:-.venv}"
+PY="$VENV/bin/python"
+SPAWNS="${SPAWNS:-20}"
+E2E_EVENTS="${E2E_EVENTS:-10000}"
+MOTO_PORT="${BENCH_MOTO_PORT:-5056}"
+export BENCH_MOTO_URL="http://127.0.0.1:$MOTO_PORT"
+mkdir -p "$OUT"
+t0=$(date +%s)
+has() { [[ " $FIGURES " == *" $1 "* ]]; }
+any() { for f in "$@"; do has "$f" && return 0; done; return 1; }
+step() { # also records the load average: other work on the box skews every figure
+  echo "== $* (at $(( $(date +%s) - t0 )) s; load $(cut -d' ' -f1-3 /proc/loadavg))"
+  echo "$(cut -d' ' -f1 /proc/loadavg) $*" >> "$OUT/load.txt"
+}
+timed() { # name command...: runs it and records its wall time in $OUT/build-times.txt
+  local name="$1" s; shift; s=$(date +%s%N)
+  "$@"
+  echo "$name $(( ($(date +%s%N) - s) / 1000000 ))" >> "$OUT/build-times.txt"
+}
+: > "$OUT/load.txt"
+PIN=()
+command -v taskset >/dev/null && PIN=(taskset -c "$(( $(nproc) - 1 ))")
+
+step "machine"
+python3 - "$OUT/machine.json" <<'PY'
+import json, os, platform, subprocess, sys, datetime
+model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
+mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+def out(*cmd):
+    try: return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+    except OSError: return None
+m = {"nproc": os.cpu_count(), "cpu_model": model, "mem_gib": round(mem / 2**20, 1),
+     "kernel": platform.release(), "loadavg_at_start": open("/proc/loadavg").read().split()[:3],
+     "rustc": out("rustc", "--version"), "python": platform.python_version(),
+     "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+json.dump(m, open(sys.argv[1], "w"), indent=2); print(json.dumps(m))
+PY
+
+step "tools"
+need=()
+has 2 && ! command -v wrk >/dev/null && need+=(wrk)
+has 5 && ! command -v qemu-aarch64 >/dev/null && need+=(qemu-user libc6-arm64-cross)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing: ${need[*]} (apt-get install ${need[*]})" >&2
+  fi
+fi
+scripts/setup.sh
+stamp="$VENV/.requirements-bench.sha"
+want="$(sha256sum requirements-bench.txt | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements-bench.txt
+  echo "$want" > "$stamp"
+fi
+
+FUNCS=$(for f in functions/*/Cargo.toml; do sed -n 's/^name = "\(.*\)"/\1/p' "$f" | head -1; done)
+pkgs() { for f in $FUNCS; do printf -- '-p %s ' "$f"; done; }
+: > "$OUT/build-times.txt"
+step "build (release; warm target/ makes these quick)"
+# benchkit serves figures 3-7 (`benchkit lambda` for 5-7); one invocation, as before, so that
+# the features cargo unifies (and so the cached artifacts) stay the same from run to run.
+any 2 3 4 5 6 7 && timed cli_and_benchkit cargo build --release -q -p sparkbridge-cli -p sparkbridge-bench
+any 5 6 7 && timed functions_x86_64 cargo build --release -q $(pkgs)
+any 1 && timed criterion_bench cargo bench -q -p shared --bench ingest_core --no-run
+ARCH=arm64
+if has 5; then
+  if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu \
+     || timeout 300 rustup target add aarch64-unknown-linux-gnu; then
+    PATH="$PWD/$VENV/bin:$PATH" timed lambda_arm64 cargo lambda build --release --arm64 $(pkgs)
+  else
+    echo "!! aarch64 target unavailable: sizes are of x86_64 bootstraps (cargo lambda --x86-64)"
+    ARCH=x86_64
+    PATH="$PWD/$VENV/bin:$PATH" timed lambda_x86_64 cargo lambda build --release --x86-64 $(pkgs)
+  fi
+fi
+BENCHKIT=target/release/benchkit
+
+started_moto=""
+if any 4 5 6 7; then
+  if ! MOTO_PORT=$MOTO_PORT scripts/moto.sh status >/dev/null 2>&1; then
+    MOTO_PORT=$MOTO_PORT scripts/moto.sh start; started_moto=1
+  fi
+fi
+trap '[ -n "$started_moto" ] && MOTO_PORT=$MOTO_PORT scripts/moto.sh stop' EXIT
+
+if has 1; then
+  step "figure 1: verify + parse + envelope (criterion) vs Python standardwebhooks, one core"
+  "$PY" bench/python/sign_loops.py fixture "$OUT/loops-request.json"
+  "${PIN[@]}" "$PY" bench/python/standardwebhooks_baseline.py "$OUT/loops-request.json" "$OUT/fig1-python.json"
+  rm -rf target/criterion/ingest_core
+  BENCH_LOOPS_REQUEST="$PWD/$OUT/loops-request.json" "${PIN[@]}" \
+    cargo bench -q -p shared --bench ingest_core 2>&1 | tee "$OUT/fig1-criterion.txt"
+  "$PY" bench/collect_criterion.py target/criterion/ingest_core "$OUT/fig1-rust.json"
+fi
+
+if has 2; then
+  step "figure 2: sparkbridge dev under wrk (signed Loops) vs GET /healthz"
+  OUT="$OUT" PY="$PY" bench/scripts/ingest_http.sh
+fi
+
+if has 3; then
+  step "figure 3: $E2E_EVENTS events end to end through sparkbridge dev to a fake SparkLoop"
+  $BENCHKIT e2e --events "$E2E_EVENTS" --pollers 2,8 --log-dir "$OUT" --out "$OUT/e2e.json"
+fi
+
+if any 4 7; then # figure 7 prices the DynamoDB and SQS requests counted here
+  step "figure 4: worker batch concurrency; DynamoDB/SQS requests per event (moto)"
+  $BENCHKIT worker --out "$OUT/worker.json"
+fi
+
+kind_of() {
+  case "$1" in
+    ingest-loops) echo loops ;; ingest-esputnik) echo esputnik ;;
+    ingest-sparkloop) echo sparkloop ;; worker) echo worker ;; screener) echo screener ;;
+    *) echo none ;;
+  esac
+}
+if any 5 6 7; then
+  step "figures 5 and 6: init time, duration, peak RSS per function (x86_64, native) vs Python + boto3"
+  for f in $FUNCS; do
+    kind=$(kind_of "$f")
+    # worker: moto deep-copies the whole table on every TransactWriteItems, so its batches
+    # slow down as the table grows; 30 batches (300 events) keep this under a minute.
+    inv=1000; [ "$kind" = worker ] && inv=30; [ "$kind" = screener ] && inv=200
+    [ "$kind" = none ] && inv=0
+    $BENCHKIT lambda --bin "target/release/$f" --label "$f" --kind "$kind" --spawns "$SPAWNS" \
+      --invocations "$inv" --out "$OUT/lambda-x86_64-$f.json" > /dev/null
+    echo "   $f done"
+  done
+  $BENCHKIT lambda --bin "$PY" --arg bench/lambda/python_boto3_bootstrap.py --no-aws \
+    --label python-boto3 --kind loops --spawns "$SPAWNS" --invocations 1000 \
+    --out "$OUT/lambda-python-boto3.json" > /dev/null
+  $BENCHKIT lambda --bin "$PY" --arg bench/lambda/python_boto3_bootstrap.py --arg=--client \
+    --no-aws --label python-boto3-client --kind none --spawns "$SPAWNS" \
+    --out "$OUT/lambda-python-boto3-client.json" > /dev/null
+  if has 5 && [ "$ARCH" = arm64 ] && command -v qemu-aarch64 >/dev/null; then
+    step "figure 5: arm64 bootstraps under qemu-user (emulated: indicative only)"
+    for f in $FUNCS; do
+      $BENCHKIT lambda --bin "target/lambda/$f/bootstrap" --qemu --label "$f" --kind none \
+        --spawns 10 --out "$OUT/lambda-arm64-qemu-$f.json" > /dev/null
+    done
+  fi
+  if has 5; then
+    "$PY" - "$OUT/sizes.json" "$ARCH" $FUNCS <<'PY'
+import io, json, os, shutil, subprocess, sys, zipfile
+out, arch, funcs = sys.argv[1], sys.argv[2], sys.argv[3:]
+rows = []
+for f in funcs:
+    row = {"function": f, "arch": arch}
+    for key, path in (("lambda", f"target/lambda/{f}/bootstrap"), ("x86_64_release", f"target/release/{f}")):
+        if os.path.exists(path):
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+                z.write(path, "bootstrap")
+            desc = ""
+            if shutil.which("file"):
+                desc = subprocess.run(["file", "-b", path], capture_output=True, text=True).stdout.strip()
+            row[key] = {"path": path, "bytes": os.path.getsize(path), "zip_bytes": len(buf.getvalue()),
+                        "stripped": ("not stripped" not in desc) if desc else None, "file": desc}
+    rows.append(row)
+json.dump(rows, open(out, "w"), indent=2)
+PY
+  fi
+fi
+
+step "report"
+"$PY" bench/report.py "$OUT" > "$OUT/report.md"
+echo "report: $OUT/report.md (results: $OUT/*.json); took $(( $(date +%s) - t0 )) s"
