@@ -7,8 +7,9 @@ use shared::adapters::sqs::SqsQueue;
 use shared::reconcile::{Deps, ReconcileConfig, Summary};
 
 pub async fn run(dry_run: bool, since_days: Option<i64>, json: bool) -> Result<(), String> {
-    let store = DynamoStore::from_env().await?;
-    let queue = SqsQueue::from_env().await?;
+    let aws = shared::adapters::aws::sdk_config().await;
+    let store = DynamoStore::from_env(&aws)?;
+    let queue = SqsQueue::from_env(&aws)?;
     let sparkloop = shared::adapters::sparkloop::from_env()?;
     let esp = shared::adapters::esp::from_env()?;
     let mut cfg = ReconcileConfig::from_env()?;

@@ -39,8 +39,7 @@ pub async fn show(email: &str, url: Option<&str>, json: bool) -> Result<(), Stri
             .await?;
             serde_json::from_value(v).map_err(|e| e.to_string())?
         }
-        None => DynamoStore::from_env()
-            .await?
+        None => DynamoStore::from_env(&shared::adapters::aws::sdk_config().await)?
             .get(email)
             .await
             .map_err(|e| e.to_string())?
@@ -100,8 +99,9 @@ pub async fn screen(dry_run: bool, url: Option<&str>, json: bool) -> Result<(), 
             serde_json::from_value(v).map_err(|e| e.to_string())?
         }
         None => {
-            let store: Arc<dyn SubscriberStore> = Arc::new(DynamoStore::from_env().await?);
-            let queue: Arc<dyn EventQueue> = Arc::new(SqsQueue::from_env().await?);
+            let aws = shared::adapters::aws::sdk_config().await;
+            let store: Arc<dyn SubscriberStore> = Arc::new(DynamoStore::from_env(&aws)?);
+            let queue: Arc<dyn EventQueue> = Arc::new(SqsQueue::from_env(&aws)?);
             let cfg = ScreeningConfig::from_env()?;
             shared::screener::run(&store, &queue, &cfg, chrono::Utc::now(), dry_run).await?
         }

@@ -10,7 +10,9 @@ use shared::ingest::sparkloop::SparkloopIngest;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let queue = Arc::new(SqsQueue::from_env().await?);
+    // one configuration (region, credentials, HTTP client) for every AWS client
+    let aws = shared::adapters::aws::sdk_config().await;
+    let queue = Arc::new(SqsQueue::from_env(&aws)?);
     let ingest = Arc::new(SparkloopIngest::from_env(queue)?);
     run(service_fn(move |req| {
         let ingest = ingest.clone();

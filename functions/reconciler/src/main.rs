@@ -12,8 +12,10 @@ use shared::reconcile::{Deps, ReconcileConfig};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let store = Arc::new(DynamoStore::from_env().await?);
-    let queue = Arc::new(SqsQueue::from_env().await?);
+    // one configuration (region, credentials, HTTP client) for every AWS client
+    let aws = shared::adapters::aws::sdk_config().await;
+    let store = Arc::new(DynamoStore::from_env(&aws)?);
+    let queue = Arc::new(SqsQueue::from_env(&aws)?);
     let sparkloop = shared::adapters::sparkloop::from_env()?;
     let esp = shared::adapters::esp::from_env()?;
     let cfg = Arc::new(ReconcileConfig::from_env()?);

@@ -12,8 +12,10 @@ use shared::screener::ScreeningConfig;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let store: Arc<dyn SubscriberStore> = Arc::new(DynamoStore::from_env().await?);
-    let queue: Arc<dyn EventQueue> = Arc::new(SqsQueue::from_env().await?);
+    // one configuration (region, credentials, HTTP client) for every AWS client
+    let aws = shared::adapters::aws::sdk_config().await;
+    let store: Arc<dyn SubscriberStore> = Arc::new(DynamoStore::from_env(&aws)?);
+    let queue: Arc<dyn EventQueue> = Arc::new(SqsQueue::from_env(&aws)?);
     let cfg = Arc::new(ScreeningConfig::from_env()?);
     let dry_run = shared::config::flag("SCREENING_DRY_RUN");
     run(service_fn(move |_: LambdaEvent<serde_json::Value>| {

@@ -12,13 +12,15 @@ use shared::worker::{Worker, WorkerConfig};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let store = Arc::new(DynamoStore::from_env().await?);
+    // one configuration (region, credentials, HTTP client) for every AWS client
+    let aws = shared::adapters::aws::sdk_config().await;
+    let store = Arc::new(DynamoStore::from_env(&aws)?);
     let worker = Arc::new(Worker {
         store: store.clone(),
         subscribers: store,
         sparkloop: shared::adapters::sparkloop::from_env()?,
         esp: shared::adapters::esp::from_env()?,
-        queue: Arc::new(SqsWorkQueue::from_env().await?),
+        queue: Arc::new(SqsWorkQueue::from_env(&aws)?),
         cfg: WorkerConfig::from_env()?,
     });
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {

@@ -85,13 +85,10 @@ impl DynamoStore {
         }
     }
 
-    /// `TABLE_NAME` from the environment.
-    pub async fn from_env() -> Result<Self, String> {
+    /// `TABLE_NAME` from the environment; `aws` is loaded once and shared by every client.
+    pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         let table = crate::adapters::aws::required_env("TABLE_NAME")?;
-        Ok(Self::new(
-            Client::new(&crate::adapters::aws::sdk_config().await),
-            table,
-        ))
+        Ok(Self::new(Client::new(aws), table))
     }
 
     pub fn client(&self) -> &Client {

@@ -162,11 +162,10 @@ mod tests {
 
 impl SqsQueue {
     /// `QUEUE_URL` (required) and `MAX_MESSAGE_BYTES` (default 262144) from the environment.
-    pub async fn from_env() -> Result<Self, String> {
+    pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         let url = crate::adapters::aws::required_env("QUEUE_URL")?;
         let max = crate::config::number("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)?;
-        let client = Client::new(&crate::adapters::aws::sdk_config().await);
-        Ok(Self::new(client, url, max))
+        Ok(Self::new(Client::new(aws), url, max))
     }
 }
 
@@ -188,14 +187,10 @@ impl SqsWorkQueue {
     }
 
     /// `QUEUE_URL` and `DLQ_URL` from the environment.
-    pub async fn from_env() -> Result<Self, String> {
+    pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
         let queue_url = crate::adapters::aws::required_env("QUEUE_URL")?;
         let dlq_url = crate::adapters::aws::required_env("DLQ_URL")?;
-        Ok(Self::new(
-            Client::new(&crate::adapters::aws::sdk_config().await),
-            queue_url,
-            dlq_url,
-        ))
+        Ok(Self::new(Client::new(aws), queue_url, dlq_url))
     }
 }
 
