@@ -4,7 +4,10 @@ use std::fmt::Write;
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    // read when the script runs, not when it was compiled: a target/ shared by two checkouts
+    // would otherwise embed the other checkout's events
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest).join("../events");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut out = String::from("pub static SAMPLES: &[(&str, &str, &str)] = &[\n");
     for provider in ["loops", "esputnik", "sparkloop"] {
