@@ -85,10 +85,14 @@ fn seed() -> u64 {
     env_or("CHAOS_SEED", rand::random::<u64>() % 1_000_000)
 }
 
+/// Written straight to stderr, past the test harness's capture: CI prints the accounting of
+/// every run, passing or not.
 fn report(title: &str, lines: &[String]) {
-    println!("--- {title}");
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "--- {title}");
     for l in lines {
-        println!("{l}");
+        let _ = writeln!(err, "{l}");
     }
 }
 
