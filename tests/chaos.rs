@@ -85,6 +85,31 @@ fn seed() -> u64 {
     env_or("CHAOS_SEED", rand::random::<u64>() % 1_000_000)
 }
 
+/// The store's history of every key the accounting flags, for a failed run's log.
+fn print_suspects(acc: &Accounting, store: &ChaosStore) {
+    for key in acc.unexplained.iter().take(20) {
+        println!("unexplained duplicate: {key}: {}", store.stats.history(key));
+    }
+    for (key, n) in acc.duplicated.iter().take(20) {
+        println!("duplicate: {key} effects={n}: {}", store.stats.history(key));
+    }
+    for key in store.stats.gave_up().iter().take(10) {
+        println!("complete gave up: {key}: {}", store.stats.history(key));
+    }
+    for key in store.stats.double_grants().iter().take(10) {
+        println!("double grant: {key}: {}", store.stats.history(key));
+    }
+    for (key, err) in acc.dlq_unexpected.iter().take(20) {
+        println!(
+            "dlq (not permanent): {key}: {err}: {}",
+            store.stats.history(key)
+        );
+    }
+    for key in acc.lost.iter().take(20) {
+        println!("lost: {key}: {}", store.stats.history(key));
+    }
+}
+
 /// Written straight to stderr, past the test harness's capture: CI prints the accounting of
 /// every run, passing or not.
 fn report(title: &str, lines: &[String]) {
@@ -477,27 +502,7 @@ async fn chaos_on_moto() {
     for e in store.stats.errors.lock().unwrap().iter() {
         println!("store error: {e}");
     }
-    for key in acc.unexplained.iter().take(20) {
-        println!("unexplained duplicate: {key}: {}", store.stats.history(key));
-    }
-    for (key, n) in acc.duplicated.iter().take(20) {
-        println!("duplicate: {key} effects={n}: {}", store.stats.history(key));
-    }
-    for key in store.stats.gave_up().iter().take(10) {
-        println!("complete gave up: {key}: {}", store.stats.history(key));
-    }
-    for key in store.stats.double_grants().iter().take(10) {
-        println!("double grant: {key}: {}", store.stats.history(key));
-    }
-    for (key, err) in acc.dlq_unexpected.iter().take(20) {
-        println!(
-            "dlq (not permanent): {key}: {err}: {}",
-            store.stats.history(key)
-        );
-    }
-    for key in acc.lost.iter().take(20) {
-        println!("lost: {key}: {}", store.stats.history(key));
-    }
+    print_suspects(&acc, &store);
     assert!(drained, "the queue did not drain in time");
     check(&acc);
 }
@@ -662,27 +667,7 @@ async fn in_memory(good: usize, permanent: usize, pollers_n: usize) -> Accountin
             ),
         ],
     );
-    for key in acc.unexplained.iter().take(20) {
-        println!("unexplained duplicate: {key}: {}", store.stats.history(key));
-    }
-    for (key, n) in acc.duplicated.iter().take(20) {
-        println!("duplicate: {key} effects={n}: {}", store.stats.history(key));
-    }
-    for key in store.stats.gave_up().iter().take(10) {
-        println!("complete gave up: {key}: {}", store.stats.history(key));
-    }
-    for key in store.stats.double_grants().iter().take(10) {
-        println!("double grant: {key}: {}", store.stats.history(key));
-    }
-    for (key, err) in acc.dlq_unexpected.iter().take(20) {
-        println!(
-            "dlq (not permanent): {key}: {err}: {}",
-            store.stats.history(key)
-        );
-    }
-    for key in acc.lost.iter().take(20) {
-        println!("lost: {key}: {}", store.stats.history(key));
-    }
+    print_suspects(&acc, &store);
     assert!(drained, "the queue did not drain in time");
     acc
 }
