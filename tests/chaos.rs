@@ -492,7 +492,7 @@ async fn chaos_on_moto() {
             format!("store complete: {}", store.stats.complete.line()),
             format!("store release: {}", store.stats.release.line()),
             format!(
-                "complete_gave_up={} (acknowledged with 'complete failed', lease left IN_PROGRESS) keys_acquired_more_than_once={took_over} double_grants={}",
+                "complete_gave_up={} (message kept, retried after its lease) keys_acquired_more_than_once={took_over} double_grants={}",
                 store.stats.gave_up().len(),
                 store.stats.double_grants().len()
             ),

@@ -1059,14 +1059,7 @@ impl IdempotencyStore for ChaosStore {
             _ => false,
         };
         let fault = if forced { Some(true) } else { self.fault() };
-        if fault != Some(true) {
-            // From here on the holder may be gone at any moment (the SDK may retry a write
-            // that already happened), so a later grant is no longer a double grant.
-            let mut t = lock(&self.stats.inner);
-            if t.holder.get(key).is_some_and(|(o, _)| o == owner) {
-                t.holder.remove(key);
-            }
-        }
+        self.forget_holder(key, owner, fault);
         let inner = match fault {
             Some(true) => None,
             _ => Some(
@@ -1088,30 +1081,19 @@ impl IdempotencyStore for ChaosStore {
                 format!("{label} by {}{}", short(owner), fault_label(fault)),
             );
         }
-        let r = match (fault, inner) {
-            (Some(true), _) => {
-                self.stats.injected.add(if forced {
-                    "complete.forced"
-                } else {
-                    "complete.before"
-                });
-                Err(injected("before"))
-            }
-            (Some(false), _) => {
-                self.stats.injected.add("complete.after");
-                Err(injected("after"))
-            }
-            (None, Some(r)) => r,
-            (None, None) => unreachable!("no fault means the inner store was called"),
+        let before = if forced {
+            "complete.forced"
+        } else {
+            "complete.before"
         };
-        if let Err(e) = &r {
-            self.stats.error("complete", e);
-        }
-        self.stats.complete.add(match &r {
-            Ok(true) => "completed",
-            Ok(false) => "lease_lost",
-            Err(_) => "err",
-        });
+        let r = self.settle(
+            "complete",
+            before,
+            fault,
+            inner,
+            &self.stats.complete,
+            "completed",
+        );
         lock(&self.stats.inner)
             .last_complete
             .insert(owner.to_string(), (key.to_string(), r.is_err()));
@@ -1120,12 +1102,7 @@ impl IdempotencyStore for ChaosStore {
 
     async fn release(&self, key: &str, owner: &str) -> Result<bool, StoreError> {
         let fault = self.fault();
-        if fault != Some(true) {
-            let mut t = lock(&self.stats.inner);
-            if t.holder.get(key).is_some_and(|(o, _)| o == owner) {
-                t.holder.remove(key);
-            }
-        }
+        self.forget_holder(key, owner, fault);
         let inner = if fault == Some(true) {
             None
         } else {
@@ -1143,23 +1120,58 @@ impl IdempotencyStore for ChaosStore {
                 format!("{label} by {}{}", short(owner), fault_label(fault)),
             );
         }
+        self.settle(
+            "release",
+            "release.before",
+            fault,
+            inner,
+            &self.stats.release,
+            "released",
+        )
+    }
+}
+
+impl ChaosStore {
+    /// Once the write may reach the store (no fault before it), the holder may be gone at any
+    /// moment (the SDK may retry a write that already happened), so a later grant is no
+    /// longer a double grant.
+    fn forget_holder(&self, key: &str, owner: &str, fault: Option<bool>) {
+        if fault != Some(true) {
+            let mut t = lock(&self.stats.inner);
+            if t.holder.get(key).is_some_and(|(o, _)| o == owner) {
+                t.holder.remove(key);
+            }
+        }
+    }
+
+    /// The answer of a `complete` or `release`: the injected error (counted as `before`, or
+    /// `<op>.after`) or the inner store's; errors recorded, outcomes counted.
+    fn settle(
+        &self,
+        op: &'static str,
+        before: &'static str,
+        fault: Option<bool>,
+        inner: Option<Result<bool, StoreError>>,
+        outcomes: &Counter,
+        done: &'static str,
+    ) -> Result<bool, StoreError> {
         let r = match (fault, inner) {
             (Some(true), _) => {
-                self.stats.injected.add("release.before");
+                self.stats.injected.add(before);
                 Err(injected("before"))
             }
             (Some(false), _) => {
-                self.stats.injected.add("release.after");
+                self.stats.injected.add(format!("{op}.after"));
                 Err(injected("after"))
             }
             (None, Some(r)) => r,
             (None, None) => unreachable!("no fault means the inner store was called"),
         };
         if let Err(e) = &r {
-            self.stats.error("release", e);
+            self.stats.error(op, e);
         }
-        self.stats.release.add(match &r {
-            Ok(true) => "released",
+        outcomes.add(match &r {
+            Ok(true) => done,
             Ok(false) => "lease_lost",
             Err(_) => "err",
         });
