@@ -534,48 +534,49 @@ proptest! {
     }
 }
 
-/// Bodies of 1-5 MB: a handful of cases, run by a `TestRunner` of their own because the
-/// `proptest!` macro lets `PROPTEST_CASES` override any configured count.
+/// Bodies of 1-5 MB: every shape once, then a handful of random cases, run by a `TestRunner`
+/// of their own because the `proptest!` macro lets `PROPTEST_CASES` override any configured
+/// count.
 #[test]
 fn huge_bodies_are_handled() {
+    for shape in 0..HUGE_SHAPES {
+        if let Err(e) = check_huge_body(&huge(1_200_000, shape, 7)) {
+            panic!("shape {shape}: {e}");
+        }
+    }
     let mut runner = proptest::test_runner::TestRunner::new(config(cases().min(6)));
     runner
-        .run(&huge_body(), |body| {
-            check_loops_parse(&body)?;
-            check_sparkloop_parse(&body)?;
-            check_split(&body, Tz::UTC)?;
-            let keys = SigningKeys::parse(SECRET).unwrap();
-            let sig = keys.sign("msg_1", NOW, &body);
-            let ts = NOW.to_string();
-            prop_assert_eq!(
-                keys.verify(Some("msg_1"), Some(&ts), Some(&sig), &body, NOW),
-                Ok(())
-            );
-            let huge_header =
-                String::from_utf8_lossy(&body[..body.len().min(1_000_000)]).into_owned();
-            prop_assert!(keys
-                .verify(
-                    Some(&huge_header),
-                    Some(&ts),
-                    Some(&huge_header),
-                    &body,
-                    NOW
-                )
-                .is_err());
-            let auth = WebhookAuth::new(
-                Some(Secret::new("u")),
-                Some(Secret::new("p")),
-                Some(Secret::new("t")),
-                false,
-            )
-            .unwrap();
-            prop_assert_eq!(
-                auth.check(Some(&huge_header), Some(&huge_header)),
-                Err(AuthError::Wrong)
-            );
-            Ok(())
-        })
+        .run(&huge_body(), |body| check_huge_body(&body))
         .unwrap();
+}
+
+fn check_huge_body(body: &[u8]) -> Result<(), TestCaseError> {
+    check_loops_parse(body)?;
+    check_sparkloop_parse(body)?;
+    check_split(body, Tz::UTC)?;
+    let keys = SigningKeys::parse(SECRET).unwrap();
+    let sig = keys.sign("msg_1", NOW, body);
+    let ts = NOW.to_string();
+    prop_assert_eq!(
+        keys.verify(Some("msg_1"), Some(&ts), Some(&sig), body, NOW),
+        Ok(())
+    );
+    let huge_header = String::from_utf8_lossy(&body[..body.len().min(1_000_000)]).into_owned();
+    prop_assert!(keys
+        .verify(Some(&huge_header), Some(&ts), Some(&huge_header), body, NOW)
+        .is_err());
+    let auth = WebhookAuth::new(
+        Some(Secret::new("u")),
+        Some(Secret::new("p")),
+        Some(Secret::new("t")),
+        false,
+    )
+    .unwrap();
+    prop_assert_eq!(
+        auth.check(Some(&huge_header), Some(&huge_header)),
+        Err(AuthError::Wrong)
+    );
+    Ok(())
 }
 
 /// Runs `f` on a thread with the stack the handlers get in production, so a recursion that

@@ -675,8 +675,12 @@ pub fn hostile_body() -> BoxedStrategy<Vec<u8>> {
 
 /// Bodies of 1-5 MB: random bytes, a huge array of activities, one huge string field, a huge
 /// unterminated nesting, a huge run of whitespace.
+/// How many shapes `huge` makes (random bytes, an eSputnik array, one padded event, deep
+/// nesting, whitespace around `{}`, odd characters).
+pub const HUGE_SHAPES: u8 = 6;
+
 pub fn huge_body() -> BoxedStrategy<Vec<u8>> {
-    (1_000_000usize..=5_000_000, 0u8..6, any::<u64>())
+    (1_000_000usize..=5_000_000, 0u8..HUGE_SHAPES, any::<u64>())
         .prop_map(|(size, shape, seed)| huge(size, shape, seed))
         .boxed()
 }
