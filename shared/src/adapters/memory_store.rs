@@ -19,6 +19,24 @@ struct Inner {
     screening: HashMap<String, DateTime<Utc>>,
     contacts: HashMap<String, String>,
     checkpoints: HashMap<String, Checkpoint>,
+    /// Lease count at which expired records are next swept.
+    sweep_at: usize,
+}
+
+/// Fewest leases worth a sweep.
+const MIN_SWEEP: usize = 1024;
+
+impl Inner {
+    /// Drops records past their window, as DynamoDB's TTL does, once the map has doubled since
+    /// the last sweep (amortized O(1)): a long `sparkbridge dev` run stays bounded by the
+    /// dedupe window instead of growing with every event.
+    fn sweep_expired(&mut self, now_ms: i64) {
+        if self.leases.len() < self.sweep_at {
+            return;
+        }
+        self.leases.retain(|_, r| !r.expired(now_ms));
+        self.sweep_at = (self.leases.len() * 2).max(MIN_SWEEP);
+    }
 }
 
 #[derive(Default)]
@@ -37,6 +55,11 @@ impl MemoryStore {
 
     pub fn lease(&self, key: &str) -> Option<Record> {
         self.lock().leases.get(key).cloned()
+    }
+
+    /// How many dedupe records are held, expired ones not yet swept included.
+    pub fn lease_count(&self) -> usize {
+        self.lock().leases.len()
     }
 }
 
@@ -59,6 +82,7 @@ fn entry<'a>(inner: &'a mut Inner, email: &str) -> &'a mut SubscriberState {
 impl IdempotencyStore for MemoryStore {
     async fn acquire(&self, key: &str, req: &LeaseRequest) -> Result<Acquire, StoreError> {
         let mut inner = self.lock();
+        inner.sweep_expired(req.now_ms);
         let decision = decide(inner.leases.get(key), req);
         if decision == Acquire::Acquired {
             inner.leases.insert(key.to_string(), req.record());
@@ -194,5 +218,54 @@ impl SubscriberStore for MemoryStore {
             None => inner.checkpoints.remove(name),
         };
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(key: usize, now_ms: i64, window_s: i64) -> LeaseRequest {
+        LeaseRequest {
+            owner: format!("owner-{key}"),
+            payload_hash: "h".into(),
+            now_ms,
+            lease_until_ms: now_ms + 30_000,
+            expires_at: now_ms / 1000 + window_s,
+        }
+    }
+
+    async fn complete_all(store: &MemoryStore, keys: std::ops::Range<usize>, now_ms: i64) {
+        for k in keys {
+            let key = format!("k{k}");
+            let req = request(k, now_ms, 60);
+            assert_eq!(store.acquire(&key, &req).await.unwrap(), Acquire::Acquired);
+            assert!(store
+                .complete(&key, &req.owner, req.expires_at, "ok", &[])
+                .await
+                .unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_records_are_swept_and_live_ones_kept() {
+        let store = MemoryStore::new();
+        let t0 = 1_700_000_000_000;
+        complete_all(&store, 0..3 * MIN_SWEEP, t0).await;
+        assert_eq!(store.lease_count(), 3 * MIN_SWEEP);
+        // two minutes on, the first batch is past its 60 s window: the next sweep drops it
+        let t1 = t0 + 120_000;
+        complete_all(&store, 3 * MIN_SWEEP..6 * MIN_SWEEP + 1, t1).await;
+        assert!(
+            store.lease_count() <= 3 * MIN_SWEEP + 1,
+            "{}",
+            store.lease_count()
+        );
+        // a live record is still a duplicate after the sweep
+        let live = format!("k{}", 3 * MIN_SWEEP);
+        assert_eq!(
+            store.acquire(&live, &request(0, t1, 60)).await.unwrap(),
+            Acquire::Duplicate
+        );
     }
 }

@@ -50,6 +50,13 @@ pub struct LeaseRequest {
     pub expires_at: i64,
 }
 
+impl Record {
+    /// Past its dedupe window: counts as absent, whether or not TTL has collected it yet.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.expires_at * 1000 < now_ms
+    }
+}
+
 impl LeaseRequest {
     pub fn record(&self) -> Record {
         Record {
@@ -83,7 +90,7 @@ pub fn decide(existing: Option<&Record>, req: &LeaseRequest) -> Acquire {
     let Some(rec) = existing else {
         return Acquire::Acquired;
     };
-    if rec.expires_at * 1000 < req.now_ms {
+    if rec.expired(req.now_ms) {
         return Acquire::Acquired; // the old window ended; TTL may not have collected it yet
     }
     if rec.payload_hash != req.payload_hash {
