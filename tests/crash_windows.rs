@@ -23,7 +23,7 @@ use shared::adapters::memory_store::MemoryStore;
 use shared::adapters::sparkloop::{ClientSettings, SparkLoopClient};
 use shared::core::dedupe::Status;
 use shared::core::envelope::{Envelope, Provider};
-use shared::core::outbound::classify;
+use shared::core::outbound::{classify, Goal};
 use shared::core::secret::Secret;
 use shared::ingest::to_message;
 use shared::local::{poll_once, BatchSource, SqsSource};
@@ -223,7 +223,11 @@ async fn measure(
             if c.status == 200 && c.body.is_empty() {
                 "200".to_string()
             } else {
-                format!("{}:{}", c.status, classify(c.status, &c.body, None).label())
+                format!(
+                    "{}:{}",
+                    c.status,
+                    classify(Goal::State, c.status, &c.body, None).label()
+                )
             }
         })
         .collect();
@@ -550,7 +554,7 @@ impl Mem {
             let label = if c.api == "esputnik" && c.body.contains("Duplicated request") {
                 "already_done"
             } else {
-                classify(c.status, &c.body, None).label()
+                classify(Goal::State, c.status, &c.body, None).label()
             };
             let answer = format!("{}:{label}", c.status);
             match out.iter_mut().find(|(n, _)| *n == name) {
@@ -743,11 +747,6 @@ fn plausible_repeat_answers_and_how_they_are_classified() {
             r#"{"error":"Subscriber not found!"}"#,
         ),
         (
-            "sparkloop change email, taken",
-            400,
-            r#"{"error":"Email has already been taken"}"#,
-        ),
-        (
             "loops contacts/update upsert",
             200,
             r#"{"success":true,"id":"x"}"#,
@@ -769,10 +768,23 @@ fn plausible_repeat_answers_and_how_they_are_classified() {
         ),
     ];
     for (case, status, body) in rows {
-        let outcome = classify(status, body, None);
+        let outcome = classify(Goal::State, status, body, None);
         println!("{case}: {status} {body} -> {}", outcome.label());
         if !case.starts_with("UNVERIFIED") {
             assert!(outcome.is_success(), "{case}");
         }
     }
+    // Not a repeat: the address belongs to another subscriber (SparkLoop's own record holding
+    // it already would answer 200). Parked for a person, never acknowledged.
+    let taken = classify(
+        Goal::Value,
+        400,
+        r#"{"error":"Email has already been taken"}"#,
+        None,
+    );
+    println!(
+        "sparkloop change email, taken by another: 400 -> {}",
+        taken.label()
+    );
+    assert_eq!(taken.label(), "permanent");
 }

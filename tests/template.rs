@@ -1076,6 +1076,27 @@ fn real() -> Value {
     parse(TEMPLATE)
 }
 
+/// The API URL parameters default to what the clients default to: the host, without the
+/// version path the clients append (a doubled `/v2/v2` answers 404, read as "not a
+/// subscriber": calls lost without an error).
+fn check_api_defaults(t: &Value) -> Vec<String> {
+    use shared::adapters::{esp, sparkloop};
+    let mut problems = Vec::new();
+    for (param, want) in [
+        ("SparkloopApiUrl", sparkloop::DEFAULT_API_URL),
+        ("LoopsApiUrl", esp::DEFAULT_LOOPS_URL),
+        ("EsputnikApiUrl", esp::DEFAULT_ESPUTNIK_URL),
+    ] {
+        let got = t["Parameters"][param]["Default"].as_str();
+        if got != Some(want) {
+            problems.push(format!(
+                "{param} defaults to {got:?}, the client to {want:?}"
+            ));
+        }
+    }
+    problems
+}
+
 fn fixed_metrics() -> BTreeSet<String> {
     METRICS.iter().map(|s| s.to_string()).collect()
 }
@@ -1119,6 +1140,17 @@ fn worker_reports_batch_item_failures() {
 #[test]
 fn visibility_timeout_is_six_times_the_worker_timeout() {
     ok(check_visibility(&real()));
+}
+
+#[test]
+fn api_urls_default_like_the_clients() {
+    ok(check_api_defaults(&real()));
+    let t = set(
+        real(),
+        "/Parameters/SparkloopApiUrl/Default",
+        json!("https://api.sparkloop.app/v2"),
+    );
+    fails(check_api_defaults(&t), "SparkloopApiUrl defaults to");
 }
 
 #[test]

@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Map, Value};
 
-use crate::adapters::sparkloop::{http_client, send, ClientSettings};
+use crate::adapters::sparkloop::{api_base, http_client, send, ClientSettings};
 use crate::core::lifecycle::EspCall;
 use crate::core::mask::mask_email;
-use crate::core::outbound::CallOutcome;
+use crate::core::outbound::{CallOutcome, Goal};
 use crate::core::reconcile::EspContact;
 use crate::core::secret::Secret;
 use crate::ports::EspApi;
@@ -30,7 +30,7 @@ async fn fetch_json(req: reqwest::RequestBuilder) -> Result<Value, CallOutcome> 
             .and_then(|v| v.to_str().ok()),
     );
     let text = resp.text().await.unwrap_or_default();
-    match crate::core::outbound::classify(status, &text, retry_after) {
+    match crate::core::outbound::classify(Goal::State, status, &text, retry_after) {
         CallOutcome::Done => serde_json::from_str(&text).map_err(|e| CallOutcome::Permanent {
             status,
             body: format!("unreadable answer: {e}"),
@@ -129,7 +129,7 @@ impl LoopsClient {
     ) -> Self {
         Self {
             http: http_client(settings),
-            base: base_url.trim_end_matches('/').into(),
+            base: api_base(base_url, "/api/v1"),
             key,
             names,
             limiter: limiter(per_sec),
@@ -183,7 +183,7 @@ impl EspApi for LoopsClient {
             .put(format!("{}/api/v1/contacts/update", self.base))
             .bearer_auth(self.key.expose())
             .json(&body);
-        match send(req).await {
+        match send(req, Goal::State).await {
             // A 400 naming a property means it does not exist in Loops yet: say which to create.
             CallOutcome::Permanent {
                 status: 400,
@@ -245,7 +245,7 @@ impl EsputnikClient {
     ) -> Self {
         Self {
             http: http_client(settings),
-            base: base_url.trim_end_matches('/').into(),
+            base: api_base(base_url, "/api/v1"),
             key,
             field_ids,
             limiter: limiter(per_sec),
@@ -288,7 +288,7 @@ impl EsputnikClient {
             .post(format!("{}/api/v1/{path}", self.base))
             .basic_auth("sparkbridge", Some(self.key.expose()))
             .json(body);
-        match send(req).await {
+        match send(req, Goal::State).await {
             // eSputnik refuses an identical request made moments ago: it was applied.
             CallOutcome::Permanent { body, .. } if body.contains("Duplicated request") => {
                 CallOutcome::AlreadyDone

@@ -9,7 +9,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::Method;
 
 use crate::core::mask::mask_email;
-use crate::core::outbound::{classify, parse_retry_after, CallOutcome, SparkLoopCall};
+use crate::core::outbound::{classify, parse_retry_after, CallOutcome, Goal, SparkLoopCall};
 use crate::core::reconcile::{parse_referral_page, ReferralPage};
 use crate::core::secret::Secret;
 use crate::ports::SparkLoopApi;
@@ -59,6 +59,18 @@ pub fn http_client(settings: &ClientSettings) -> reqwest::Client {
         .expect("a TLS client with static settings builds")
 }
 
+/// The host part of a configured API URL: the clients append the versioned path themselves,
+/// and a URL copied from the API docs with the version already on (`.../v2`, `.../api/v1`)
+/// would otherwise be called as `.../v2/v2/...`, which answers 404, read as "not a
+/// subscriber" and acknowledged: every call lost without an error.
+pub fn api_base(url: &str, version_path: &str) -> String {
+    let url = url.trim_end_matches('/');
+    url.strip_suffix(version_path)
+        .unwrap_or(url)
+        .trim_end_matches('/')
+        .to_string()
+}
+
 pub struct SparkLoopClient {
     http: reqwest::Client,
     base: String,
@@ -71,7 +83,7 @@ impl SparkLoopClient {
         let per_min = NonZeroU32::new(settings.rate_per_min.max(1)).expect("max(1) is non-zero");
         Self {
             http: http_client(settings),
-            base: base_url.trim_end_matches('/').to_string(),
+            base: api_base(base_url, "/v2"),
             key,
             limiter: RateLimiter::direct(Quota::per_minute(per_min)),
         }
@@ -122,7 +134,7 @@ impl SparkLoopApi for SparkLoopClient {
             Some(b) => req.json(&b),
             None => req.header("content-type", "application/json; charset=utf-8"),
         };
-        send(req).await
+        send(req, call.goal()).await
     }
 
     async fn referrals(&self, page: u32, per_page: u32) -> Result<ReferralPage, CallOutcome> {
@@ -153,7 +165,7 @@ impl SparkLoopApi for SparkLoopClient {
                 .and_then(|v| v.to_str().ok()),
         );
         let text = resp.text().await.unwrap_or_default();
-        match classify(status, &text, retry_after) {
+        match classify(Goal::State, status, &text, retry_after) {
             CallOutcome::Done => serde_json::from_str(&text)
                 .map(|v| parse_referral_page(&v))
                 .map_err(|e| CallOutcome::Permanent {
@@ -166,7 +178,7 @@ impl SparkLoopApi for SparkLoopClient {
 }
 
 /// Sends and classifies: the one path every outbound HTTP client shares.
-pub async fn send(req: reqwest::RequestBuilder) -> CallOutcome {
+pub async fn send(req: reqwest::RequestBuilder, goal: Goal) -> CallOutcome {
     match req.send().await {
         Ok(resp) => {
             let status = resp.status().as_u16();
@@ -176,7 +188,7 @@ pub async fn send(req: reqwest::RequestBuilder) -> CallOutcome {
                     .and_then(|v| v.to_str().ok()),
             );
             let text = resp.text().await.unwrap_or_default();
-            classify(status, &text, retry_after)
+            classify(goal, status, &text, retry_after)
         }
         Err(e) if e.is_timeout() => CallOutcome::Retry {
             reason: "timeout".into(),
@@ -249,6 +261,19 @@ mod tests {
         );
         let (_, url, _) = c.request("sub_1", &SparkLoopCall::Reject);
         assert_eq!(url, "https://api.sparkloop.app/v2/subscribers/sub_1/reject");
+        for configured in [
+            "https://api.sparkloop.app",
+            "https://api.sparkloop.app/",
+            "https://api.sparkloop.app/v2",
+            "https://api.sparkloop.app/v2/",
+        ] {
+            let c = SparkLoopClient::new(configured, Secret::new("k"), &ClientSettings::default());
+            let (_, url, _) = c.request("sub_1", &SparkLoopCall::Reject);
+            assert_eq!(
+                url, "https://api.sparkloop.app/v2/subscribers/sub_1/reject",
+                "{configured}"
+            );
+        }
         let (_, url, body) = c.request("sub_1", &SparkLoopCall::Confirm);
         assert_eq!(url, "https://api.sparkloop.app/v2/subscribers/sub_1");
         assert_eq!(body.unwrap(), serde_json::json!({"status":"confirmed"}));
@@ -259,6 +284,26 @@ mod tests {
             },
         );
         assert_eq!(body.unwrap(), serde_json::json!({"email":"n@x.io"}));
+    }
+
+    #[test]
+    fn api_base_drops_a_version_path_already_given() {
+        for (configured, want) in [
+            ("https://app.loops.so", "https://app.loops.so"),
+            ("https://app.loops.so/api/v1", "https://app.loops.so"),
+            ("https://app.loops.so/api/v1/", "https://app.loops.so"),
+            ("http://127.0.0.1:9000/", "http://127.0.0.1:9000"),
+            (
+                "https://proxy.example/esp/api/v1",
+                "https://proxy.example/esp",
+            ),
+            (
+                "https://proxy.example/api/v10",
+                "https://proxy.example/api/v10",
+            ),
+        ] {
+            assert_eq!(api_base(configured, "/api/v1"), want, "{configured}");
+        }
     }
 }
 

@@ -17,7 +17,25 @@ pub enum SparkLoopCall {
     ChangeEmail { new_email: String },
 }
 
+/// What a refusal can mean for a call, so "already" is read per call, not per API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    /// Puts the target in a state (unsubscribe, reject, confirm, the ESP upserts): a 409 or an
+    /// "already ..." answer means the state already holds, so the call's goal is met.
+    State,
+    /// Sets a value another record may hold (an email address): a 409 or "already taken"
+    /// means it was refused, and is parked for a person instead of acknowledged.
+    Value,
+}
+
 impl SparkLoopCall {
+    pub fn goal(&self) -> Goal {
+        match self {
+            SparkLoopCall::ChangeEmail { .. } => Goal::Value,
+            _ => Goal::State,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             SparkLoopCall::Unsubscribe => "unsubscribe",
@@ -66,14 +84,19 @@ impl CallOutcome {
     }
 }
 
-/// Classifies an HTTP answer. `body` is (the start of) the response text.
-pub fn classify(status: u16, body: &str, retry_after: Option<u64>) -> CallOutcome {
+/// Classifies an HTTP answer to a call with `goal`. `body` is (the start of) the response
+/// text. 404 is "not a subscriber there" for every call: nothing to unsubscribe, reject,
+/// confirm (most signups are not referrals) or re-address.
+pub fn classify(goal: Goal, status: u16, body: &str, retry_after: Option<u64>) -> CallOutcome {
     let lower = body.to_ascii_lowercase();
+    let state_holds = goal == Goal::State;
     match status {
         200..=299 => CallOutcome::Done,
         404 => CallOutcome::NotFound,
-        409 => CallOutcome::AlreadyDone,
-        400 | 422 if lower.contains("already") || lower.contains("not pending") => {
+        409 if state_holds => CallOutcome::AlreadyDone,
+        400 | 422
+            if state_holds && (lower.contains("already") || lower.contains("not pending")) =>
+        {
             CallOutcome::AlreadyDone
         }
         408 | 425 | 429 | 500..=599 => CallOutcome::Retry {
@@ -158,7 +181,11 @@ mod tests {
             ),
         ];
         for (status, body, ra, want) in cases {
-            assert_eq!(classify(status, body, ra), want, "{status} {body}");
+            assert_eq!(
+                classify(Goal::State, status, body, ra),
+                want,
+                "{status} {body}"
+            );
         }
         assert_eq!(parse_retry_after(Some(" 7 ")), Some(7));
         assert_eq!(
@@ -167,5 +194,39 @@ mod tests {
         );
         assert_eq!(parse_retry_after(None), None);
         assert!(CallOutcome::NotFound.is_success() && !retry(500, None).is_success());
+    }
+
+    #[test]
+    fn a_refused_value_is_parked_where_a_held_state_is_done() {
+        let change = SparkLoopCall::ChangeEmail {
+            new_email: "b@x.io".into(),
+        };
+        let taken = r#"{"error":"Email has already been taken"}"#;
+        let cases = [
+            (&change, 400, taken, "permanent"),
+            (&change, 422, taken, "permanent"),
+            (&change, 409, "", "permanent"),
+            (&change, 404, "", "not_found"),
+            (&change, 429, "", "retry"),
+            (&change, 200, "", "done"),
+            (&SparkLoopCall::Unsubscribe, 409, "", "already_done"),
+            (
+                &SparkLoopCall::Reject,
+                400,
+                r#"{"error":"Subscriber is not pending"}"#,
+                "already_done",
+            ),
+            (
+                &SparkLoopCall::Confirm,
+                422,
+                r#"{"error":"already confirmed"}"#,
+                "already_done",
+            ),
+            (&SparkLoopCall::Confirm, 404, "", "not_found"),
+        ];
+        for (call, status, body, want) in cases {
+            let got = classify(call.goal(), status, body, None);
+            assert_eq!(got.label(), want, "{} {status} {body}", call.name());
+        }
     }
 }
