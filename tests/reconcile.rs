@@ -446,3 +446,99 @@ async fn esputnik_outage_is_repaired() {
     assert_eq!(c["b@example.com"], true);
     assert_eq!(w.reconcile(false, None).await.total_repaired(), 0);
 }
+
+/// Answers 400 to the writes that name one of `refused` (an add the ESP refuses, parked by
+/// the worker); everything else goes to the fake behind it.
+struct Refusing<R>(R, Vec<String>);
+
+impl<R: Respond> Respond for Refusing<R> {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body = String::from_utf8_lossy(&req.body);
+        if req.method.as_str() != "GET" && self.1.iter().any(|e| body.contains(e.as_str())) {
+            return ResponseTemplate::new(400)
+                .set_body_json(json!({"success": false, "message": "Invalid contact property"}));
+        }
+        self.0.respond(req)
+    }
+}
+
+/// Two pending referrals both absent from Loops: one was added through the worker and later
+/// deleted there (SparkLoop must hear of it), the other's add was refused and parked (it is
+/// added again, and SparkLoop is never told to drop a referral that was never in the ESP).
+#[tokio::test]
+async fn a_parked_add_is_repaired_by_adding_never_by_unsubscribing() {
+    let now = Utc::now();
+    let referral = |n: &str| Ref {
+        uuid: format!("sub_{n}"),
+        email: format!("{n}@example.com"),
+        status: "pending",
+        created: now,
+    };
+    let (deleted, refused) = (referral("deleted"), referral("refused"));
+    let contacts = Arc::new(Mutex::new(BTreeMap::new()));
+    let w = world(
+        |server| {
+            Arc::new(LoopsClient::new(
+                &server.uri(),
+                Secret::new("lk"),
+                PropertyNames::default(),
+                &ClientSettings::default(),
+                1_000,
+            ))
+        },
+        Refusing(FakeLoops(contacts.clone()), vec![refused.email.clone()]),
+        vec![deleted.clone(), refused.clone()],
+    )
+    .await;
+    for r in [&deleted, &refused] {
+        let body = json!({"type": "new_partner_pending_referral", "subscriber": {"id": r.uuid, "email": r.email, "referral_status": "pending"}}).to_string();
+        let (id, n) = shared::core::sparkloop::parse(body.as_bytes()).unwrap();
+        w.h.send(&to_message(&Envelope::new(Provider::Sparkloop, id, now, n)).body)
+            .await;
+    }
+    w.h.run_until_empty().await;
+    let parked_msgs = w.h.dlq().await; // received: hidden from the next look
+    assert_eq!(parked_msgs.len(), 1, "the refused add is parked");
+    assert!(parked_msgs[0].body().unwrap().contains(&refused.email));
+    let added = w.h.store.get(&deleted.email).await.unwrap().unwrap();
+    assert_eq!(
+        added.esp_status.as_deref(),
+        Some("added (new_partner_pending_referral)")
+    );
+    let parked = w.h.store.get(&refused.email).await.unwrap().unwrap();
+    assert_eq!(parked.referral_status, Some(ReferralStatus::Pending));
+    assert_eq!(
+        parked.esp_status, None,
+        "no ESP status without a successful call"
+    );
+    // the publisher deletes the added contact in Loops
+    assert_eq!(contacts.lock().unwrap().remove(&deleted.email), Some(true));
+
+    let summary = w.reconcile(false, None).await;
+    assert_eq!(
+        summary.repaired,
+        BTreeMap::from([
+            ("esp_add".to_string(), 1),
+            ("sparkloop_unsubscribe".to_string(), 1)
+        ])
+    );
+    w.h.run_until_empty().await;
+    let sl = w.sparkloop.lock().unwrap();
+    let unsubscribed: Vec<&String> = sl
+        .calls
+        .keys()
+        .filter(|p| p.ends_with("/unsubscribe"))
+        .collect();
+    assert_eq!(
+        unsubscribed,
+        [&format!("/v2/subscribers/{}/unsubscribe", deleted.uuid)]
+    );
+    drop(sl);
+    let again = w.h.dlq().await;
+    assert_eq!(
+        again.len(),
+        1,
+        "the repeated add is refused and parked again"
+    );
+    assert!(again[0].body().unwrap().contains(&refused.email));
+}

@@ -317,6 +317,18 @@ pub fn plan(env: &Envelope, cfg: &LifecycleConfig) -> Plan {
                         note: None,
                     }
                 }
+                // A reconcile repair for a contact never added must add it: an update
+                // finds nothing (eSputnik, without field ids, would not even be called).
+                ReferralStatus::Verified if p.get("repair") == Some(&json!("esp_add")) => Plan {
+                    transition: Some(transition(status, None, &email)),
+                    esp: vec![EspCall::Upsert {
+                        email: email.clone(),
+                        first_name: None,
+                        source: Some(source_of(&p).into()),
+                        properties: base,
+                    }],
+                    note: None,
+                },
                 ReferralStatus::Verified => Plan {
                     transition: Some(transition(status, None, &email)),
                     esp: vec![EspCall::Properties {

@@ -65,8 +65,10 @@ pub enum Finding {
     Report(String),
 }
 
-/// Compares one referral. `local` is our subscriber record, if any: it tells a contact that
-/// was added and later deleted (SparkLoop must hear of it) from one never added (add it).
+/// Compares one referral. `local` is our subscriber record, if any: its ESP status (written
+/// only once an ESP call for the contact succeeded) tells a contact that was in the ESP and
+/// later deleted (SparkLoop must hear of it) from one whose add never went through, parked or
+/// still retrying (add it; unsubscribing it would cost the partner a real referral).
 pub fn compare(r: &Referral, esp: EspContact, local: Option<&SubscriberState>) -> Finding {
     let known_here = local.and_then(|s| s.referral_status);
     if let Some(ours) = known_here {
@@ -78,12 +80,12 @@ pub fn compare(r: &Referral, esp: EspContact, local: Option<&SubscriberState>) -
             ));
         }
     }
-    let was_added = known_here.is_some();
+    let was_in_esp = local.is_some_and(|s| s.esp_status.is_some());
     let finding = match (r.status, esp) {
         (ReferralStatus::Rejected, EspContact::Subscribed) => Some(Repair::EspUnsubscribe),
         (ReferralStatus::Rejected, _) => None,
         (_, EspContact::Unsubscribed) => Some(Repair::SparkloopUnsubscribe),
-        (_, EspContact::Absent) if was_added => Some(Repair::SparkloopUnsubscribe),
+        (_, EspContact::Absent) if was_in_esp => Some(Repair::SparkloopUnsubscribe),
         (_, EspContact::Absent) => Some(Repair::EspAdd),
         (_, EspContact::Subscribed | EspContact::Unknown) => None,
     };
@@ -134,7 +136,7 @@ pub fn repair_envelope(
             (
                 Provider::Sparkloop,
                 kind.to_string(),
-                json!({"type": kind, "reconciled": true,
+                json!({"type": kind, "reconciled": true, "repair": repair.as_str(),
                        "subscriber": {"id": r.uuid, "email": r.email, "referral_status": r.status.as_str(), "created_at": created}}),
             )
         }
@@ -176,6 +178,14 @@ mod tests {
         }
     }
 
+    /// Our record once an ESP call for the contact succeeded.
+    fn added(status: ReferralStatus) -> SubscriberState {
+        SubscriberState {
+            esp_status: Some("added (new_partner_pending_referral)".into()),
+            ..local(status)
+        }
+    }
+
     #[test]
     fn by_table() {
         use EspContact::*;
@@ -191,9 +201,12 @@ mod tests {
             (
                 Pending,
                 Absent,
-                Some(local(Pending)),
+                Some(added(Pending)),
                 R(Repair::SparkloopUnsubscribe),
             ),
+            // the add was parked or is still retrying: add it, never unsubscribe it
+            (Pending, Absent, Some(local(Pending)), R(Repair::EspAdd)),
+            (Verified, Absent, Some(local(Verified)), R(Repair::EspAdd)),
             (Pending, Absent, None, R(Repair::EspAdd)),
             (Verified, Absent, None, R(Repair::EspAdd)),
             (

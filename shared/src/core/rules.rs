@@ -149,7 +149,26 @@ fn sparkloop_event(env: &Envelope, cfg: &RulesConfig) -> Decision {
         .into_iter()
         .map(Action::Transition)
         .collect();
-    actions.extend(plan.esp.into_iter().map(Action::Esp));
+    let at = env.occurred_at.unwrap_or(env.received_at);
+    for call in plan.esp {
+        // Recorded with the completion, so only once the ESP call succeeded: reconcile reads
+        // it to tell a contact we added and that later vanished (SparkLoop must hear of it)
+        // from one whose add never went through (add it again, never unsubscribe it).
+        let status = match &call {
+            EspCall::Upsert { .. } => Some("added"),
+            EspCall::Unsubscribe { .. } => Some("unsubscribed"),
+            EspCall::Properties { .. } => None,
+        };
+        let email = call.email().to_string();
+        actions.push(Action::Esp(call));
+        if let Some(status) = status {
+            actions.push(Action::State(StateWrite::EspStatus {
+                email,
+                status: format!("{status} ({})", env.kind),
+                at,
+            }));
+        }
+    }
     if actions.is_empty() {
         Decision::Ignore(plan.note.unwrap_or("no ESP effect"))
     } else {
@@ -537,6 +556,67 @@ mod tests {
                 want,
                 "{provider} {kind} {payload}"
             );
+        }
+    }
+
+    /// The ESP status is written after the ESP call (so only when it succeeded), for calls
+    /// that put the contact in the ESP or take it out; a reconcile add for a verified referral
+    /// is an upsert.
+    #[test]
+    fn sparkloop_events_record_the_esp_status_after_the_call() {
+        let body = |kind: &str, status: &str, extra: &str| {
+            format!(
+                r#"{{"type":"{kind}",{extra}"subscriber":{{"id":"sub_1","email":"a@b.c","referral_status":"{status}"}}}}"#
+            )
+        };
+        let cases = [
+            (
+                body("new_partner_pending_referral", "pending", ""),
+                "upsert",
+                Some("added (new_partner_pending_referral)"),
+            ),
+            (
+                body("new_partner_referral", "verified", ""),
+                "properties",
+                None,
+            ),
+            (
+                body(
+                    "new_partner_referral",
+                    "verified",
+                    r#""reconciled":true,"repair":"esp_add","#,
+                ),
+                "upsert",
+                Some("added (new_partner_referral)"),
+            ),
+            (
+                body("sync_subscriber", "rejected", ""),
+                "unsubscribe",
+                Some("unsubscribed (sync_subscriber)"),
+            ),
+        ];
+        for (payload, call, status) in cases {
+            let (_, n) = crate::core::sparkloop::parse(payload.as_bytes()).unwrap();
+            let mut e = env(Provider::Sparkloop, &n.kind, Some("a@b.c"), &payload);
+            e.subscriber = n.subscriber;
+            let Decision::Act(actions) = decide(&e, &Known::default(), &RulesConfig::default())
+            else {
+                panic!("{payload}")
+            };
+            assert!(matches!(&actions[0], Action::Transition(_)), "{payload}");
+            assert!(
+                matches!(&actions[1], Action::Esp(c) if c.name() == call),
+                "{payload}"
+            );
+            let written = actions.get(2).map(|a| match a {
+                Action::State(StateWrite::EspStatus { email, status, .. }) => {
+                    assert_eq!(email, "a@b.c");
+                    status.as_str()
+                }
+                other => panic!("{other:?}"),
+            });
+            assert_eq!(written, status, "{payload}");
+            assert_eq!(actions.len(), 2 + usize::from(status.is_some()));
         }
     }
 
