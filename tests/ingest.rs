@@ -263,7 +263,15 @@ async fn an_event_over_the_queue_size_is_parked_in_reference_form() {
     let mut r = loops_sample();
     set_body(&mut r, huge.clone());
     authenticate_request(Provider::Loops, &mut r);
-    assert_eq!(k.loops.handle(r).await.status(), StatusCode::OK);
+    // Loops: 413 as the issue names it, and only once the reference form is queued
+    let resp = k.loops.handle(r).await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let answer: serde_json::Value = serde_json::from_slice(resp.body().as_ref()).unwrap();
+    assert_eq!(answer["reason"], "too_large_kept");
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .contains("kept in reference form"));
 
     let small = r#"{"activityStatus":"READ","contactId":1,"email":"a@b.c","activityDateTime":"2023-09-14T08:30:03"}"#;
     let big = format!(

@@ -12,6 +12,9 @@ pub enum IngestError {
     BadRequest(String),
     #[error("payload of {size} bytes exceeds the queue's {max}-byte message limit")]
     TooLarge { size: usize, max: usize },
+    /// Over the queue's size, but kept: queued in its parked reference form for an operator.
+    #[error("payload of {size} bytes exceeds the queue's {max}-byte message limit; it was kept in reference form and parked for an operator, do not resend")]
+    KeptOversize { size: usize, max: usize },
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
     #[error("queue unavailable, retry later")]
@@ -23,7 +26,9 @@ impl IngestError {
         match self {
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::TooLarge { .. } | IngestError::KeptOversize { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             IngestError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             IngestError::QueueUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -35,6 +40,7 @@ impl IngestError {
             IngestError::Unauthorized(_) => "unauthorized",
             IngestError::BadRequest(_) => "malformed",
             IngestError::TooLarge { .. } => "too_large",
+            IngestError::KeptOversize { .. } => "too_large_kept",
             IngestError::MethodNotAllowed { .. } => "method_not_allowed",
             IngestError::QueueUnavailable(_) => "queue_unavailable",
         }

@@ -77,6 +77,7 @@ impl EsputnikIngest {
             .into_iter()
             .map(|el| Envelope::new(Provider::Esputnik, el.dedupe_id, received_at, el.event))
             .collect();
+        // an element over the queue's size is kept in reference form and still answered 200
         enqueue(self.queue.as_ref(), &envelopes).await?;
         Ok(envelopes)
     }

@@ -56,7 +56,9 @@ impl LoopsIngest {
             .expect("verified requests carry a webhook-id")
             .to_string();
         let envelopes = vec![Envelope::new(Provider::Loops, dedupe_id, Utc::now(), event)];
-        enqueue(self.queue.as_ref(), &envelopes).await?;
+        if let Some(kept) = enqueue(self.queue.as_ref(), &envelopes).await? {
+            return Err(kept.into());
+        }
         Ok(envelopes)
     }
 }

@@ -48,31 +48,63 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
 
 /// Queues every envelope, all or nothing from the provider's point of view: any failure
 /// answers non-2xx so the provider retries, and the worker's dedupe absorbs what got through.
+/// Returns the largest envelope queued in its parked reference form, if any.
 pub(crate) async fn enqueue(
     queue: &dyn EventQueue,
     envelopes: &[Envelope],
-) -> Result<(), IngestError> {
+) -> Result<Option<KeptOversize>, IngestError> {
     let max = queue.max_message_bytes();
-    let messages = envelopes
-        .iter()
-        .map(|e| fit_message(e, max))
-        .collect::<Result<Vec<_>, _>>()?;
-    queue.enqueue(messages).await.map_err(IngestError::from)
+    let mut kept: Option<KeptOversize> = None;
+    let mut messages = Vec::with_capacity(envelopes.len());
+    for e in envelopes {
+        let (message, oversize) = fit_message(e, max)?;
+        if let Some(size) = oversize {
+            kept = Some(KeptOversize {
+                size: size.max(kept.map_or(0, |k| k.size)),
+                max,
+            });
+        }
+        messages.push(message);
+    }
+    queue.enqueue(messages).await.map_err(IngestError::from)?;
+    Ok(kept)
 }
 
-/// The message for an envelope, or for its parked reference form when the envelope is over
-/// the queue's size (the head shrinks until it fits: escaping can make text grow).
-fn fit_message(env: &Envelope, max: usize) -> Result<OutboundMessage, IngestError> {
+/// An event over the queue's size that was queued in its parked reference form. Loops and
+/// SparkLoop are answered 413 once it is queued (the event is kept either way); eSputnik 200,
+/// since a refused request would hold back every later event behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeptOversize {
+    pub size: usize,
+    pub max: usize,
+}
+
+impl From<KeptOversize> for IngestError {
+    fn from(k: KeptOversize) -> Self {
+        IngestError::KeptOversize {
+            size: k.size,
+            max: k.max,
+        }
+    }
+}
+
+/// The message for an envelope and, when the envelope is over the queue's size, the message
+/// for its parked reference form instead with the envelope's size (the head shrinks until it
+/// fits: escaping can make text grow).
+fn fit_message(
+    env: &Envelope,
+    max: usize,
+) -> Result<(OutboundMessage, Option<usize>), IngestError> {
     let message = to_message(env);
     if message.size() <= max {
-        return Ok(message);
+        return Ok((message, None));
     }
     metrics::count("Oversize", 1, &[("Provider", env.provider.as_str())]);
     let mut head = max / 2;
     loop {
         let reference = to_message(&env.oversize_reference(head, max));
         if reference.size() <= max {
-            return Ok(reference);
+            return Ok((reference, Some(message.size())));
         }
         if head == 0 {
             // even without its payload the envelope is too large (huge ids or addresses)

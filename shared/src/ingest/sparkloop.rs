@@ -80,7 +80,9 @@ impl SparkloopIngest {
             Utc::now(),
             event,
         )];
-        enqueue(self.queue.as_ref(), &envelopes).await?;
+        if let Some(kept) = enqueue(self.queue.as_ref(), &envelopes).await? {
+            return Err(kept.into());
+        }
         Ok(envelopes)
     }
 }
