@@ -1076,6 +1076,45 @@ fn real() -> Value {
     parse(TEMPLATE)
 }
 
+/// Settings a deployed function reads that must reach it from a stack parameter: without
+/// the wiring, the documented switch exists only for local runs.
+const WIRED: &[(&str, &[(&str, &str)])] = &[
+    (
+        "WorkerFunction",
+        &[
+            ("DETECT_EMAIL_CHANGES", "DetectEmailChanges"),
+            ("DRY_RUN", "DryRun"),
+            ("RETRY_BASE_DELAY_SECS", "RetryBaseDelaySecs"),
+            ("RETRY_MAX_DELAY_SECS", "RetryMaxDelaySecs"),
+            ("CONFIRM_SIGNUPS", "ConfirmSignups"),
+        ],
+    ),
+    (
+        "ScreenerFunction",
+        &[("SCREENING_DRY_RUN", "ScreeningDryRun")],
+    ),
+    (
+        "ReconcilerFunction",
+        &[("RECONCILE_DRY_RUN", "ReconcileDryRun")],
+    ),
+];
+
+fn check_wiring(t: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (function, vars) in WIRED {
+        let env = &t["Resources"][*function]["Properties"]["Environment"]["Variables"];
+        for (var, param) in *vars {
+            if ref_of(&env[*var]) != Some(*param) {
+                problems.push(format!("{function}: {var} is not !Ref {param}"));
+            }
+            if t["Parameters"][*param].is_null() {
+                problems.push(format!("no parameter {param}"));
+            }
+        }
+    }
+    problems
+}
+
 /// The API URL parameters default to what the clients default to: the host, without the
 /// version path the clients append (a doubled `/v2/v2` answers 404, read as "not a
 /// subscriber": calls lost without an error).
@@ -1140,6 +1179,20 @@ fn worker_reports_batch_item_failures() {
 #[test]
 fn visibility_timeout_is_six_times_the_worker_timeout() {
     ok(check_visibility(&real()));
+}
+
+#[test]
+fn documented_switches_reach_the_deployed_functions() {
+    ok(check_wiring(&real()));
+    let mut t = real();
+    t.pointer_mut("/Resources/WorkerFunction/Properties/Environment/Variables")
+        .and_then(Value::as_object_mut)
+        .unwrap()
+        .remove("DETECT_EMAIL_CHANGES");
+    fails(
+        check_wiring(&t),
+        "DETECT_EMAIL_CHANGES is not !Ref DetectEmailChanges",
+    );
 }
 
 #[test]
