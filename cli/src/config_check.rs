@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use shared::adapters::esp::{DEFAULT_ESPUTNIK_URL, DEFAULT_LOOPS_URL};
 use shared::adapters::memory_queue::MemoryQueue;
 use shared::ports::EventQueue;
 
@@ -44,6 +45,22 @@ pub fn run(json: bool) -> Result<(), String> {
         ),
         check("sparkloop-api", sparkloop_api()),
         check("esp", esp()),
+        check(
+            "screener",
+            shared::screener::ScreeningConfig::from_env().map(|c| {
+                format!(
+                    "enabled {}, {} days, {} partner rule(s)",
+                    c.enabled,
+                    c.days,
+                    c.partners.len()
+                )
+            }),
+        ),
+        check(
+            "reconciler",
+            shared::reconcile::ReconcileConfig::from_env()
+                .map(|c| format!("looks back {} days", c.since.num_days())),
+        ),
     ];
     for name in ["QUEUE_URL", "DLQ_URL", "TABLE_NAME"] {
         let set = std::env::var(name).is_ok_and(|v| !v.is_empty());
@@ -96,6 +113,7 @@ fn check(component: &'static str, r: Result<String, String>) -> Check {
 }
 
 fn sparkloop_api() -> Result<String, String> {
+    shared::adapters::sparkloop::from_env()?;
     let url = std::env::var("SPARKLOOP_API_URL")
         .unwrap_or_else(|_| shared::adapters::sparkloop::DEFAULT_API_URL.into());
     shared::config::check_api_url("SPARKLOOP_API_URL", &url)?;
@@ -106,15 +124,14 @@ fn sparkloop_api() -> Result<String, String> {
     Ok(format!("key set, {url}"))
 }
 
+/// Builds the ESP client as the worker does (property names, field ids, rate limits), then
+/// says whether its key is there.
 fn esp() -> Result<String, String> {
+    shared::adapters::esp::from_env()?;
     match std::env::var("ESP").unwrap_or_default().as_str() {
         "" => Ok("ESP not set (SparkLoop -> ESP sync off)".into()),
-        "loops" => key_and_url("LOOPS_API_KEY", "LOOPS_API_URL", "https://app.loops.so"),
-        "esputnik" => key_and_url(
-            "ESPUTNIK_API_KEY",
-            "ESPUTNIK_API_URL",
-            "https://esputnik.com",
-        ),
+        "loops" => key_and_url("LOOPS_API_KEY", "LOOPS_API_URL", DEFAULT_LOOPS_URL),
+        "esputnik" => key_and_url("ESPUTNIK_API_KEY", "ESPUTNIK_API_URL", DEFAULT_ESPUTNIK_URL),
         other => Err(format!("ESP={other:?} must be loops or esputnik")),
     }
 }

@@ -276,6 +276,22 @@ fn config_check_says_what_is_wrong() {
     ] {
         assert!(text.contains(needle), "{needle} in\n{text}");
     }
+
+    // settings the worker, the screener and the reconciler would refuse at start-up
+    let mut bad = good.to_vec();
+    bad.push(("ESP_PROPERTY_NAMES", "status=rhStatus"));
+    bad.push(("SCREENING_DAYS", "99"));
+    bad.push(("RECONCILE_SINCE_DAYS", "a month"));
+    let out = cli(&["config", "check"], &bad);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "ESP_PROPERTY_NAMES is not a JSON object",
+        "SCREENING_DAYS=99 must be between 1 and 30",
+        "RECONCILE_SINCE_DAYS=\"a month\" is not a valid number",
+    ] {
+        assert!(text.contains(needle), "{needle} in\n{text}");
+    }
 }
 
 #[tokio::test]
