@@ -122,10 +122,11 @@ pub async fn screen(dry_run: bool, url: Option<&str>, json: bool) -> Result<(), 
         println!("{verb} {email}: {why}");
     }
     println!(
-        "checked {}, passed {}, not yet due {}, {verb} {}",
+        "checked {}, passed {}, not yet due {}, ended unjudged {}, {verb} {}",
         report.checked,
         report.passed,
         report.not_due,
+        report.expired,
         report.rejected.len()
     );
     Ok(())

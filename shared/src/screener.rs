@@ -114,6 +114,9 @@ pub struct ScreenReport {
     pub checked: usize,
     pub passed: usize,
     pub not_due: usize,
+    /// Pending referrals whose screening ended before they were judged: reported, not rejected.
+    #[serde(default)]
+    pub expired: usize,
     /// (email, why) for each referral below the criteria.
     pub rejected: Vec<(String, String)>,
     pub dry_run: bool,
@@ -181,6 +184,16 @@ pub async fn run(
             cfg.before_end,
         ) {
             Verdict::NotDue => report.not_due += 1,
+            Verdict::Expired => {
+                report.expired += 1;
+                tracing::warn!(email = %crate::core::mask::mask_email(&state.email), deadline = ?state.screening_deadline, dry_run, "screening ended before this referral was judged; not rejected (too late for SparkLoop)");
+                if !dry_run {
+                    store
+                        .mark_screened(&state.email, "screening ended before it was judged")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
             Verdict::Passes => {
                 report.passed += 1;
                 if !dry_run {

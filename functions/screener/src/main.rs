@@ -35,6 +35,7 @@ fn tracing_report(r: &shared::screener::ScreenReport) {
         checked = r.checked,
         passed = r.passed,
         not_due = r.not_due,
+        expired = r.expired,
         rejected = r.rejected.len(),
         dry_run = r.dry_run,
         "screening run"

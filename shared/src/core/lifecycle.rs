@@ -437,10 +437,14 @@ pub enum Verdict {
     Reject(String),
     /// Not yet near the end of screening, or not a pending referral.
     NotDue,
+    /// Screening ended more than `before_end` ago without a verdict (the screener was off or
+    /// down): SparkLoop has made its own assessment, a reject now would come too late.
+    Expired,
 }
 
 /// Decides one referral at `now`. Only pending referrals whose deadline is within
-/// `before_end` are judged; signals are counted from the start of screening.
+/// `before_end` either side of `now` are judged; signals are counted from the start of
+/// screening.
 pub fn screen(
     state: &SubscriberState,
     criteria: &Criteria,
@@ -456,6 +460,9 @@ pub fn screen(
     };
     if now + before_end < deadline {
         return Verdict::NotDue;
+    }
+    if now - before_end > deadline {
+        return Verdict::Expired;
     }
     let in_window = |e: &&SignalEntry| e.at >= start && e.at <= deadline;
     let opens = state
@@ -858,6 +865,16 @@ mod tests {
             screen(&pending(0, 14, &[]), &click_once, early, window),
             Verdict::NotDue
         );
+        // judged up to `window` after the deadline (a screener that was down an hour), not later
+        let day14 = DateTime::from_timestamp(14 * day, 0).unwrap();
+        for (at, want_expired) in [
+            (day14 + window - chrono::Duration::seconds(1), false),
+            (day14 + window + chrono::Duration::seconds(1), true),
+            (day14 + chrono::Duration::days(60), true),
+        ] {
+            let v = screen(&pending(0, 14, &[]), &click_once, at, window);
+            assert_eq!(v == Verdict::Expired, want_expired, "{at}: {v:?}");
+        }
         let mut verified = pending(0, 14, &[]);
         verified.referral_status = Some(ReferralStatus::Verified);
         assert_eq!(screen(&verified, &click_once, now, window), Verdict::NotDue);
