@@ -18,7 +18,7 @@ const TEMPLATE: &str = include_str!("../template.yaml");
 const OPERATIONS: &str = include_str!("../docs/operations.md");
 
 /// The metrics the code emits (shared::telemetry::metrics, the worker, the screener).
-const METRICS: [&str; 9] = [
+const METRICS: [&str; 10] = [
     "WebhooksReceived",
     "WebhooksRefused",
     "AuthFailures",
@@ -26,6 +26,7 @@ const METRICS: [&str; 9] = [
     "OutboundCalls",
     "Retries",
     "DedupeHits",
+    "EventsIgnored",
     "Parked",
     "ScreeningRejects",
 ];

@@ -243,6 +243,8 @@ impl Worker {
         let mut writes: Vec<StateWrite> = contact_write.into_iter().collect();
         let outcome = match decision {
             Decision::Ignore(why) => {
+                // acknowledged and counted: an unexpected rise shows an event type nobody maps
+                metrics::count("EventsIgnored", 1, &[("Provider", env.provider.as_str())]);
                 trace.note = why.to_string();
                 Ok("ignored")
             }
