@@ -86,6 +86,10 @@ pub fn parse(body: &[u8]) -> Result<(String, Normalized), ParseError> {
     // events differ in at least one of them: the type, the subscriber (one per referral), the
     // campaign, the referral status (pending -> verified/rejected for the same subscriber),
     // the reward and the referrer's count (each milestone is a new reward event).
+    // `sync_subscriber` fires on every update of a subscriber, so two real events can agree
+    // on all of those fields (a new name, a new count): its subscriber object is part of its
+    // key, identical across retries of one update, different across updates (else a later
+    // update would be parked as a payload conflict).
     // Unknown types fall back to the hash of the whole body, the same across retries.
     let dedupe_id = if kind == KIND_UNKNOWN || subscriber.sparkloop_id.is_none() {
         sha256_hex(payload.get().as_bytes())
@@ -104,6 +108,9 @@ pub fn parse(body: &[u8]) -> Result<(String, Normalized), ParseError> {
                 .filter(|_| kind.starts_with("reward_"))
                 .as_deref()
                 .unwrap_or(""),
+            &sub.filter(|_| kind == "sync_subscriber")
+                .map(|v| sha256_hex(v.to_string().as_bytes()))
+                .unwrap_or_default(),
         ])
     };
     Ok((
@@ -171,6 +178,22 @@ mod tests {
         let (rid, rn) = parse(rejected.as_bytes()).unwrap();
         assert_eq!(rn.kind, "sync_subscriber");
         assert_ne!(rid, id);
+    }
+
+    #[test]
+    fn sync_subscriber_updates_differ_and_retries_agree() {
+        let update = |name: &str| {
+            format!(
+                r#"{{"type":"sync_subscriber","subscriber":{{"id":"sub_1","email":"a@b.c","name":"{name}","referral_status":"pending","tot_referrals":0}}}}"#
+            )
+        };
+        let first = parse(update("Ann").as_bytes()).unwrap().0;
+        assert_eq!(first, parse(update("Ann").as_bytes()).unwrap().0, "a retry");
+        assert_ne!(
+            first,
+            parse(update("Anne").as_bytes()).unwrap().0,
+            "another update"
+        );
     }
 
     #[test]
