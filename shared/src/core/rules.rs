@@ -200,9 +200,15 @@ fn email_change(env: &Envelope, known: &Known) -> Vec<Action> {
 fn loops(env: &Envelope, cfg: &RulesConfig) -> Decision {
     match env.kind.as_str() {
         k if LOOPS_UNSUBSCRIBES.contains(&k) => unsubscribe(env),
-        // Double opt-in: Loops sends contact.created only after confirmation (loops.md §1).
-        "contact.created" if cfg.confirm_signups => sparkloop(env, SparkLoopCall::Confirm),
-        "contact.created" => Decision::Ignore("signup (CONFIRM_SIGNUPS is off)"),
+        // Double opt-in: Loops sends both only after confirmation (loops.md §1). A form that
+        // adds an existing contact to a list sends only the list event; confirming a
+        // subscriber SparkLoop does not track answers 404, which is done.
+        "contact.created" | "contact.mailingList.subscribed" if cfg.confirm_signups => {
+            sparkloop(env, SparkLoopCall::Confirm)
+        }
+        "contact.created" | "contact.mailingList.subscribed" => {
+            Decision::Ignore("signup (CONFIRM_SIGNUPS is off)")
+        }
         "email.opened" | "email.clicked" | "email.delivered" => {
             let send_id = env
                 .payload_value()
@@ -383,6 +389,25 @@ mod tests {
             (
                 Loops,
                 "contact.created",
+                Some(a),
+                "{}",
+                &off,
+                Decision::Ignore("signup (CONFIRM_SIGNUPS is off)"),
+            ),
+            (
+                Loops,
+                "contact.mailingList.subscribed",
+                Some(a),
+                "{}",
+                &on,
+                Decision::Act(vec![Action::SparkLoop {
+                    target: a.into(),
+                    call: SparkLoopCall::Confirm,
+                }]),
+            ),
+            (
+                Loops,
+                "contact.mailingList.subscribed",
                 Some(a),
                 "{}",
                 &off,
