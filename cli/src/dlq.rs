@@ -64,7 +64,13 @@ pub struct DlqMessage {
     pub body: String,
 }
 
-/// Reads up to `max` DLQ messages, then makes them visible again so nothing is consumed.
+/// How long scanned messages stay hidden: long enough for a replay of thousands to delete
+/// with the receipt handles it read (handles go stale once a message is visible again).
+const SCAN_VISIBILITY_SECS: i32 = 900;
+
+/// Reads up to `max` DLQ messages, hidden for [`SCAN_VISIBILITY_SECS`]; callers make them
+/// visible again (`release`) or delete them. Long polling asks every SQS server, so an empty
+/// answer means the queue has nothing visible (a short poll may answer empty while it has).
 pub async fn scan(sqs: &Client, dlq_url: &str, max: usize) -> Result<Vec<DlqMessage>, String> {
     let mut out: Vec<DlqMessage> = Vec::new();
     while out.len() < max {
@@ -72,7 +78,8 @@ pub async fn scan(sqs: &Client, dlq_url: &str, max: usize) -> Result<Vec<DlqMess
             .receive_message()
             .queue_url(dlq_url)
             .max_number_of_messages(10)
-            .visibility_timeout(60)
+            .wait_time_seconds(1)
+            .visibility_timeout(SCAN_VISIBILITY_SECS)
             .message_attribute_names("All")
             .send()
             .await
@@ -218,34 +225,50 @@ pub async fn replay(
             .map_err(|e| e.to_string())?,
     );
     let mut replayed = 0;
-    for m in &chosen {
-        let mut req = sqs
-            .send_message()
-            .queue_url(queue_url)
-            .message_body(&m.body);
-        let mut attrs = m.attributes.clone();
-        if attrs.len() < 10 {
-            attrs.insert("replayed_from".into(), m.id.clone());
+    for (i, m) in chosen.iter().enumerate() {
+        if let Err(e) = replay_one(sqs, dlq_url, queue_url, m).await {
+            // what was not replayed shows in the DLQ again now, not after the scan's timeout
+            release(sqs, dlq_url, &chosen[i..]).await;
+            bar.abandon();
+            return Err(format!("replayed {replayed}, then: {e}"));
         }
-        for (k, v) in &attrs {
-            let a = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(v)
-                .build()
-                .map_err(|e| e.to_string())?;
-            req = req.message_attributes(k, a);
-        }
-        req.send().await.map_err(err)?;
-        sqs.delete_message()
-            .queue_url(dlq_url)
-            .receipt_handle(&m.receipt)
-            .send()
-            .await
-            .map_err(err)?;
         replayed += 1;
         bar.inc(1);
     }
     bar.finish_and_clear();
     println!("replayed {replayed} message(s)");
+    Ok(())
+}
+
+/// Sends one DLQ message back to the queue with its attributes, then deletes it from the DLQ.
+async fn replay_one(
+    sqs: &Client,
+    dlq_url: &str,
+    queue_url: &str,
+    m: &DlqMessage,
+) -> Result<(), String> {
+    let mut req = sqs
+        .send_message()
+        .queue_url(queue_url)
+        .message_body(&m.body);
+    let mut attrs = m.attributes.clone();
+    if attrs.len() < 10 {
+        attrs.insert("replayed_from".into(), m.id.clone());
+    }
+    for (k, v) in &attrs {
+        let a = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .map_err(|e| e.to_string())?;
+        req = req.message_attributes(k, a);
+    }
+    req.send().await.map_err(err)?;
+    sqs.delete_message()
+        .queue_url(dlq_url)
+        .receipt_handle(&m.receipt)
+        .send()
+        .await
+        .map_err(err)?;
     Ok(())
 }
