@@ -39,9 +39,15 @@ validate: tools
 build: tools
 	scripts/sam-build.sh
 
-## deploy: build and deploy with the settings saved in samconfig.toml
+## deploy: build and deploy with the settings saved in samconfig.toml; guided the first time
+## (while samconfig.toml holds no region, that is before `sam deploy --guided` saved one)
 deploy: validate build
-	sam deploy $(DEPLOY_ARCH)
+	@if grep -Eq '^[[:space:]]*region[[:space:]]*=' samconfig.toml; then \
+		sam deploy $(DEPLOY_ARCH); \
+	else \
+		echo "first deploy: no region saved in samconfig.toml yet, so sam deploy --guided"; \
+		sam deploy --guided $(DEPLOY_ARCH); \
+	fi
 
 ## deploy-guided: first deploy (or changing saved settings); prompts for every parameter
 deploy-guided: validate build
