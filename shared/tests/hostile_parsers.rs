@@ -13,7 +13,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use chrono::Utc;
 use chrono_tz::Tz;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use hostile_inputs::*;
 use proptest::prelude::*;
 use serde_json::Value;
