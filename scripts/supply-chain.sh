@@ -13,6 +13,9 @@
 #
 #   SPARKBRIDGE_ADVISORY_DB=<dir>  a local checkout of the advisory database (e.g. a mirror)
 #                                  for cargo-audit when the network copy is unreachable
+#   SUPPLY_CHAIN_REQUIRE_ADVISORIES=1
+#                                  fail instead of skipping when no advisory database can be
+#                                  had (release pipelines with network access)
 #   SUPPLY_CHAIN_SKIP_AUDIT=1      never build or run cargo-audit (cargo-deny reads the same
 #                                  database)
 #   --install-only                 build cargo-deny (if needed) and exit
@@ -75,6 +78,10 @@ if [ -n "$db_dir" ]; then
   fi
 else
   echo "SKIPPED advisories: advisory DB unreachable (${reason:-cargo deny fetch db failed})"
+  if [ "${SUPPLY_CHAIN_REQUIRE_ADVISORIES:-}" = 1 ]; then
+    echo "FAILED: SUPPLY_CHAIN_REQUIRE_ADVISORIES=1 and no advisory database to check against" >&2
+    failed=1
+  fi
 fi
 
 audit_db="${SPARKBRIDGE_ADVISORY_DB:-$db_dir}"
