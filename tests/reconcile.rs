@@ -269,6 +269,12 @@ async fn loops_outage_is_repaired_exactly_once() {
     let dry = w.reconcile(true, None).await;
     assert_eq!(dry.checked, 300);
     assert_eq!(dry.total_repaired(), 120);
+    assert_eq!(dry.repairs.len(), 120, "each repair listed");
+    assert!(dry
+        .repairs
+        .iter()
+        .any(|l| l.starts_with("esp_add sub_002 r***@e***.com (SparkLoop pending, ESP absent)")),
+        "{:?}", &dry.repairs[..3]);
     assert!(w.h.batch().await.records.is_empty(), "nothing queued");
     assert_eq!(*contacts.lock().unwrap(), before, "ESP unchanged");
     assert!(
@@ -280,6 +286,9 @@ async fn loops_outage_is_repaired_exactly_once() {
     let first = w.reconcile(false, Some(3)).await;
     assert!(!first.complete);
     assert_eq!(first.checked, 150);
+    // a dry run in between shows the whole window, and leaves the checkpoint alone
+    let look = w.reconcile(true, None).await;
+    assert_eq!((look.resumed_from_page, look.checked), (None, 300));
     let second = w.reconcile(false, None).await;
     assert!(second.complete);
     assert_eq!(second.resumed_from_page, Some(4));

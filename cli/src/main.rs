@@ -86,10 +86,12 @@ enum Command {
     },
     /// Compare SparkLoop, the ESP and the state table; queue what the webhooks missed
     Reconcile {
-        /// Print what would be repaired; change nothing
+        /// Print each repair it would queue; change nothing (always the whole window, never
+        /// resumed from a checkpoint)
         #[arg(long)]
         dry_run: bool,
-        /// How many days back to check (default RECONCILE_SINCE_DAYS, 37)
+        /// How many days back to check (default RECONCILE_SINCE_DAYS, 37); starts from the
+        /// newest referral instead of resuming a cut-off run
         #[arg(long)]
         since: Option<i64>,
         #[arg(long)]

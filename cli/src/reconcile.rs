@@ -14,7 +14,9 @@ pub async fn run(dry_run: bool, since_days: Option<i64>, json: bool) -> Result<(
     let esp = shared::adapters::esp::from_env()?;
     let mut cfg = ReconcileConfig::from_env()?;
     if let Some(days) = since_days {
+        // the horizon asked for, from the newest referral: a saved checkpoint is not resumed
         cfg.since = chrono::Duration::days(days);
+        cfg.resume = false;
     }
     let bar = if json {
         ProgressBar::hidden()
@@ -53,6 +55,18 @@ pub async fn run(dry_run: bool, since_days: Option<i64>, json: bool) -> Result<(
     } else {
         "repaired (queued)"
     };
+    for line in &summary.repairs {
+        println!("{} {line}", if dry_run { "would repair" } else { "queued" });
+    }
+    if summary.total_repaired() > summary.repairs.len() {
+        println!(
+            "... and {} more (counted below)",
+            summary.total_repaired() - summary.repairs.len()
+        );
+    }
+    if let Some(page) = summary.resumed_from_page {
+        println!("resumed from page {page} (the checkpoint of a run cut off earlier)");
+    }
     println!("{:<28} {:>8}", "checked", summary.checked);
     println!("{:<28} {:>8}", "in agreement", summary.in_agreement);
     for kind in [

@@ -34,6 +34,9 @@ pub struct ReconcileConfig {
     /// Stop with a checkpoint after this many pages (`RECONCILE_MAX_PAGES`); the next run
     /// resumes. Keeps each run short, like the Lambda deadline does.
     pub max_pages: Option<u32>,
+    /// Resume from a saved checkpoint (the scheduled runs). Off when an operator asks for a
+    /// given horizon; dry runs never resume, so they always show the whole window.
+    pub resume: bool,
 }
 
 impl Default for ReconcileConfig {
@@ -44,6 +47,7 @@ impl Default for ReconcileConfig {
             attempts: 5,
             base_delay: StdDuration::from_secs(2),
             max_pages: None,
+            resume: true,
         }
     }
 }
@@ -74,7 +78,13 @@ pub struct Summary {
     pub complete: bool,
     pub resumed_from_page: Option<u32>,
     pub dry_run: bool,
+    /// One line per repair (kind, SparkLoop id, masked email, what each side said), the first
+    /// [`MAX_LISTED`] of them: what a dry run would do, or what a run queued.
+    pub repairs: Vec<String>,
 }
+
+/// Repairs listed one by one in a summary; the counts in `repaired` cover them all.
+pub const MAX_LISTED: usize = 1_000;
 
 impl Summary {
     pub fn total_repaired(&self) -> usize {
@@ -134,11 +144,14 @@ pub async fn run(
         dry_run,
         ..Default::default()
     };
-    let checkpoint = deps
-        .store
-        .checkpoint(CHECKPOINT)
-        .await
-        .map_err(|e| e.to_string())?;
+    let checkpoint = if dry_run || !cfg.resume {
+        None
+    } else {
+        deps.store
+            .checkpoint(CHECKPOINT)
+            .await
+            .map_err(|e| e.to_string())?
+    };
     let (mut page, since, started_at) = match &checkpoint {
         Some(cp) => {
             summary.resumed_from_page = Some(cp.next_page);
@@ -200,6 +213,19 @@ pub async fn run(
                         .entry(repair.as_str().to_string())
                         .or_default() += 1;
                     tracing::info!(email = %mask_email(&r.email), repair = repair.as_str(), esp = ?esp, dry_run, "divergence");
+                    if summary.repairs.len() < MAX_LISTED {
+                        summary.repairs.push(format!(
+                            "{} {} {} (SparkLoop {}, ESP {})",
+                            repair.as_str(),
+                            r.uuid,
+                            mask_email(&r.email),
+                            r.status.as_str(),
+                            serde_json::to_value(esp)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_string))
+                                .unwrap_or_default()
+                        ));
+                    }
                     repairs.push(to_message(&repair_envelope(repair, r, esp, now)));
                 }
             }
