@@ -193,6 +193,59 @@ async fn a_poison_body_fails_only_its_record() {
     assert_eq!(calls(&fake).await, 1, "the good record was processed");
 }
 
+/// End to end with the template's redrive policy (here maxReceiveCount 3): the worker fails
+/// only the poison record each time, and SQS moves it to the DLQ after the third receive.
+#[tokio::test]
+async fn a_poison_body_reaches_the_dlq_after_the_maximum_receives() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let fake = sparkloop(200).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    let dlq_arn = h
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&h.dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap();
+    h.sqs
+        .set_queue_attributes()
+        .queue_url(&h.queue_url)
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    h.send("this is not an envelope").await;
+    let mut receives = 0;
+    let mut parked = Vec::new();
+    for _ in 0..20 {
+        let ev = h.batch_hidden_for(1).await;
+        if !ev.records.is_empty() {
+            receives += 1;
+            assert_eq!(
+                h.invoke(&h.worker, &ev).await.len(),
+                1,
+                "the poison record fails"
+            );
+        }
+        parked = h.dlq().await;
+        if !parked.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+    }
+    assert_eq!(receives, 3, "received maxReceiveCount times");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].body(), Some("this is not an envelope"));
+    assert_eq!(calls(&fake).await, 0);
+}
+
 #[tokio::test]
 async fn an_expired_lease_is_taken_over_and_the_old_holder_cannot_complete() {
     let fake = sparkloop(200).await;

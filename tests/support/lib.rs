@@ -264,6 +264,11 @@ pub mod worker_kit {
 
         /// Receives up to 10 messages as the SQS event Lambda would deliver.
         pub async fn batch(&self) -> SqsEvent {
+            self.batch_hidden_for(30).await
+        }
+
+        /// A batch whose messages come back `secs` after a failure (the queue's visibility).
+        pub async fn batch_hidden_for(&self, secs: i32) -> SqsEvent {
             let out = self
                 .sqs
                 .receive_message()
@@ -271,7 +276,7 @@ pub mod worker_kit {
                 .max_number_of_messages(10)
                 .message_system_attribute_names(MessageSystemAttributeName::All)
                 .message_attribute_names("All")
-                .visibility_timeout(30)
+                .visibility_timeout(secs)
                 .send()
                 .await
                 .expect("receive");
