@@ -151,6 +151,66 @@ async fn dev_and_send_make_the_unsubscribe_call_once() {
     );
 }
 
+/// A SparkLoop webhook through `dev`, then the state it left, read back with `subscriber
+/// show` and judged by `screen --dry-run` (both against the dev server).
+#[tokio::test]
+async fn subscriber_show_and_screen_read_the_dev_server() {
+    let port = free_port();
+    let _dev = start_dev(port, &[("SCREENING_MIN_OPENS", "1")], false).await;
+    let url = format!("http://127.0.0.1:{port}");
+    let out = cli(
+        &[
+            "send",
+            "sparkloop",
+            "new_partner_pending_referral",
+            "--url",
+            &url,
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let email = "test12345@test.com";
+    let mut state = serde_json::Value::Null;
+    for _ in 0..50 {
+        let out = cli(&["subscriber", "show", email, "--url", &url, "--json"], &[]);
+        if out.status.success() {
+            state = serde_json::from_slice(&out.stdout).unwrap();
+            if !state["esp_status"].is_null() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state["referral_status"], "pending", "{state}");
+    assert_eq!(state["esp_status"], "added (new_partner_pending_referral)");
+    let human = cli(&["subscriber", "show", email, "--url", &url], &[]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("sparkloop id:"));
+
+    let out = cli(&["screen", "--dry-run", "--url", &url, "--json"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["dry_run"], true);
+    // the sample referral was created in 2022: its screening ended long ago, so it is reported
+    // as ended unjudged and never rejected (with SCREENING_MIN_OPENS=1 and no opens)
+    assert_eq!(report["checked"], 1, "{report}");
+    assert_eq!(report["expired"], 1, "{report}");
+    assert_eq!(report["rejected"], serde_json::json!([]), "{report}");
+
+    let out = cli(
+        &["subscriber", "show", "nobody@example.com", "--url", &url],
+        &[],
+    );
+    assert!(!out.status.success(), "an unknown subscriber is an error");
+}
+
 #[tokio::test]
 async fn dev_refuses_wrong_credentials() {
     let port = free_port();
@@ -229,6 +289,9 @@ fn help_on_every_command() {
         vec!["dlq", "--dlq-url", "x", "show", "--help"],
         vec!["dlq", "--dlq-url", "x", "replay", "--help"],
         vec!["config", "check", "--help"],
+        vec!["subscriber", "show", "--help"],
+        vec!["screen", "--help"],
+        vec!["reconcile", "--help"],
     ] {
         let out = cli(&args, &[]);
         assert!(out.status.success(), "{args:?}");
