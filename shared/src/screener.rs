@@ -229,3 +229,73 @@ pub async fn run(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory_queue::MemoryQueue;
+    use crate::adapters::memory_store::MemoryStore;
+    use crate::core::lifecycle::{ReferralStatus, Transition};
+
+    fn config() -> ScreeningConfig {
+        ScreeningConfig {
+            enabled: true,
+            // everyone else: no criteria, never rejected
+            partners: serde_json::from_str(
+                r#"{"partner_strict": {"min_clicks": 1}, "partner_quick": {"days": 7}}"#,
+            )
+            .unwrap(),
+            ..ScreeningConfig::default()
+        }
+    }
+
+    #[test]
+    fn partner_rules_choose_criteria_and_periods() {
+        let cfg = config();
+        assert_eq!(cfg.criteria_for(Some("partner_strict")).min_clicks, 1);
+        // a rule with only a period keeps the default criteria
+        assert_eq!(cfg.criteria_for(Some("partner_quick")), &cfg.criteria);
+        assert_eq!(cfg.criteria_for(None), &cfg.criteria);
+        let l = cfg.lifecycle();
+        assert_eq!(l.screening_days, 14);
+        assert_eq!(
+            l.partner_days,
+            BTreeMap::from([("partner_quick".into(), 7)])
+        );
+    }
+
+    /// Two referrals due now without a click: only the strict partner's is rejected.
+    #[tokio::test]
+    async fn each_referral_is_judged_by_its_partners_rule() {
+        let store: Arc<dyn SubscriberStore> = Arc::new(MemoryStore::new());
+        let memory = Arc::new(MemoryQueue::new(
+            std::time::Duration::from_secs(30),
+            5,
+            262_144,
+        ));
+        let queue: Arc<dyn EventQueue> = memory.clone();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        for (email, partner) in [("s@x.io", "partner_strict"), ("o@x.io", "partner_other")] {
+            store
+                .apply_transition(&Transition {
+                    email: email.into(),
+                    status: ReferralStatus::Pending,
+                    sparkloop_id: Some(format!("sub_{partner}")),
+                    campaign_id: None,
+                    partner_id: Some(partner.into()),
+                    source: None,
+                    screening: Some((now - Duration::days(14), now + Duration::hours(2))),
+                    at: now - Duration::days(14),
+                    cause: "test".into(),
+                })
+                .await
+                .unwrap();
+        }
+        let report = run(&store, &queue, &config(), now, false).await.unwrap();
+        assert_eq!((report.checked, report.passed), (2, 1));
+        assert_eq!(report.rejected.len(), 1);
+        assert_eq!(report.rejected[0].0, "s@x.io");
+        assert_eq!(report.rejected[0].1, "clicks 0/1");
+        assert_eq!(memory.depth(), 1, "one reject queued");
+    }
+}
