@@ -52,6 +52,23 @@ fn loops_event(kind: &str, email: &str, send_id: &str, time: i64) -> Envelope {
     )
 }
 
+/// eSputnik activity events as one webhook array, split as ingest splits it.
+fn esputnik_events(email: &str, activities: &[(&str, &str, i64)]) -> Vec<Envelope> {
+    let body: Vec<Value> = activities
+        .iter()
+        .map(|(status, message, time)| {
+            json!({"activityStatus": status, "contactId": 42, "email": email, "mediaType": "email",
+                   "iid": message, "messageInstanceId": message,
+                   "activityDateTime": at(*time).format("%Y-%m-%dT%H:%M:%S").to_string()})
+        })
+        .collect();
+    let text = serde_json::to_vec(&body).unwrap();
+    shared::core::esputnik::split(&text, chrono_tz::Tz::UTC)
+        .into_iter()
+        .map(|el| Envelope::new(Provider::Esputnik, el.dedupe_id, Utc::now(), el.event))
+        .collect()
+}
+
 async fn fakes() -> (MockServer, MockServer) {
     let sparkloop = MockServer::start().await;
     Mock::given(method("PUT"))
@@ -549,6 +566,88 @@ async fn esputnik_pending_and_rejected() {
     assert_eq!(
         store(&h).get(email).await.unwrap().unwrap().referral_status,
         Some(ReferralStatus::Rejected)
+    );
+}
+
+/// eSputnik: pending, then deliveries, opens and clicks counted from the activity array (the
+/// screener's input), then verified as a property update of field 501; no SparkLoop call.
+#[tokio::test]
+async fn esputnik_pending_then_engagement_then_verified() {
+    let (sparkloop, esp) = fakes().await;
+    let h = esputnik_harness(&sparkloop, &esp).await;
+    let email = "engaged@example.com";
+    deliver(
+        &h,
+        &[partner_event(
+            "new_partner_pending_referral",
+            email,
+            "sub_v",
+            "pending",
+            CREATED,
+        )],
+    )
+    .await;
+    deliver(
+        &h,
+        &esputnik_events(
+            email,
+            &[
+                ("DELIVERED", "m1", CREATED + 100),
+                ("READ", "m1", CREATED + 200),
+                ("CLICKED", "m1", CREATED + 300),
+                ("DELIVERED", "m2", CREATED + 400),
+            ],
+        ),
+    )
+    .await;
+    let s = store(&h).get(email).await.unwrap().unwrap();
+    use shared::core::rules::Signal;
+    let since = at(CREATED);
+    assert_eq!(
+        (
+            s.count_since(Signal::Delivery, since),
+            s.count_since(Signal::Open, since),
+            s.count_since(Signal::Click, since)
+        ),
+        (2, 1, 1)
+    );
+    // the screener would pass it: one open and one click within the period
+    let criteria = Criteria {
+        min_opens: 1,
+        min_clicks: 1,
+        ..Criteria::default()
+    };
+    assert_eq!(
+        shared::core::lifecycle::screen(
+            &s,
+            &criteria,
+            at(CREATED) + Duration::days(14),
+            Duration::hours(24)
+        ),
+        shared::core::lifecycle::Verdict::Passes
+    );
+    deliver(
+        &h,
+        &[partner_event(
+            "new_partner_referral",
+            email,
+            "sub_v",
+            "verified",
+            CREATED,
+        )],
+    )
+    .await;
+    let calls = bodies(&esp).await;
+    let paths: Vec<&str> = calls.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(paths, ["/api/v1/contact", "/api/v1/contact"]);
+    assert_eq!(
+        calls[1].2["fields"],
+        json!([{"id": 501, "value": "verified"}])
+    );
+    assert!(sparkloop.received_requests().await.unwrap().is_empty());
+    assert_eq!(
+        store(&h).get(email).await.unwrap().unwrap().referral_status,
+        Some(ReferralStatus::Verified)
     );
 }
 
