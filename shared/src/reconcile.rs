@@ -220,10 +220,7 @@ pub async fn run(
                             r.uuid,
                             mask_email(&r.email),
                             r.status.as_str(),
-                            serde_json::to_value(esp)
-                                .ok()
-                                .and_then(|v| v.as_str().map(str::to_string))
-                                .unwrap_or_default()
+                            esp.as_str()
                         ));
                     }
                     repairs.push(to_message(&repair_envelope(repair, r, esp, now)));

@@ -33,6 +33,18 @@ pub enum EspContact {
     Unknown,
 }
 
+impl EspContact {
+    /// The serialized name, for dedupe ids and operator output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EspContact::Absent => "absent",
+            EspContact::Subscribed => "subscribed",
+            EspContact::Unsubscribed => "unsubscribed",
+            EspContact::Unknown => "unknown",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Repair {
@@ -103,16 +115,13 @@ pub fn repair_envelope(
     esp: EspContact,
     now: DateTime<Utc>,
 ) -> Envelope {
-    let esp_text = serde_json::to_value(esp)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let esp_text = esp.as_str();
     let dedupe_id = derive_dedupe_id(&[
         "reconcile",
         repair.as_str(),
         &r.uuid,
         r.status.as_str(),
-        &esp_text,
+        esp_text,
     ]);
     let created = r.created_at.map(|t| t.timestamp());
     let subscriber = Subscriber {
@@ -250,6 +259,14 @@ mod tests {
                 want,
                 "{status:?} {esp:?} {state:?}"
             );
+        }
+    }
+
+    #[test]
+    fn esp_contact_names_are_its_serialized_names() {
+        use EspContact::*;
+        for c in [Absent, Subscribed, Unsubscribed, Unknown] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }
     }
 
