@@ -43,6 +43,8 @@ struct Ingest {
     subscribers: Arc<dyn SubscriberStore>,
     queue: Arc<dyn EventQueue>,
     screening: ScreeningConfig,
+    /// The in-memory DLQ (the default mode); with `--aws`, `sparkbridge dlq` reads SQS.
+    memory_dlq: Option<Arc<MemoryQueue>>,
 }
 
 pub async fn run(opts: DevOptions) -> Result<(), String> {
@@ -52,13 +54,14 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
     }
     let cfg = WorkerConfig::from_env()?;
     let use_aws = opts.aws || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-    let (queue, store, subscribers, work_queue, source, mode): (
+    let (queue, store, subscribers, work_queue, source, mode, memory_dlq): (
         Arc<dyn EventQueue>,
         Arc<dyn IdempotencyStore>,
         Arc<dyn SubscriberStore>,
         Arc<dyn WorkQueue>,
         Arc<dyn BatchSource>,
         &'static str,
+        Option<Arc<MemoryQueue>>,
     ) = if use_aws {
         let (queue_url, dlq_url, table) =
             aws_resources(opts.create, &opts.name, cfg.max_attempts).await?;
@@ -80,6 +83,7 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
                 visibility_secs: 60,
             }),
             "aws",
+            None,
         )
     } else {
         let q = Arc::new(MemoryQueue::new(
@@ -88,7 +92,15 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
             DEFAULT_MAX_MESSAGE_BYTES,
         ));
         let store = Arc::new(MemoryStore::new());
-        (q.clone(), store.clone(), store, q.clone(), q, "memory")
+        (
+            q.clone(),
+            store.clone(),
+            store,
+            q.clone(),
+            q.clone(),
+            "memory",
+            Some(q),
+        )
     };
     let ingest = Arc::new(Ingest {
         loops: LoopsIngest::from_env(queue.clone())?,
@@ -98,6 +110,7 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
         subscribers: subscribers.clone(),
         queue: queue.clone(),
         screening: ScreeningConfig::from_env()?,
+        memory_dlq,
     });
     let worker = Arc::new(Worker {
         store,
@@ -121,6 +134,7 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
         .route("/healthz", get(healthz))
         .route("/_dev/subscribers/{email}", get(subscriber))
         .route("/_dev/screen", axum::routing::post(screen))
+        .route("/_dev/dlq", get(dlq))
         .with_state(ingest.clone());
     tokio::spawn(screen_periodically(ingest.clone()));
     let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -214,6 +228,23 @@ async fn subscriber(
             serde_json::json!({"error": e.to_string()}),
         ),
     }
+}
+
+/// `GET /_dev/dlq`: what the worker parked, with its reasons (in memory; with `--aws`,
+/// `sparkbridge dlq list` reads the SQS DLQ).
+async fn dlq(State(ingest): State<Arc<Ingest>>) -> AxumResponse {
+    let Some(q) = &ingest.memory_dlq else {
+        return json_response(
+            http::StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "dev runs on SQS: use `sparkbridge dlq list` with DLQ_URL"}),
+        );
+    };
+    let parked: Vec<serde_json::Value> = q
+        .dlq()
+        .into_iter()
+        .map(|m| serde_json::json!({"id": m.id, "attributes": m.attributes, "body": m.body}))
+        .collect();
+    json_response(http::StatusCode::OK, serde_json::Value::Array(parked))
 }
 
 /// `POST /_dev/screen[?dry_run=true]`: what `sparkbridge screen --url` calls.

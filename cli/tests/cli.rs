@@ -209,6 +209,38 @@ async fn subscriber_show_and_screen_read_the_dev_server() {
         &[],
     );
     assert!(!out.status.success(), "an unknown subscriber is an error");
+
+    // an eSputnik element that cannot be read is kept, and shows on the dev DLQ with its reason
+    let file = std::env::temp_dir().join(format!("sb-unreadable-{port}.json"));
+    std::fs::write(&file, r#"["not an activity"]"#).unwrap();
+    let out = cli(
+        &["send", "esputnik", file.to_str().unwrap(), "--url", &url],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut parked = serde_json::Value::Null;
+    for _ in 0..50 {
+        parked = reqwest::get(format!("{url}/_dev/dlq"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if parked.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let parked = parked.as_array().unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0]["attributes"]["kind"], "parked");
+    assert!(parked[0]["attributes"]["error"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
 }
 
 #[tokio::test]
