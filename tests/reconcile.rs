@@ -151,6 +151,16 @@ impl World {
     }
 }
 
+fn loops_client(server: &MockServer) -> Arc<dyn EspApi> {
+    Arc::new(LoopsClient::new(
+        &server.uri(),
+        Secret::new("lk"),
+        PropertyNames::default(),
+        &ClientSettings::default(),
+        1_000,
+    ))
+}
+
 async fn world(
     esp_for: impl FnOnce(&MockServer) -> Arc<dyn EspApi>,
     esp_responder: impl Respond + 'static,
@@ -243,20 +253,7 @@ async fn loops_outage_is_repaired_exactly_once() {
         created: now - chrono::Duration::days(90),
     });
     let contacts = Arc::new(Mutex::new(contacts));
-    let w = world(
-        |server| {
-            Arc::new(LoopsClient::new(
-                &server.uri(),
-                Secret::new("lk"),
-                PropertyNames::default(),
-                &ClientSettings::default(),
-                1_000,
-            ))
-        },
-        FakeLoops(contacts.clone()),
-        referrals,
-    )
-    .await;
+    let w = world(loops_client, FakeLoops(contacts.clone()), referrals).await;
     for (email, uuid, s) in &local {
         w.h.store
             .apply_transition(&transition(email, uuid, *s))
@@ -486,15 +483,7 @@ async fn a_parked_add_is_repaired_by_adding_never_by_unsubscribing() {
     let (deleted, refused) = (referral("deleted"), referral("refused"));
     let contacts = Arc::new(Mutex::new(BTreeMap::new()));
     let w = world(
-        |server| {
-            Arc::new(LoopsClient::new(
-                &server.uri(),
-                Secret::new("lk"),
-                PropertyNames::default(),
-                &ClientSettings::default(),
-                1_000,
-            ))
-        },
+        loops_client,
         Refusing(FakeLoops(contacts.clone()), vec![refused.email.clone()]),
         vec![deleted.clone(), refused.clone()],
     )

@@ -355,36 +355,48 @@ fn config_check_says_what_is_wrong() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v.as_array().unwrap().iter().all(|c| c["ok"] == true));
 
-    let mut bad = good.to_vec();
-    bad.retain(|(k, _)| *k != "LOOPS_SIGNING_SECRET");
-    bad.push(("ESP", "mailchimp"));
-    bad.push(("MAX_ATTEMPTS", "many"));
-    bad.push(("SPARKLOOP_API_URL", "http://169.254.169.254"));
-    let out = cli(&["config", "check"], &bad);
-    assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    for needle in [
-        "LOOPS_SIGNING_SECRET is empty",
-        "ESP=\"mailchimp\"",
-        "MAX_ATTEMPTS=\"many\"",
-        "must be an https:// URL",
-    ] {
-        assert!(text.contains(needle), "{needle} in\n{text}");
-    }
-
+    let without_secret: Vec<_> = good
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "LOOPS_SIGNING_SECRET")
+        .collect();
+    config_check_refuses(
+        &without_secret,
+        &[
+            ("ESP", "mailchimp"),
+            ("MAX_ATTEMPTS", "many"),
+            ("SPARKLOOP_API_URL", "http://169.254.169.254"),
+        ],
+        &[
+            "LOOPS_SIGNING_SECRET is empty",
+            "ESP=\"mailchimp\"",
+            "MAX_ATTEMPTS=\"many\"",
+            "must be an https:// URL",
+        ],
+    );
     // settings the worker, the screener and the reconciler would refuse at start-up
-    let mut bad = good.to_vec();
-    bad.push(("ESP_PROPERTY_NAMES", "status=rhStatus"));
-    bad.push(("SCREENING_DAYS", "99"));
-    bad.push(("RECONCILE_SINCE_DAYS", "a month"));
-    let out = cli(&["config", "check"], &bad);
+    config_check_refuses(
+        &good,
+        &[
+            ("ESP_PROPERTY_NAMES", "status=rhStatus"),
+            ("SCREENING_DAYS", "99"),
+            ("RECONCILE_SINCE_DAYS", "a month"),
+        ],
+        &[
+            "ESP_PROPERTY_NAMES is not a JSON object",
+            "SCREENING_DAYS=99 must be between 1 and 30",
+            "RECONCILE_SINCE_DAYS=\"a month\" is not a valid number",
+        ],
+    );
+}
+
+/// `config check` on `base` plus `bad` fails and names each of `needles`.
+fn config_check_refuses(base: &[(&str, &str)], bad: &[(&str, &str)], needles: &[&str]) {
+    let env: Vec<_> = base.iter().chain(bad).copied().collect();
+    let out = cli(&["config", "check"], &env);
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in [
-        "ESP_PROPERTY_NAMES is not a JSON object",
-        "SCREENING_DAYS=99 must be between 1 and 30",
-        "RECONCILE_SINCE_DAYS=\"a month\" is not a valid number",
-    ] {
+    for needle in needles {
         assert!(text.contains(needle), "{needle} in\n{text}");
     }
 }
