@@ -278,13 +278,35 @@ async fn an_event_over_the_queue_size_is_parked_in_reference_form() {
         r#"{{"activityStatus":"UNSUBSCRIBED","contactId":2,"email":"big@example.com","activityDateTime":"2023-09-14T08:30:03","pad":"{pad}"}}"#
     );
     let mut r = load_request(&repo_root().join("events/esputnik/batch.json"));
-    set_body(&mut r, format!("[{small},{big}]"));
+    // an identifier alone over the queue's size: clipped in the reference, never refused
+    // (a refused eSputnik request would hold back every later event)
+    let huge_id = format!(
+        r#"{{"activityStatus":"UNSUBSCRIBED","contactId":3,"email":"{}@example.com","activityDateTime":"2023-09-14T08:30:03"}}"#,
+        "x".repeat(300_000)
+    );
+    set_body(&mut r, format!("[{small},{big},{huge_id}]"));
     authenticate_request(Provider::Esputnik, &mut r);
     assert_eq!(k.esputnik.handle(r).await.status(), StatusCode::OK);
 
     let q = drain(&k.sqs, &k.url).await;
-    assert_eq!(q.len(), 3, "every event is queued");
-    let parked: Vec<_> = q.iter().filter(|m| m.envelope.parked.is_some()).collect();
+    assert_eq!(q.len(), 4, "every event is queued");
+    let clipped = q
+        .iter()
+        .find(|m| {
+            m.envelope
+                .subscriber
+                .email
+                .as_deref()
+                .is_some_and(|e| e.starts_with("xxx"))
+        })
+        .expect("the event with the huge address is queued");
+    assert!(clipped.envelope.parked.is_some());
+    let email = clipped.envelope.subscriber.email.as_deref().unwrap();
+    assert!(email.len() <= 1_024 + "…".len() && email.ends_with('…'));
+    let parked: Vec<_> = q
+        .iter()
+        .filter(|m| m.envelope.parked.is_some() && !std::ptr::eq(*m, clipped))
+        .collect();
     assert_eq!(parked.len(), 2, "the two large ones are parked");
     for m in parked {
         let e = &m.envelope;

@@ -161,7 +161,18 @@ impl Envelope {
                 "head": &raw[..end],
             }
         });
+        // Provider-controlled text is clipped too, so the reference always fits: a refused
+        // eSputnik request would hold back every later event behind it.
+        let clip = |v: &Option<String>| v.as_deref().map(|s| truncate(s, REFERENCE_FIELD_BYTES));
         Envelope {
+            kind: truncate(&self.kind, REFERENCE_FIELD_BYTES),
+            dedupe_id: truncate(&self.dedupe_id, REFERENCE_FIELD_BYTES),
+            subscriber: Subscriber {
+                email: clip(&self.subscriber.email),
+                esp_contact_id: clip(&self.subscriber.esp_contact_id),
+                sparkloop_id: clip(&self.subscriber.sparkloop_id),
+                external_id: clip(&self.subscriber.external_id),
+            },
             parked: Some(format!(
                 "payload of {} bytes is over the queue's message size ({max_bytes}); kept as its \
                  size, sha256 and first {end} bytes",
@@ -178,6 +189,21 @@ impl Envelope {
         format!("{}#{}", self.provider, self.dedupe_id)
     }
 }
+
+/// At most `max` bytes of `s` (on a char boundary), with `…` when something was cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Longest identifier or kind kept in an oversize reference.
+pub const REFERENCE_FIELD_BYTES: usize = 1_024;
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

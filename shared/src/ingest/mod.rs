@@ -14,7 +14,7 @@ use lambda_http::{Body, Response};
 
 pub use error::IngestError;
 
-use crate::core::envelope::Envelope;
+use crate::core::envelope::{truncate, Envelope};
 use crate::core::mask::{mask_opt, sanitize};
 use crate::ports::{EventQueue, OutboundMessage};
 use crate::telemetry::metrics;
@@ -33,17 +33,6 @@ pub fn to_message(env: &Envelope) -> OutboundMessage {
         body: serde_json::to_string(env).expect("envelopes always serialize"),
         attributes,
     }
-}
-
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// Queues every envelope, all or nothing from the provider's point of view: any failure

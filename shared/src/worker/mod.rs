@@ -14,12 +14,12 @@ use futures::stream::{self, StreamExt};
 pub use config::WorkerConfig;
 
 use crate::core::dedupe::{Acquire, LeaseRequest};
+use crate::core::envelope::truncate;
 use crate::core::envelope::{Envelope, ENVELOPE_VERSION};
 use crate::core::lifecycle::{StateWrite, TransitionResult};
 use crate::core::mask::{mask_opt, sanitize, scrub};
 use crate::core::outbound::CallOutcome;
 use crate::core::rules::{self, Action, Decision, Known};
-use crate::ingest::truncate;
 use crate::ports::{
     EspApi, IdempotencyStore, OutboundMessage, SparkLoopApi, SubscriberStore, WorkQueue,
 };
