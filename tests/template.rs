@@ -41,11 +41,16 @@ const PENDING: [(&str, &str); 3] = [
     ("ReconcileRepairedTotal", "reconciler"),
 ];
 
-const ROUTES: [(&str, &str, &str); 4] = [
+/// `ANY` sends the other methods to the function, which answers 405 with `Allow` (API
+/// Gateway would answer 404 for a route it does not know).
+const ROUTES: [(&str, &str, &str); 7] = [
     ("POST", "/webhooks/loops", "ingest-loops"),
+    ("ANY", "/webhooks/loops", "ingest-loops"),
     ("GET", "/webhooks/esputnik", "ingest-esputnik"),
     ("POST", "/webhooks/esputnik", "ingest-esputnik"),
+    ("ANY", "/webhooks/esputnik", "ingest-esputnik"),
     ("POST", "/webhooks/sparkloop", "ingest-sparkloop"),
+    ("ANY", "/webhooks/sparkloop", "ingest-sparkloop"),
 ];
 
 /// The only actions AWS requires on Resource "*" that this stack may need.
@@ -1613,9 +1618,12 @@ fn routes_check_fails() {
     let t = set(
         real(),
         &format!("{esputnik}/Get/Properties/Method"),
-        json!("ANY"),
+        json!("DELETE"),
     );
-    fails(check_routes(&t), "unexpected route ANY /webhooks/esputnik");
+    fails(check_routes(&t), "unexpected route DELETE /webhooks/esputnik");
+    // without the ANY route, API Gateway answers other methods 404, not the function's 405
+    let t = remove(real(), &format!("{esputnik}/OtherMethods"));
+    fails(check_routes(&t), "route ANY /webhooks/esputnik is missing");
     let t = remove(real(), &format!("{esputnik}/Get/Properties/ApiId"));
     fails(check_routes(&t), "ApiId must be !Ref HttpApi");
 }
