@@ -1620,7 +1620,10 @@ fn routes_check_fails() {
         &format!("{esputnik}/Get/Properties/Method"),
         json!("DELETE"),
     );
-    fails(check_routes(&t), "unexpected route DELETE /webhooks/esputnik");
+    fails(
+        check_routes(&t),
+        "unexpected route DELETE /webhooks/esputnik",
+    );
     // without the ANY route, API Gateway answers other methods 404, not the function's 405
     let t = remove(real(), &format!("{esputnik}/OtherMethods"));
     fails(check_routes(&t), "route ANY /webhooks/esputnik is missing");
