@@ -453,3 +453,87 @@ async fn a_lease_write_sent_twice_is_still_ours() {
         }
     );
 }
+
+/// The lease and a SparkLoop event's transition in one DynamoDB transaction: both or
+/// neither. A refusal of either writes nothing, and the one-at-a-time path reads why.
+#[tokio::test]
+async fn the_lease_and_the_transition_are_one_write_or_none() {
+    use shared::core::lifecycle::{ReferralStatus, Transition};
+    use shared::ports::SubscriberStore;
+    let fake = sparkloop(200).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let lease = |owner: &str| LeaseRequest {
+        owner: owner.into(),
+        payload_hash: "h".into(),
+        now_ms: now,
+        lease_until_ms: now + 60_000,
+        expires_at: now / 1000 + 3_600,
+    };
+    let transition = |status: ReferralStatus| Transition {
+        email: "tx@example.com".into(),
+        status,
+        sparkloop_id: Some("sub_tx".into()),
+        campaign_id: None,
+        partner_id: Some("partner_a".into()),
+        source: Some("sparkloop-magic".into()),
+        screening: None,
+        at: chrono::Utc::now(),
+        cause: "test".into(),
+    };
+    let status = || async {
+        h.store
+            .get("tx@example.com")
+            .await
+            .unwrap()
+            .and_then(|s| s.referral_status)
+    };
+    // both conditions hold: one write did both
+    assert!(h
+        .store
+        .acquire_applying(
+            "sparkloop#a",
+            &lease("one"),
+            &transition(ReferralStatus::Verified)
+        )
+        .await
+        .unwrap());
+    assert_eq!(status().await, Some(ReferralStatus::Verified));
+    assert_eq!(
+        h.store.acquire("sparkloop#a", &lease("two")).await.unwrap(),
+        Acquire::InProgress {
+            lease_until_ms: now + 60_000
+        },
+        "the lease was written"
+    );
+    // the lease is held: nothing is written, not even the (forward) transition
+    assert!(!h
+        .store
+        .acquire_applying(
+            "sparkloop#a",
+            &lease("three"),
+            &transition(ReferralStatus::Rejected)
+        )
+        .await
+        .unwrap());
+    assert_eq!(status().await, Some(ReferralStatus::Verified));
+    // a stale transition (pending after verified): no lease written either
+    assert!(!h
+        .store
+        .acquire_applying(
+            "sparkloop#b",
+            &lease("four"),
+            &transition(ReferralStatus::Pending)
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        h.store
+            .acquire("sparkloop#b", &lease("five"))
+            .await
+            .unwrap(),
+        Acquire::Acquired,
+        "the refused transaction left no lease"
+    );
+    assert_eq!(status().await, Some(ReferralStatus::Verified));
+}

@@ -72,6 +72,17 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Deletes the record if `owner` still holds the lease; `Ok(false)` when it was lost.
     async fn release(&self, key: &str, owner: &str) -> Result<bool, StoreError>;
+    /// Acquires the lease and applies `t` in one write: `Ok(true)` when both happened,
+    /// `Ok(false)` when either was refused (or the store cannot combine them) and nothing was
+    /// written, so the caller acquires and transitions one at a time.
+    async fn acquire_applying(
+        &self,
+        _key: &str,
+        _req: &crate::core::dedupe::LeaseRequest,
+        _t: &crate::core::lifecycle::Transition,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 /// The subscriber records: referral status, screening, engagement, history.

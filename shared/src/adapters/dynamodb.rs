@@ -174,27 +174,15 @@ impl IdempotencyStore for DynamoStore {
     async fn acquire(&self, key: &str, req: &LeaseRequest) -> Result<Acquire, StoreError> {
         // One conditional write decides; on refusal the stored item comes back (ALL_OLD),
         // so no second read is needed. The condition is `core::dedupe::decide` in DynamoDB terms.
-        let rec = req.record();
+        let (item, values) = lease_item(key, req);
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(idem_key(key)))
-            .item("status", s(rec.status.as_str()))
-            .item("owner", s(&rec.owner))
-            .item("lease_until_ms", n(rec.lease_until_ms))
-            .item("payload_hash", s(&rec.payload_hash))
-            .item("expires_at", n(rec.expires_at))
-            .item("updated_at_ms", n(req.now_ms))
-            .condition_expression(
-                "attribute_not_exists(pk) OR expires_at < :now_s \
-                 OR (#status = :in_progress AND lease_until_ms < :now_ms AND payload_hash = :hash)",
-            )
+            .set_item(Some(item))
+            .condition_expression(ACQUIRE_CONDITION)
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":now_s", n(req.now_ms / 1000))
-            .expression_attribute_values(":now_ms", n(req.now_ms))
-            .expression_attribute_values(":in_progress", s(Status::InProgress.as_str()))
-            .expression_attribute_values(":hash", s(&rec.payload_hash))
+            .set_expression_attribute_values(Some(values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -219,6 +207,56 @@ impl IdempotencyStore for DynamoStore {
                 }
                 _ => Err(unavailable(SdkError::ServiceError(se))),
             },
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Both writes in one transaction (one round trip instead of two). Any refusal cancels
+    /// it whole: the caller then acquires and transitions one at a time, which reads why.
+    async fn acquire_applying(
+        &self,
+        key: &str,
+        req: &LeaseRequest,
+        t: &Transition,
+    ) -> Result<bool, StoreError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+        let (item, values) = lease_item(key, req);
+        let lease = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(ACQUIRE_CONDITION)
+            .expression_attribute_names("#status", "status")
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(unavailable)?;
+        let change = transition_change(t);
+        let transition = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(sub_key(&t.email)))
+            .update_expression(change.expression)
+            .condition_expression(TRANSITION_CONDITION)
+            .set_expression_attribute_names(change.names)
+            .set_expression_attribute_values(Some(change.values))
+            .build()
+            .map_err(unavailable)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(lease).build())
+            .transact_items(TransactWriteItem::builder().update(transition).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se))
+                if matches!(
+                    se.err(),
+                    TransactWriteItemsError::TransactionCanceledException(_)
+                ) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -318,6 +356,108 @@ impl IdempotencyStore for DynamoStore {
             }
             Err(e) => Err(unavailable(e)),
         }
+    }
+}
+
+/// `core::dedupe::decide` in DynamoDB terms (with `#status` = status).
+const ACQUIRE_CONDITION: &str = "attribute_not_exists(pk) OR expires_at < :now_s \
+     OR (#status = :in_progress AND lease_until_ms < :now_ms AND payload_hash = :hash)";
+
+/// The lease item a request writes, and the values its condition reads.
+fn lease_item(
+    key: &str,
+    req: &LeaseRequest,
+) -> (
+    HashMap<String, AttributeValue>,
+    HashMap<String, AttributeValue>,
+) {
+    let rec = req.record();
+    let item = HashMap::from([
+        ("pk".to_string(), s(idem_key(key))),
+        ("status".to_string(), s(rec.status.as_str())),
+        ("owner".to_string(), s(&rec.owner)),
+        ("lease_until_ms".to_string(), n(rec.lease_until_ms)),
+        ("payload_hash".to_string(), s(&rec.payload_hash)),
+        ("expires_at".to_string(), n(rec.expires_at)),
+        ("updated_at_ms".to_string(), n(req.now_ms)),
+    ]);
+    let values = HashMap::from([
+        (":now_s".to_string(), n(req.now_ms / 1000)),
+        (":now_ms".to_string(), n(req.now_ms)),
+        (":in_progress".to_string(), s(Status::InProgress.as_str())),
+        (":hash".to_string(), s(&rec.payload_hash)),
+    ]);
+    (item, values)
+}
+
+/// Forward only (`core::lifecycle`): a status of a higher rank, or the first one.
+const TRANSITION_CONDITION: &str = "attribute_not_exists(status_rank) OR status_rank < :rank";
+
+/// A transition as an update of the subscriber item.
+struct TransitionChange {
+    expression: String,
+    names: Option<HashMap<String, String>>,
+    values: HashMap<String, AttributeValue>,
+}
+
+fn transition_change(t: &Transition) -> TransitionChange {
+    let mut sets: Vec<&str> = vec![
+        "email = :email",
+        "referral_status = :st",
+        "status_rank = :rank",
+        "updated_at = :at",
+        "history = list_append(if_not_exists(history, :empty), :h)",
+    ];
+    let mut values = HashMap::from([
+        (":email".to_string(), s(t.email.to_ascii_lowercase())),
+        (":st".to_string(), s(t.status.as_str())),
+        (":rank".to_string(), n(t.status.rank())),
+        (":at".to_string(), s(ts(t.at))),
+        (":empty".to_string(), AttributeValue::L(vec![])),
+        (
+            ":h".to_string(),
+            history_line(t.at, &format!("{} ({})", t.status.as_str(), t.cause)),
+        ),
+    ]);
+    let mut names = None;
+    for (set, placeholder, value) in [
+        ("sparkloop_id = :sid", ":sid", &t.sparkloop_id),
+        ("campaign_id = :cid", ":cid", &t.campaign_id),
+        ("partner_id = :pid", ":pid", &t.partner_id),
+        ("#source = :src", ":src", &t.source),
+    ] {
+        if let Some(v) = value {
+            sets.push(set);
+            values.insert(placeholder.to_string(), s(v));
+            if placeholder == ":src" {
+                // SOURCE is a DynamoDB reserved word.
+                names = Some(HashMap::from([(
+                    "#source".to_string(),
+                    "source".to_string(),
+                )]));
+            }
+        }
+    }
+    let expression = match t.screening {
+        Some((start, deadline)) => {
+            sets.extend([
+                "screening_started_at = :start",
+                "screening_deadline = :deadline",
+                "gsi1pk = :screening",
+                "gsi1sk = :deadline",
+            ]);
+            values.insert(":start".to_string(), s(ts(start)));
+            values.insert(":deadline".to_string(), s(ts(deadline)));
+            values.insert(":screening".to_string(), s(SCREENING));
+            format!("SET {}", sets.join(", "))
+        }
+        // Leaving pending leaves the screening index.
+        None => format!("SET {} REMOVE gsi1pk, gsi1sk", sets.join(", ")),
+    };
+    TransitionChange {
+        expression,
+        names,
+        values,
     }
 }
 
@@ -522,62 +662,16 @@ impl DynamoStore {
 impl SubscriberStore for DynamoStore {
     async fn apply_transition(&self, t: &Transition) -> Result<TransitionResult, StoreError> {
         use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-        let mut sets: Vec<&str> = vec![
-            "email = :email",
-            "referral_status = :st",
-            "status_rank = :rank",
-            "updated_at = :at",
-            "history = list_append(if_not_exists(history, :empty), :h)",
-        ];
-        let mut req = self
+        let change = transition_change(t);
+        let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(sub_key(&t.email)))
-            .expression_attribute_values(":email", s(t.email.to_ascii_lowercase()))
-            .expression_attribute_values(":st", s(t.status.as_str()))
-            .expression_attribute_values(":rank", n(t.status.rank()))
-            .expression_attribute_values(":at", s(ts(t.at)))
-            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
-            .expression_attribute_values(
-                ":h",
-                history_line(t.at, &format!("{} ({})", t.status.as_str(), t.cause)),
-            );
-        for (set, placeholder, value) in [
-            ("sparkloop_id = :sid", ":sid", &t.sparkloop_id),
-            ("campaign_id = :cid", ":cid", &t.campaign_id),
-            ("partner_id = :pid", ":pid", &t.partner_id),
-            ("#source = :src", ":src", &t.source),
-        ] {
-            if let Some(v) = value {
-                sets.push(set);
-                req = req.expression_attribute_values(placeholder, s(v));
-                if placeholder == ":src" {
-                    // SOURCE is a DynamoDB reserved word.
-                    req = req.expression_attribute_names("#source", "source");
-                }
-            }
-        }
-        let expression = match t.screening {
-            Some((start, deadline)) => {
-                sets.extend([
-                    "screening_started_at = :start",
-                    "screening_deadline = :deadline",
-                    "gsi1pk = :screening",
-                    "gsi1sk = :deadline",
-                ]);
-                req = req
-                    .expression_attribute_values(":start", s(ts(start)))
-                    .expression_attribute_values(":deadline", s(ts(deadline)))
-                    .expression_attribute_values(":screening", s(SCREENING));
-                format!("SET {}", sets.join(", "))
-            }
-            // Leaving pending leaves the screening index.
-            None => format!("SET {} REMOVE gsi1pk, gsi1sk", sets.join(", ")),
-        };
-        let result = req
-            .update_expression(expression)
-            .condition_expression("attribute_not_exists(status_rank) OR status_rank < :rank")
+            .update_expression(change.expression)
+            .condition_expression(TRANSITION_CONDITION)
+            .set_expression_attribute_names(change.names)
+            .set_expression_attribute_values(Some(change.values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
