@@ -266,7 +266,7 @@ async fn round_trips(
         count_kind(
             counter.clone(),
             "sparkloop new_partner_pending_referral",
-            "lifecycle: forward-only transition, ESP call (dry run), completion",
+            "lifecycle: lease + forward-only transition in one transaction, ESP call (dry run), completion",
             &w,
             pending,
         )
