@@ -44,7 +44,7 @@ fn worker_config() -> WorkerConfig {
     cfg.backoff.cap_secs = env_or("CHAOS_BACKOFF_CAP_SECS", 2);
     // 30, not 20: with retries 0-1 s apart, copies racing one another for a lease spend
     // attempts fast; at 100,000 events a few exhausted 20 (docs/reliability.md, 5.1).
-    cfg.max_attempts = env_or("CHAOS_MAX_ATTEMPTS", 30);
+    cfg.retry.max_attempts = env_or("CHAOS_MAX_ATTEMPTS", 30);
     cfg
 }
 
@@ -522,7 +522,7 @@ async fn in_memory(good: usize, permanent: usize, pollers_n: usize) -> Accountin
     // Redrive after more receives than MAX_ATTEMPTS, as the template requires.
     let q = Arc::new(MemoryQueue::new(
         visibility,
-        worker_config().max_attempts + 5,
+        worker_config().retry.max_attempts + 5,
         262_144,
     ));
     let mem = Arc::new(MemoryStore::new());

@@ -23,7 +23,7 @@ use shared::adapters::memory_store::MemoryStore;
 use shared::adapters::sparkloop::{ClientSettings, SparkLoopClient};
 use shared::core::dedupe::Status;
 use shared::core::envelope::{Envelope, Provider};
-use shared::core::outbound::{classify, Goal};
+use shared::core::outbound::{classify, Goal, Missing};
 use shared::core::secret::Secret;
 use shared::ingest::to_message;
 use shared::local::{poll_once, BatchSource, SqsSource};
@@ -52,7 +52,7 @@ fn config() -> WorkerConfig {
     let mut cfg = WorkerConfig::default();
     cfg.backoff.base_secs = 1;
     cfg.backoff.cap_secs = 2;
-    cfg.max_attempts = 20;
+    cfg.retry.max_attempts = 20;
     cfg.lease_budget_ms = LEASE_MS;
     cfg
 }
@@ -226,7 +226,14 @@ async fn measure(
                 format!(
                     "{}:{}",
                     c.status,
-                    classify(Goal::State, c.status, &c.body, None).label()
+                    classify(
+                        Goal::State,
+                        Missing::NotASubscriber,
+                        c.status,
+                        &c.body,
+                        None
+                    )
+                    .label()
                 )
             }
         })
@@ -554,7 +561,12 @@ impl Mem {
             let label = if c.api == "esputnik" && c.body.contains("Duplicated request") {
                 "already_done"
             } else {
-                classify(Goal::State, c.status, &c.body, None).label()
+                let missing = if c.api == "sparkloop" {
+                    Missing::NotASubscriber
+                } else {
+                    Missing::Failure
+                };
+                classify(Goal::State, missing, c.status, &c.body, None).label()
             };
             let answer = format!("{}:{label}", c.status);
             match out.iter_mut().find(|(n, _)| *n == name) {
@@ -768,7 +780,7 @@ fn plausible_repeat_answers_and_how_they_are_classified() {
         ),
     ];
     for (case, status, body) in rows {
-        let outcome = classify(Goal::State, status, body, None);
+        let outcome = classify(Goal::State, Missing::NotASubscriber, status, body, None);
         println!("{case}: {status} {body} -> {}", outcome.label());
         if !case.starts_with("UNVERIFIED") {
             assert!(outcome.is_success(), "{case}");
@@ -778,6 +790,7 @@ fn plausible_repeat_answers_and_how_they_are_classified() {
     // it already would answer 200). Parked for a person, never acknowledged.
     let taken = classify(
         Goal::Value,
+        Missing::NotASubscriber,
         400,
         r#"{"error":"Email has already been taken"}"#,
         None,

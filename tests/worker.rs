@@ -355,7 +355,7 @@ async fn a_reused_id_with_another_payload_is_parked_as_a_conflict() {
 async fn retries_stop_at_max_attempts_and_park_with_the_last_error() {
     let fake = sparkloop(503).await;
     let mut cfg = fast_config();
-    cfg.max_attempts = 3;
+    cfg.retry.max_attempts = 3;
     let h = harness(&fake.uri(), cfg).await;
     h.send(&unsub("msg_down", "a@example.com")).await;
     assert_eq!(h.run_until_empty().await, 3);

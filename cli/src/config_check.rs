@@ -38,8 +38,11 @@ pub fn run(json: bool) -> Result<(), String> {
             "worker",
             shared::worker::WorkerConfig::from_env().map(|c| {
                 format!(
-                    "max attempts {}, base delay {} s, confirm signups {}",
-                    c.max_attempts, c.backoff.base_secs, c.rules.confirm_signups
+                    "retry window {} s, max attempts {}, base delay {} s, confirm signups {}",
+                    c.retry.window_secs,
+                    c.retry.max_attempts,
+                    c.backoff.base_secs,
+                    c.rules.confirm_signups
                 )
             }),
         ),

@@ -63,8 +63,12 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
         &'static str,
         Option<Arc<MemoryQueue>>,
     ) = if use_aws {
-        let (queue_url, dlq_url, table) =
-            aws_resources(opts.create, &opts.name, cfg.max_attempts).await?;
+        let (queue_url, dlq_url, table) = aws_resources(
+            opts.create,
+            &opts.name,
+            cfg.retry.redrive_count(&cfg.backoff),
+        )
+        .await?;
         let conf = shared::adapters::aws::sdk_config().await;
         let sqs = aws_sdk_sqs::Client::new(&conf);
         let max = shared::config::number("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)?;
@@ -88,7 +92,7 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
     } else {
         let q = Arc::new(MemoryQueue::new(
             Duration::from_secs(30),
-            cfg.max_attempts + 2,
+            cfg.retry.redrive_count(&cfg.backoff),
             DEFAULT_MAX_MESSAGE_BYTES,
         ));
         let store = Arc::new(MemoryStore::new());
@@ -155,7 +159,7 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
 async fn aws_resources(
     create: bool,
     name: &str,
-    max_attempts: u32,
+    redrive_count: u32,
 ) -> Result<(String, String, String), String> {
     let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
     if let (Some(q), Some(d), Some(t)) = (env("QUEUE_URL"), env("DLQ_URL"), env("TABLE_NAME")) {
@@ -170,7 +174,7 @@ async fn aws_resources(
     }
     let conf = shared::adapters::aws::sdk_config().await;
     let (queue_url, dlq_url) =
-        crate::dlq::create_queues(&aws_sdk_sqs::Client::new(&conf), name, max_attempts + 2).await?;
+        crate::dlq::create_queues(&aws_sdk_sqs::Client::new(&conf), name, redrive_count).await?;
     let table = env("TABLE_NAME").unwrap_or_else(|| name.to_string());
     DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), table.clone())
         .create_table_if_missing()

@@ -192,7 +192,7 @@ pub mod worker_kit {
         let mut cfg = WorkerConfig::default();
         cfg.backoff.base_secs = 0;
         cfg.backoff.cap_secs = 0;
-        cfg.max_attempts = 5;
+        cfg.retry.max_attempts = 5;
         cfg
     }
 
@@ -357,7 +357,7 @@ pub mod worker_kit {
     ) -> String {
         serde_json::json!({
             "v": 1, "provider": provider, "kind": kind, "dedupe_id": dedupe_id,
-            "received_at": "2026-11-25T10:00:00Z",
+            "received_at": chrono::Utc::now().to_rfc3339(),
             "subscriber": {"email": email},
             "payload": serde_json::from_str::<serde_json::Value>(payload).unwrap(),
         })

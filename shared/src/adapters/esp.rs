@@ -9,36 +9,29 @@ use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Map, Value};
 
-use crate::adapters::sparkloop::{api_base, http_client, send, ClientSettings};
+use crate::adapters::sparkloop::{api_base, http_client, read_ok, send, ClientSettings};
 use crate::core::lifecycle::EspCall;
 use crate::core::mask::mask_email;
-use crate::core::outbound::{CallOutcome, Goal};
+use crate::core::outbound::{CallOutcome, Goal, Missing};
 use crate::core::reconcile::EspContact;
 use crate::core::secret::Secret;
 use crate::ports::EspApi;
 
-/// GETs JSON, classifying failures like every other call.
+/// GETs JSON, classifying failures like every other call. A 404 is a failure here: both
+/// ESPs answer a search with no match as 200 and an empty list, so a 404 is a wrong URL, and
+/// reading it as "absent" would make the reconciler unsubscribe every referral.
 async fn fetch_json(req: reqwest::RequestBuilder) -> Result<Value, CallOutcome> {
-    let resp = req.send().await.map_err(|e| CallOutcome::Retry {
-        reason: format!("transport error: {e}"),
-        retry_after: None,
-    })?;
-    let status = resp.status().as_u16();
-    let retry_after = crate::core::outbound::parse_retry_after(
-        resp.headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
-    );
-    let text = resp.text().await.unwrap_or_default();
-    match crate::core::outbound::classify(Goal::State, status, &text, retry_after) {
-        CallOutcome::Done => serde_json::from_str(&text).map_err(|e| CallOutcome::Permanent {
-            status,
-            body: format!("unreadable answer: {e}"),
-        }),
-        CallOutcome::NotFound => Ok(Value::Array(vec![])),
-        other => Err(other),
-    }
+    let text = read_ok(req).await?;
+    serde_json::from_str(&text).map_err(|e| CallOutcome::Permanent {
+        status: 200,
+        body: format!("unreadable answer: {e}"),
+    })
 }
+
+/// What the Loops docs print as the API's base URL, or part of it.
+pub const LOOPS_URL_SUFFIXES: &[&str] = &["/api/v1", "/api", "/v1"];
+/// What the eSputnik docs print (`https://esputnik.com/api/`), or part of it.
+pub const ESPUTNIK_URL_SUFFIXES: &[&str] = &["/api/v1", "/api", "/v1"];
 
 pub const DEFAULT_LOOPS_URL: &str = "https://app.loops.so";
 pub const DEFAULT_ESPUTNIK_URL: &str = "https://esputnik.com";
@@ -129,7 +122,7 @@ impl LoopsClient {
     ) -> Self {
         Self {
             http: http_client(settings),
-            base: api_base(base_url, "/api/v1"),
+            base: api_base(base_url, LOOPS_URL_SUFFIXES),
             key,
             names,
             limiter: limiter(per_sec),
@@ -183,7 +176,7 @@ impl EspApi for LoopsClient {
             .put(format!("{}/api/v1/contacts/update", self.base))
             .bearer_auth(self.key.expose())
             .json(&body);
-        match send(req, Goal::State).await {
+        match send(req, Goal::State, Missing::Failure).await {
             // A 400 naming a property means it does not exist in Loops yet: say which to create.
             CallOutcome::Permanent {
                 status: 400,
@@ -245,7 +238,7 @@ impl EsputnikClient {
     ) -> Self {
         Self {
             http: http_client(settings),
-            base: api_base(base_url, "/api/v1"),
+            base: api_base(base_url, ESPUTNIK_URL_SUFFIXES),
             key,
             field_ids,
             limiter: limiter(per_sec),
@@ -288,7 +281,7 @@ impl EsputnikClient {
             .post(format!("{}/api/v1/{path}", self.base))
             .basic_auth("sparkbridge", Some(self.key.expose()))
             .json(body);
-        match send(req, Goal::State).await {
+        match send(req, Goal::State, Missing::Failure).await {
             // eSputnik refuses an identical request made moments ago: it was applied.
             CallOutcome::Permanent { body, .. } if body.contains("Duplicated request") => {
                 CallOutcome::AlreadyDone

@@ -9,7 +9,9 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::Method;
 
 use crate::core::mask::mask_email;
-use crate::core::outbound::{classify, parse_retry_after, CallOutcome, Goal, SparkLoopCall};
+use crate::core::outbound::{
+    classify, parse_retry_after, redirect_refused, CallOutcome, Goal, Missing, SparkLoopCall,
+};
 use crate::core::reconcile::{parse_referral_page, ReferralPage};
 use crate::core::secret::Secret;
 use crate::ports::SparkLoopApi;
@@ -50,8 +52,11 @@ impl Default for ClientSettings {
     }
 }
 
+/// Redirects are never followed: reqwest would forward the API key to whatever host a 3xx
+/// names, and turn a POST into a GET. A 3xx is parked with its `Location` instead.
 pub fn http_client(settings: &ClientSettings) -> reqwest::Client {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(settings.connect_timeout)
         .timeout(settings.total_timeout)
         .user_agent(concat!("sparkbridge/", env!("CARGO_PKG_VERSION")))
@@ -59,17 +64,23 @@ pub fn http_client(settings: &ClientSettings) -> reqwest::Client {
         .expect("a TLS client with static settings builds")
 }
 
-/// The host part of a configured API URL: the clients append the versioned path themselves,
-/// and a URL copied from the API docs with the version already on (`.../v2`, `.../api/v1`)
-/// would otherwise be called as `.../v2/v2/...`, which answers 404, read as "not a
-/// subscriber" and acknowledged: every call lost without an error.
-pub fn api_base(url: &str, version_path: &str) -> String {
+/// The part of a configured API URL before the versioned path, which the clients append
+/// themselves. The providers' docs print their base URLs with or without the API prefix
+/// (`https://app.loops.so/api`, `https://esputnik.com/api/`, `https://api.sparkloop.app/v2`);
+/// kept as given, each would be called as `.../api/api/v1/...` and answer 404 on every call.
+/// `suffixes` are the prefixes a provider's docs print, longest first.
+pub fn api_base(url: &str, suffixes: &[&str]) -> String {
     let url = url.trim_end_matches('/');
-    url.strip_suffix(version_path)
+    suffixes
+        .iter()
+        .find_map(|s| url.strip_suffix(s))
         .unwrap_or(url)
         .trim_end_matches('/')
         .to_string()
 }
+
+/// What SparkLoop's docs print as its base URL, or part of it.
+pub const SPARKLOOP_URL_SUFFIXES: &[&str] = &["/api/v2", "/v2", "/api"];
 
 pub struct SparkLoopClient {
     http: reqwest::Client,
@@ -83,7 +94,7 @@ impl SparkLoopClient {
         let per_min = NonZeroU32::new(settings.rate_per_min.max(1)).expect("max(1) is non-zero");
         Self {
             http: http_client(settings),
-            base: api_base(base_url, "/v2"),
+            base: api_base(base_url, SPARKLOOP_URL_SUFFIXES),
             key,
             limiter: RateLimiter::direct(Quota::per_minute(per_min)),
         }
@@ -134,7 +145,7 @@ impl SparkLoopApi for SparkLoopClient {
             Some(b) => req.json(&b),
             None => req.header("content-type", "application/json; charset=utf-8"),
         };
-        send(req, call.goal()).await
+        send(req, call.goal(), Missing::NotASubscriber).await
     }
 
     async fn referrals(&self, page: u32, per_page: u32) -> Result<ReferralPage, CallOutcome> {
@@ -143,66 +154,74 @@ impl SparkLoopApi for SparkLoopClient {
             "{}/v2/subscribers?type=referrals&page={page}&per_page={per_page}",
             self.base
         );
-        let resp = match self
-            .http
-            .get(url)
-            .header("X-Api-Key", self.key.expose())
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(CallOutcome::Retry {
-                    reason: format!("transport error: {e}"),
-                    retry_after: None,
-                })
-            }
-        };
-        let status = resp.status().as_u16();
-        let retry_after = parse_retry_after(
-            resp.headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok()),
-        );
-        let text = resp.text().await.unwrap_or_default();
-        match classify(Goal::State, status, &text, retry_after) {
-            CallOutcome::Done => serde_json::from_str(&text)
-                .map(|v| parse_referral_page(&v))
-                .map_err(|e| CallOutcome::Permanent {
-                    status,
-                    body: format!("unreadable referral list: {e}"),
-                }),
-            other => Err(other),
-        }
+        let req = self.http.get(url).header("X-Api-Key", self.key.expose());
+        let text = read_ok(req).await?;
+        serde_json::from_str(&text)
+            .map(|v| parse_referral_page(&v))
+            .map_err(|e| CallOutcome::Permanent {
+                status: 200,
+                body: format!("unreadable referral list: {e}"),
+            })
     }
 }
 
-/// Sends and classifies: the one path every outbound HTTP client shares.
-pub async fn send(req: reqwest::RequestBuilder, goal: Goal) -> CallOutcome {
-    match req.send().await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let retry_after = parse_retry_after(
-                resp.headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok()),
-            );
-            let text = resp.text().await.unwrap_or_default();
-            classify(goal, status, &text, retry_after)
-        }
-        Err(e) if e.is_timeout() => CallOutcome::Retry {
-            reason: "timeout".into(),
-            retry_after: None,
-        },
-        Err(e) if e.is_connect() => CallOutcome::Retry {
-            reason: "connection failed".into(),
-            retry_after: None,
-        },
-        Err(e) => CallOutcome::Retry {
-            reason: format!("transport error: {e}"),
-            retry_after: None,
-        },
+/// Sends a read and returns its body when 2xx; any other answer (a 404 included: a list or
+/// lookup route that answers 404 is a wrong URL) is the classified failure.
+pub async fn read_ok(req: reqwest::RequestBuilder) -> Result<String, CallOutcome> {
+    let resp = req.send().await.map_err(transport_failure)?;
+    let status = resp.status().as_u16();
+    if resp.status().is_redirection() {
+        return Err(redirect_refused(status, location(&resp)));
     }
+    let retry_after = retry_after(&resp);
+    let text = resp.text().await.unwrap_or_default();
+    match classify(Goal::State, Missing::Failure, status, &text, retry_after) {
+        CallOutcome::Done => Ok(text),
+        other => Err(other),
+    }
+}
+
+fn location(resp: &reqwest::Response) -> Option<&str> {
+    resp.headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<u64> {
+    parse_retry_after(
+        resp.headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+fn transport_failure(e: reqwest::Error) -> CallOutcome {
+    let reason = if e.is_timeout() {
+        "timeout".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        format!("transport error: {e}")
+    };
+    CallOutcome::Retry {
+        reason,
+        retry_after: None,
+    }
+}
+
+/// Sends and classifies: the one path every outbound HTTP call shares.
+pub async fn send(req: reqwest::RequestBuilder, goal: Goal, missing: Missing) -> CallOutcome {
+    let resp = match req.send().await {
+        Ok(resp) => resp,
+        Err(e) => return transport_failure(e),
+    };
+    let status = resp.status().as_u16();
+    if resp.status().is_redirection() {
+        return redirect_refused(status, location(&resp));
+    }
+    let retry_after = retry_after(&resp);
+    let text = resp.text().await.unwrap_or_default();
+    classify(goal, missing, status, &text, retry_after)
 }
 
 /// Used without `SPARKLOOP_API_KEY` or with `DRY_RUN=true`: logs each call it would make.
@@ -266,6 +285,7 @@ mod tests {
             "https://api.sparkloop.app/",
             "https://api.sparkloop.app/v2",
             "https://api.sparkloop.app/v2/",
+            "https://api.sparkloop.app/api/v2",
         ] {
             let c = SparkLoopClient::new(configured, Secret::new("k"), &ClientSettings::default());
             let (_, url, _) = c.request("sub_1", &SparkLoopCall::Reject);
@@ -292,6 +312,8 @@ mod tests {
             ("https://app.loops.so", "https://app.loops.so"),
             ("https://app.loops.so/api/v1", "https://app.loops.so"),
             ("https://app.loops.so/api/v1/", "https://app.loops.so"),
+            ("https://app.loops.so/api", "https://app.loops.so"),
+            ("https://app.loops.so/api/", "https://app.loops.so"),
             ("http://127.0.0.1:9000/", "http://127.0.0.1:9000"),
             (
                 "https://proxy.example/esp/api/v1",
@@ -302,7 +324,11 @@ mod tests {
                 "https://proxy.example/api/v10",
             ),
         ] {
-            assert_eq!(api_base(configured, "/api/v1"), want, "{configured}");
+            assert_eq!(
+                api_base(configured, super::super::esp::LOOPS_URL_SUFFIXES),
+                want,
+                "{configured}"
+            );
         }
     }
 }

@@ -28,6 +28,17 @@ pub enum Goal {
     Value,
 }
 
+/// What a 404 means for a call. Only SparkLoop answers a call on a subscriber identifier with
+/// "no such subscriber"; anywhere else a 404 is a wrong URL or route, and reading it as done
+/// would acknowledge every call while none is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// SparkLoop `/v2/subscribers/:identifier`: not a subscriber there, nothing to do.
+    NotASubscriber,
+    /// ESP APIs and list endpoints: a failure, parked with the body.
+    Failure,
+}
+
 impl SparkLoopCall {
     pub fn goal(&self) -> Goal {
         match self {
@@ -49,7 +60,8 @@ impl SparkLoopCall {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallOutcome {
     Done,
-    /// 404: not a subscriber there. Done, but logged and counted.
+    /// 404 from SparkLoop on a subscriber identifier: not a subscriber there. Done, but
+    /// logged and counted.
     NotFound,
     /// The target already is in the requested state.
     AlreadyDone,
@@ -58,7 +70,8 @@ pub enum CallOutcome {
         reason: String,
         retry_after: Option<u64>,
     },
-    /// Any other 4xx: retrying cannot help. Parked with the API's own error text.
+    /// Any other 4xx, a 404 that does not mean "not a subscriber", and every 3xx (redirects
+    /// are never followed): retrying cannot help. Parked with the API's own error text.
     Permanent {
         status: u16,
         body: String,
@@ -85,14 +98,22 @@ impl CallOutcome {
 }
 
 /// Classifies an HTTP answer to a call with `goal`. `body` is (the start of) the response
-/// text. 404 is "not a subscriber there" for every call: nothing to unsubscribe, reject,
-/// confirm (most signups are not referrals) or re-address.
-pub fn classify(goal: Goal, status: u16, body: &str, retry_after: Option<u64>) -> CallOutcome {
+/// text. A 404 is "not a subscriber there" only where `missing` says so, and only when the
+/// body reads as an API answer (empty or JSON): an HTML page is a route that does not exist.
+pub fn classify(
+    goal: Goal,
+    missing: Missing,
+    status: u16,
+    body: &str,
+    retry_after: Option<u64>,
+) -> CallOutcome {
     let lower = body.to_ascii_lowercase();
     let state_holds = goal == Goal::State;
     match status {
         200..=299 => CallOutcome::Done,
-        404 => CallOutcome::NotFound,
+        404 if missing == Missing::NotASubscriber && reads_as_api_answer(body) => {
+            CallOutcome::NotFound
+        }
         409 if state_holds => CallOutcome::AlreadyDone,
         400 | 422
             if state_holds && (lower.contains("already") || lower.contains("not pending")) =>
@@ -107,6 +128,23 @@ pub fn classify(goal: Goal, status: u16, body: &str, retry_after: Option<u64>) -
             status,
             body: body.chars().take(1_000).collect(),
         },
+    }
+}
+
+fn reads_as_api_answer(body: &str) -> bool {
+    let t = body.trim_start();
+    t.is_empty() || t.starts_with('{') || t.starts_with('[')
+}
+
+/// A redirect is never followed (it would forward the API key to another host, and turn a
+/// POST into a GET): it is a permanent failure that names where it pointed.
+pub fn redirect_refused(status: u16, location: Option<&str>) -> CallOutcome {
+    CallOutcome::Permanent {
+        status,
+        body: format!(
+            "redirect to {} not followed: check the configured API URL",
+            location.unwrap_or("(no Location)")
+        ),
     }
 }
 
@@ -182,7 +220,7 @@ mod tests {
         ];
         for (status, body, ra, want) in cases {
             assert_eq!(
-                classify(Goal::State, status, body, ra),
+                classify(Goal::State, Missing::NotASubscriber, status, body, ra),
                 want,
                 "{status} {body}"
             );
@@ -225,8 +263,48 @@ mod tests {
             (&SparkLoopCall::Confirm, 404, "", "not_found"),
         ];
         for (call, status, body, want) in cases {
-            let got = classify(call.goal(), status, body, None);
+            let got = classify(call.goal(), Missing::NotASubscriber, status, body, None);
             assert_eq!(got.label(), want, "{} {status} {body}", call.name());
+        }
+    }
+
+    #[test]
+    fn a_404_is_done_only_for_a_sparkloop_subscriber_answered_as_an_api() {
+        let json = r#"{"error":"Subscriber not found!"}"#;
+        let html =
+            "<!DOCTYPE html><html><body>The page you were looking for doesn't exist</body></html>";
+        for (missing, body, want) in [
+            (Missing::NotASubscriber, json, "not_found"),
+            (Missing::NotASubscriber, "", "not_found"),
+            (Missing::NotASubscriber, html, "permanent"),
+            (Missing::Failure, json, "permanent"),
+            (Missing::Failure, "", "permanent"),
+            (Missing::Failure, html, "permanent"),
+        ] {
+            let got = classify(Goal::State, missing, 404, body, None);
+            assert_eq!(got.label(), want, "{missing:?} {body}");
+        }
+        match classify(Goal::State, Missing::Failure, 404, json, None) {
+            CallOutcome::Permanent { status, body } => {
+                assert_eq!((status, body.as_str()), (404, json))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn redirects_are_permanent_and_name_their_target() {
+        for status in [301, 302, 307, 308] {
+            let got = classify(Goal::State, Missing::NotASubscriber, status, "", None);
+            assert_eq!(got.label(), "permanent", "{status}");
+        }
+        let refused = redirect_refused(301, Some("https://elsewhere.example/v2"));
+        match refused {
+            CallOutcome::Permanent { status, body } => {
+                assert_eq!(status, 301);
+                assert!(body.contains("https://elsewhere.example/v2"), "{body}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

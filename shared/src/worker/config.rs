@@ -1,15 +1,19 @@
 //! Worker settings from the environment (names as deployed).
 
 use crate::config::{flag, number};
-use crate::core::backoff::BackoffPolicy;
+use crate::core::backoff::{BackoffPolicy, RetryBudget, MAX_RETRY_WINDOW_SECS};
 use crate::core::rules::RulesConfig;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub rules: RulesConfig,
     pub backoff: BackoffPolicy,
-    /// `MAX_ATTEMPTS`: after this many receives a retryable failure is parked with its error.
-    pub max_attempts: u32,
+    /// `RETRY_WINDOW_SECS` (72 h), `MAX_ATTEMPTS` (0 = no count limit) and
+    /// `REDRIVE_MAX_RECEIVE_COUNT`: how long a retryable failure is retried before parking.
+    pub retry: RetryBudget,
+    /// Time kept free before the invocation's deadline to start a record or a call: the HTTP
+    /// client's timeout (`HTTP_TIMEOUT_SECS`) plus a margin to settle and answer.
+    pub call_reserve_ms: i64,
     /// `DEDUPE_WINDOW_DAYS` (default 30): how long a processed id is remembered.
     pub window_secs: i64,
     /// Records of one batch processed at once (`WORKER_CONCURRENCY`, default 10).
@@ -27,7 +31,8 @@ impl Default for WorkerConfig {
         Self {
             rules: RulesConfig::default(),
             backoff: BackoffPolicy::default(),
-            max_attempts: 8,
+            retry: RetryBudget::default(),
+            call_reserve_ms: 12_000,
             window_secs: 30 * 86_400,
             concurrency: 10,
             lease_budget_ms: 60_000,
@@ -49,11 +54,28 @@ impl WorkerConfig {
                 base_secs,
                 cap_secs: number("RETRY_MAX_DELAY_SECS", d.backoff.cap_secs)?,
             },
-            max_attempts: number("MAX_ATTEMPTS", d.max_attempts)?.max(1),
+            retry: retry_budget()?,
+            call_reserve_ms: number("HTTP_TIMEOUT_SECS", 10i64)?.max(1) * 1000 + 2_000,
             window_secs: number("DEDUPE_WINDOW_DAYS", 30i64)?.max(1) * 86_400,
             concurrency: number("WORKER_CONCURRENCY", d.concurrency)?.max(1),
             lease_budget_ms: number("LEASE_SECS", 60i64)? * 1000,
             detect_email_changes: flag("DETECT_EMAIL_CHANGES"),
         })
     }
+}
+
+fn retry_budget() -> Result<RetryBudget, String> {
+    let d = RetryBudget::default();
+    let window_secs = number("RETRY_WINDOW_SECS", d.window_secs)?;
+    if !(1..=MAX_RETRY_WINDOW_SECS).contains(&window_secs) {
+        return Err(format!(
+            "RETRY_WINDOW_SECS={window_secs} must be between 1 and {MAX_RETRY_WINDOW_SECS} \
+             (12 days: parked messages must reach the DLQ before SQS's 14-day retention ends)"
+        ));
+    }
+    Ok(RetryBudget {
+        window_secs,
+        max_attempts: number("MAX_ATTEMPTS", d.max_attempts)?,
+        redrive_max_receives: number("REDRIVE_MAX_RECEIVE_COUNT", d.redrive_max_receives)?,
+    })
 }

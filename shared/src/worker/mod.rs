@@ -13,6 +13,7 @@ use futures::stream::{self, StreamExt};
 
 pub use config::WorkerConfig;
 
+use crate::core::backoff::{visibility_left, Attempt, NextStep};
 use crate::core::dedupe::{Acquire, LeaseRequest};
 use crate::core::envelope::{truncate, Envelope, Provider, ENVELOPE_VERSION};
 use crate::core::lifecycle::{StateWrite, TransitionResult};
@@ -52,11 +53,62 @@ struct Record<'a> {
     envelope: Result<Envelope, String>,
 }
 
+/// The invocation a batch runs in: its deadline, and when the handler got it.
+struct Batch {
+    deadline_ms: i64,
+    started: Instant,
+}
+
+impl Batch {
+    fn left_ms(&self) -> i64 {
+        self.deadline_ms - Utc::now().timestamp_millis()
+    }
+
+    /// Seconds this invocation has held its messages (SQS counts its 12-hour visibility limit
+    /// from the receive).
+    fn held_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+}
+
+/// Visibility of a record handed back unstarted because the invocation's deadline is near:
+/// short, since nothing failed.
+const NOT_STARTED_DELAY_SECS: u64 = 2;
+
 impl Worker {
     /// Processes one SQS batch. Records of one subscriber run in order; different
-    /// subscribers run concurrently (bounded by `WORKER_CONCURRENCY`).
+    /// subscribers run concurrently (bounded by `WORKER_CONCURRENCY`). Nothing is started
+    /// that could not finish before `deadline_ms`: those records go back unstarted.
     pub async fn handle(&self, event: &SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
+        let batch = Batch {
+            deadline_ms,
+            started: Instant::now(),
+        };
         self.check_lease_covers(deadline_ms);
+        let groups = self.group_by_subscriber(event);
+        // Futures are built first, then polled: a closure returning a borrowing future would
+        // not be Send for every lifetime, which spawning the worker requires.
+        let futures: Vec<_> = groups
+            .into_iter()
+            .map(|group| self.group(group, &batch))
+            .collect();
+        let results: Vec<Vec<(String, Verdict)>> = stream::iter(futures)
+            .buffer_unordered(self.cfg.concurrency)
+            .collect()
+            .await;
+        let mut resp = SqsBatchResponse::default();
+        for (id, verdict) in results.into_iter().flatten() {
+            if let Verdict::Retry { .. } = verdict {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id;
+                resp.batch_item_failures.push(f);
+            }
+        }
+        resp
+    }
+
+    /// The batch's records in groups that must run in order, in the batch's order.
+    fn group_by_subscriber<'a>(&self, event: &'a SqsEvent) -> Vec<Vec<Record<'a>>> {
         let mut groups: Vec<Vec<Record>> = Vec::new();
         let mut by_key: HashMap<String, usize> = HashMap::new();
         for msg in &event.records {
@@ -74,41 +126,31 @@ impl Worker {
                 .envelope
                 .as_ref()
                 .ok()
-                .and_then(|e| e.subscriber.ordering_key());
-            match key.and_then(|k| by_key.get(&k).copied().map(|i| (k, i))) {
-                Some((_, i)) => groups[i].push(rec),
-                None => {
-                    if let Some(k) = rec
-                        .envelope
-                        .as_ref()
-                        .ok()
-                        .and_then(|e| e.subscriber.ordering_key())
-                    {
+                .and_then(|e| self.ordering_key(e));
+            match key {
+                Some(k) => match by_key.get(&k) {
+                    Some(&i) => groups[i].push(rec),
+                    None => {
                         by_key.insert(k, groups.len());
+                        groups.push(vec![rec]);
                     }
-                    groups.push(vec![rec]);
-                }
+                },
+                None => groups.push(vec![rec]),
             }
         }
-        // Futures are built first, then polled: a closure returning a borrowing future would
-        // not be Send for every lifetime, which spawning the worker requires.
-        let futures: Vec<_> = groups
-            .into_iter()
-            .map(|group| self.group(group, deadline_ms))
-            .collect();
-        let results: Vec<Vec<(String, Verdict)>> = stream::iter(futures)
-            .buffer_unordered(self.cfg.concurrency)
-            .collect()
-            .await;
-        let mut resp = SqsBatchResponse::default();
-        for (id, verdict) in results.into_iter().flatten() {
-            if let Verdict::Retry { .. } = verdict {
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                resp.batch_item_failures.push(f);
-            }
+        groups
+    }
+
+    /// With email-change detection on, one ESP contact's events are ordered by the contact,
+    /// whichever address (old or new) they carry.
+    fn ordering_key(&self, env: &Envelope) -> Option<String> {
+        match (
+            &env.subscriber.esp_contact_id,
+            self.cfg.detect_email_changes,
+        ) {
+            (Some(id), true) => Some(format!("contact#{}#{id}", env.provider)),
+            _ => env.subscriber.ordering_key(),
         }
-        resp
     }
 
     /// A lease shorter than the invocation lets a slow holder be taken over while it still
@@ -129,16 +171,57 @@ impl Worker {
         }
     }
 
-    async fn group(&self, group: Vec<Record<'_>>, deadline_ms: i64) -> Vec<(String, Verdict)> {
+    /// One subscriber's records, in order. Once one is retried, the ones after it are not
+    /// attempted: they go back with it, each a second later, so none overtakes it.
+    async fn group(&self, group: Vec<Record<'_>>, batch: &Batch) -> Vec<(String, Verdict)> {
         let mut out = Vec::with_capacity(group.len());
+        let mut behind: Option<u64> = None;
         for rec in group {
-            let verdict = self.record(&rec, deadline_ms).await;
+            let verdict = match behind {
+                Some(after) => {
+                    self.hold_back(
+                        &rec,
+                        after + 1,
+                        "held behind an earlier record of this subscriber",
+                    )
+                    .await
+                }
+                None if batch.left_ms() < self.cfg.call_reserve_ms => {
+                    self.hold_back(
+                        &rec,
+                        NOT_STARTED_DELAY_SECS,
+                        "not started: the invocation's deadline is near",
+                    )
+                    .await
+                }
+                None => self.record(&rec, batch).await,
+            };
+            if let Verdict::Retry { delay_secs, .. } = &verdict {
+                behind = Some(delay_secs.unwrap_or(0));
+            }
             out.push((rec.id.clone(), verdict));
         }
         out
     }
 
-    async fn record(&self, rec: &Record<'_>, deadline_ms: i64) -> Verdict {
+    /// Hands a record back unstarted, visible again after `delay` seconds. Spends no budget:
+    /// nothing was attempted.
+    async fn hold_back(&self, rec: &Record<'_>, delay: u64, why: &str) -> Verdict {
+        let started = Instant::now();
+        let mut trace = Trace {
+            note: why.to_string(),
+            ..Trace::default()
+        };
+        let verdict = Verdict::Retry {
+            reason: "held_back".into(),
+            delay_secs: Some(delay),
+        };
+        self.set_visibility(rec, &verdict, &mut trace).await;
+        log_record(rec, &trace, &verdict, started);
+        verdict
+    }
+
+    async fn record(&self, rec: &Record<'_>, batch: &Batch) -> Verdict {
         let started = Instant::now();
         let mut trace = Trace::default();
         let verdict = match &rec.envelope {
@@ -151,36 +234,38 @@ impl Worker {
                     delay_secs: None,
                 }
             }
-            Ok(env) => self.envelope(rec, env, deadline_ms, &mut trace).await,
+            Ok(env) => self.envelope(rec, env, batch, &mut trace).await,
         };
-        let mut verdict = verdict;
-        if let Verdict::Retry {
-            reason,
-            delay_secs: Some(secs),
-        } = &verdict
-        {
-            if let Some(receipt) = rec.msg.receipt_handle.as_deref() {
-                if let Err(e) = self.queue.delay(receipt, *secs).await {
-                    trace.note = format!("{} (back-off not set: {e})", trace.note);
-                }
-            }
-            metrics::count("Retries", 1, &[("Reason", reason)]);
-            verdict = Verdict::Retry {
-                reason: reason.clone(),
-                delay_secs: Some(*secs),
-            };
-        }
+        self.set_visibility(rec, &verdict, &mut trace).await;
         log_record(rec, &trace, &verdict, started);
         verdict
+    }
+
+    /// Queue-driven back-off: the failed message becomes visible again after its delay.
+    async fn set_visibility(&self, rec: &Record<'_>, verdict: &Verdict, trace: &mut Trace) {
+        let Verdict::Retry {
+            reason,
+            delay_secs: Some(secs),
+        } = verdict
+        else {
+            return;
+        };
+        if let Some(receipt) = rec.msg.receipt_handle.as_deref() {
+            if let Err(e) = self.queue.delay(receipt, *secs).await {
+                trace.note = format!("{} (back-off not set: {e})", trace.note);
+            }
+        }
+        metrics::count("Retries", 1, &[("Reason", reason)]);
     }
 
     async fn envelope(
         &self,
         rec: &Record<'_>,
         env: &Envelope,
-        deadline_ms: i64,
+        batch: &Batch,
         trace: &mut Trace,
     ) -> Verdict {
+        let deadline_ms = batch.deadline_ms;
         if env.v != ENVELOPE_VERSION {
             return self
                 .park(
@@ -202,7 +287,11 @@ impl Worker {
         };
         let (acquired, pre_applied) = match self.acquire(env, &key, &lease).await {
             Ok(a) => a,
-            Err(e) => return self.retry(rec, trace, format!("store: {e}"), None).await,
+            Err(e) => {
+                return self
+                    .retry(rec, env, batch, trace, format!("store: {e}"), None)
+                    .await
+            }
         };
         trace.dedupe = match &acquired {
             Acquire::Acquired => "acquired",
@@ -219,9 +308,7 @@ impl Worker {
             Acquire::InProgress { lease_until_ms } => {
                 // Coming back before the holder's lease ends would only spend an attempt.
                 let wait = secs_until(lease_until_ms, now_ms);
-                return self
-                    .retry(rec, trace, "in progress elsewhere".into(), Some(wait))
-                    .await;
+                return self.wait(batch, trace, "in progress elsewhere", wait);
             }
             Acquire::Conflict { stored_hash } => {
                 let reason = format!(
@@ -235,7 +322,7 @@ impl Worker {
             Ok(k) => k,
             Err(e) => {
                 self.release(&key, &owner, trace).await;
-                return self.retry(rec, trace, e, None).await;
+                return self.retry(rec, env, batch, trace, e, None).await;
             }
         };
         let decision = rules::decide(env, &known, &self.cfg.rules);
@@ -249,7 +336,7 @@ impl Worker {
             }
             Decision::Park(reason) => Err(Failure::Permanent(reason)),
             Decision::Act(actions) => self
-                .act(&actions, pre_applied, trace, &mut writes)
+                .act(&actions, pre_applied, batch, trace, &mut writes)
                 .await
                 .map(|_| "done"),
         };
@@ -268,7 +355,14 @@ impl Worker {
                     Err(e) if !trace.made_calls => {
                         self.release(&key, &owner, trace).await;
                         return self
-                            .retry(rec, trace, format!("complete failed: {e}"), None)
+                            .retry(
+                                rec,
+                                env,
+                                batch,
+                                trace,
+                                format!("complete failed: {e}"),
+                                None,
+                            )
                             .await;
                     }
                     // The calls were made but not recorded. Keep the message: once our lease
@@ -279,6 +373,8 @@ impl Worker {
                         return self
                             .retry(
                                 rec,
+                                env,
+                                batch,
                                 trace,
                                 format!("complete failed after the calls: {e}"),
                                 Some(wait),
@@ -291,11 +387,20 @@ impl Worker {
             Err(failure) => {
                 self.release(&key, &owner, trace).await;
                 match failure {
+                    Failure::Deadline => self.wait(
+                        batch,
+                        trace,
+                        "stopped before a call: the invocation's deadline is near",
+                        NOT_STARTED_DELAY_SECS,
+                    ),
                     Failure::Permanent(reason) => self.park(rec, trace, &reason).await,
                     Failure::Retry {
                         reason,
                         retry_after,
-                    } => self.retry(rec, trace, reason, retry_after).await,
+                    } => {
+                        self.retry(rec, env, batch, trace, reason, retry_after)
+                            .await
+                    }
                 }
             }
         }
@@ -380,6 +485,7 @@ impl Worker {
         &self,
         actions: &[Action],
         mut pre_applied: bool,
+        batch: &Batch,
         trace: &mut Trace,
         writes: &mut Vec<StateWrite>,
     ) -> Result<(), Failure> {
@@ -389,12 +495,14 @@ impl Worker {
                     .calls
                     .push(format!("state.{}=applied", t.status.as_str())),
                 Action::SparkLoop { target, call } => {
-                    let outcome = self.sparkloop.call(target, call).await;
+                    let outcome = self
+                        .before_deadline(batch, self.sparkloop.call(target, call))
+                        .await?;
                     trace.made_calls = true;
                     Self::outcome("sparkloop", call.name(), outcome, trace)?;
                 }
                 Action::Esp(call) => {
-                    let outcome = self.esp.call(call).await;
+                    let outcome = self.before_deadline(batch, self.esp.call(call)).await?;
                     trace.made_calls = true;
                     Self::outcome(self.esp.name(), call.name(), outcome, trace)?;
                 }
@@ -430,6 +538,26 @@ impl Worker {
         Ok(())
     }
 
+    /// Starts a call only when it can end before the invocation's deadline: the client's
+    /// timeout ends the request itself, and this bounds a rate limiter's wait too.
+    async fn before_deadline(
+        &self,
+        batch: &Batch,
+        call: impl std::future::Future<Output = CallOutcome>,
+    ) -> Result<CallOutcome, Failure> {
+        let left = batch.left_ms();
+        if left < self.cfg.call_reserve_ms {
+            return Err(Failure::Deadline);
+        }
+        let budget = std::time::Duration::from_millis((left - SETTLE_MARGIN_MS).max(0) as u64);
+        Ok(tokio::time::timeout(budget, call)
+            .await
+            .unwrap_or_else(|_| CallOutcome::Retry {
+                reason: "the invocation's deadline came before the call ended".into(),
+                retry_after: None,
+            }))
+    }
+
     /// Counts and traces an outbound call, and turns its outcome into a failure if needed.
     fn outcome(
         target: &str,
@@ -460,29 +588,49 @@ impl Worker {
         }
     }
 
-    /// Backs off through the queue, or parks with the last error once `MAX_ATTEMPTS` is spent.
+    /// Backs off through the queue while the retry budget lasts (`RETRY_WINDOW_SECS` after the
+    /// event was received, `MAX_ATTEMPTS` when set), then parks with the last error.
     async fn retry(
         &self,
         rec: &Record<'_>,
+        env: &Envelope,
+        batch: &Batch,
         trace: &mut Trace,
         reason: String,
         retry_after: Option<u64>,
     ) -> Verdict {
-        if rec.receive_count >= self.cfg.max_attempts {
-            let last = format!(
-                "gave up after {} attempts; last error: {reason}",
-                rec.receive_count
-            );
-            return self.park(rec, trace, &last).await;
-        }
-        trace.error = Some(reason.clone());
         let delay =
             self.cfg
                 .backoff
                 .delay_secs(rec.receive_count, rand::random::<f64>(), retry_after);
+        let attempt = Attempt {
+            receive_count: rec.receive_count,
+            age_secs: Utc::now()
+                .signed_duration_since(env.received_at)
+                .num_seconds(),
+            held_secs: batch.held_secs(),
+        };
+        match self.cfg.retry.next(attempt, delay) {
+            NextStep::GiveUp(why) => {
+                let last = format!("{why}; last error: {reason}");
+                self.park(rec, trace, &last).await
+            }
+            NextStep::RetryIn(secs) => {
+                trace.error = Some(reason);
+                Verdict::Retry {
+                    reason: "retryable".into(),
+                    delay_secs: Some(secs),
+                }
+            }
+        }
+    }
+
+    /// Comes back after `secs` without spending the retry budget: nothing was attempted.
+    fn wait(&self, batch: &Batch, trace: &mut Trace, why: &str, secs: u64) -> Verdict {
+        trace.note = why.to_string();
         Verdict::Retry {
-            reason: "retryable".into(),
-            delay_secs: Some(delay),
+            reason: "waiting".into(),
+            delay_secs: Some(secs.min(visibility_left(batch.held_secs()))),
         }
     }
 
@@ -527,7 +675,12 @@ struct Trace {
     error: Option<String>,
 }
 
+/// Kept free after the last call to settle the record and answer Lambda.
+const SETTLE_MARGIN_MS: i64 = 1_500;
+
 enum Failure {
+    /// Not started: the invocation's deadline is too near for another call.
+    Deadline,
     Retry {
         reason: String,
         retry_after: Option<u64>,
