@@ -537,3 +537,238 @@ async fn the_lease_and_the_transition_are_one_write_or_none() {
     );
     assert_eq!(status().await, Some(ReferralStatus::Verified));
 }
+
+/// SparkLoop answers 503 to the first `outage` calls, then 200.
+struct Outage {
+    calls: AtomicUsize,
+    outage: usize,
+}
+
+impl Respond for Outage {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.outage {
+            ResponseTemplate::new(503)
+        } else {
+            ResponseTemplate::new(200)
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_any_attempt_count_is_retried_until_it_ends() {
+    let fake = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(Outage {
+            calls: AtomicUsize::new(0),
+            outage: 12,
+        })
+        .mount(&fake)
+        .await;
+    let mut cfg = fast_config();
+    cfg.retry.max_attempts = 0; // the default: the window decides, not a count
+    let h = harness(&fake.uri(), cfg).await;
+    h.send(&unsub("msg_long_outage", "a@example.com")).await;
+    assert_eq!(h.run_until_empty().await, 13, "12 failures, then success");
+    assert_eq!(calls(&fake).await, 13);
+    assert!(h.dlq().await.is_empty(), "nothing parked inside the window");
+}
+
+#[tokio::test]
+async fn a_failure_after_the_retry_window_is_parked_with_its_last_error() {
+    let fake = sparkloop(503).await;
+    let mut cfg = fast_config();
+    cfg.retry.max_attempts = 0;
+    cfg.retry.window_secs = 3_600;
+    let h = harness(&fake.uri(), cfg).await;
+    let mut body: serde_json::Value =
+        serde_json::from_str(&unsub("msg_old", "a@example.com")).unwrap();
+    body["received_at"] = (chrono::Utc::now() - chrono::Duration::hours(2))
+        .to_rfc3339()
+        .into();
+    h.send(&body.to_string()).await;
+    assert_eq!(h.run_until_empty().await, 1);
+    assert_eq!(calls(&fake).await, 1, "tried once more, then parked");
+    let dlq = h.dlq().await;
+    assert_eq!(dlq.len(), 1);
+    let error = dlq[0].message_attributes().unwrap()["error"]
+        .string_value()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("RETRY_WINDOW_SECS"), "{error}");
+    assert!(
+        error.contains("HTTP 503"),
+        "the last error is kept: {error}"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_twelve_hours_still_hides_the_message() {
+    let fake = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "100000"))
+        .mount(&fake)
+        .await;
+    let mut cfg = fast_config();
+    cfg.retry.max_attempts = 0;
+    let h = harness(&fake.uri(), cfg).await;
+    h.send(&unsub("msg_slow_down", "a@example.com")).await;
+    // received with visibility 0: only a successful ChangeMessageVisibility hides it
+    let ev = h.batch_hidden_for(0).await;
+    assert_eq!(h.invoke(&h.worker, &ev).await.len(), 1);
+    assert!(
+        h.batch_hidden_for(0).await.records.is_empty(),
+        "SQS accepted the capped visibility, so the message waits"
+    );
+    assert!(h.dlq().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_record_holds_back_the_later_records_of_its_subscriber() {
+    let fake = sparkloop(503).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    for i in 0..3 {
+        h.send(&unsub(&format!("msg_order_{i}"), "same@example.com"))
+            .await;
+    }
+    h.send(&unsub("msg_other", "other@example.com")).await;
+    let ev = h.batch().await;
+    assert_eq!(ev.records.len(), 4);
+    let failed = h.invoke(&h.worker, &ev).await;
+    assert_eq!(failed.len(), 4, "every record failed or went back");
+    let reqs = fake.received_requests().await.unwrap();
+    let paths: Vec<&str> = reqs.iter().map(|r| r.url.path()).collect();
+    assert_eq!(
+        paths
+            .iter()
+            .filter(|p| p.contains("same%40example.com"))
+            .count(),
+        1,
+        "after the first failure no later record of the subscriber is attempted: {paths:?}"
+    );
+    assert_eq!(
+        paths
+            .iter()
+            .filter(|p| p.contains("other%40example.com"))
+            .count(),
+        1,
+        "other subscribers are not held back"
+    );
+}
+
+fn four_unsubscribes_of_one_subscriber(prefix: &str) -> Vec<String> {
+    (0..4)
+        .map(|i| unsub(&format!("msg_{prefix}_{i}"), "slow@example.com"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_hanging_sparkloop_never_runs_the_batch_past_its_deadline() {
+    let fake = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(60)))
+        .mount(&fake)
+        .await;
+    let mut cfg = fast_config();
+    cfg.call_reserve_ms = 12_000; // a 10 s client timeout plus the margin
+    let h = sparkbridge_tests::worker_kit::harness_timed(
+        &fake.uri(),
+        Arc::new(shared::adapters::esp::DryRunEsp("none")),
+        cfg,
+        Duration::from_secs(10),
+    )
+    .await;
+    for body in four_unsubscribes_of_one_subscriber("hang") {
+        h.send(&body).await;
+    }
+    let ev = h.batch().await;
+    assert_eq!(ev.records.len(), 4);
+    let started = std::time::Instant::now();
+    let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
+    let resp = h.worker.handle(&ev, deadline).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(30), "answered after {took:?}");
+    assert_eq!(
+        resp.batch_item_failures.len(),
+        4,
+        "the timed-out record and the three not started are retried"
+    );
+    assert_eq!(calls(&fake).await, 1, "no record started after the hang");
+}
+
+#[tokio::test]
+async fn records_that_cannot_finish_before_the_deadline_are_not_started() {
+    let fake = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .mount(&fake)
+        .await;
+    let mut cfg = fast_config();
+    cfg.call_reserve_ms = 6_000; // a 4 s client timeout plus the margin
+    let h = sparkbridge_tests::worker_kit::harness_timed(
+        &fake.uri(),
+        Arc::new(shared::adapters::esp::DryRunEsp("none")),
+        cfg,
+        Duration::from_secs(4),
+    )
+    .await;
+    for body in four_unsubscribes_of_one_subscriber("slow") {
+        h.send(&body).await;
+    }
+    let ev = h.batch().await;
+    let ids: Vec<String> = ev
+        .records
+        .iter()
+        .map(|r| r.message_id.clone().unwrap())
+        .collect();
+    let deadline = chrono::Utc::now().timestamp_millis() + 14_000;
+    let resp = h.worker.handle(&ev, deadline).await;
+    assert!(chrono::Utc::now().timestamp_millis() < deadline);
+    let failed: Vec<String> = resp
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        calls(&fake).await,
+        3,
+        "three 3 s calls fit in 14 s with 6 s kept free"
+    );
+    assert_eq!(
+        failed,
+        ids[3..].to_vec(),
+        "the last record goes back unstarted"
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_is_parked_with_its_location_and_never_followed() {
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&elsewhere)
+        .await;
+    let fake = MockServer::start().await;
+    let target = format!(
+        "{}/v2/subscribers/a%40example.com/unsubscribe",
+        elsewhere.uri()
+    );
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(301).insert_header("location", target.as_str()))
+        .mount(&fake)
+        .await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    h.send(&unsub("msg_moved", "a@example.com")).await;
+    h.run_until_empty().await;
+    assert_eq!(
+        calls(&elsewhere).await,
+        0,
+        "the API key never reached another host"
+    );
+    let dlq = h.dlq().await;
+    assert_eq!(dlq.len(), 1);
+    let error = dlq[0].message_attributes().unwrap()["error"]
+        .string_value()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("301") && error.contains(&target), "{error}");
+}

@@ -211,6 +211,22 @@ pub mod worker_kit {
         esp: Arc<dyn shared::ports::EspApi>,
         cfg: WorkerConfig,
     ) -> Harness {
+        harness_timed(
+            sparkloop_url,
+            esp,
+            cfg,
+            std::time::Duration::from_millis(800),
+        )
+        .await
+    }
+
+    /// A harness whose SparkLoop client gives up on a request after `timeout`.
+    pub async fn harness_timed(
+        sparkloop_url: &str,
+        esp: Arc<dyn shared::ports::EspApi>,
+        cfg: WorkerConfig,
+        timeout: std::time::Duration,
+    ) -> Harness {
         let conf = super::sdk_config().await;
         let sqs = SqsClient::new(&conf);
         let queue_url = super::fresh_queue(&sqs).await;
@@ -222,7 +238,7 @@ pub mod worker_kit {
             .await
             .expect("create table on moto");
         let settings = ClientSettings {
-            total_timeout: std::time::Duration::from_millis(800),
+            total_timeout: timeout,
             rate_per_min: 60_000,
             ..ClientSettings::default()
         };
