@@ -328,7 +328,7 @@ async fn a_live_lease_is_retried_later() {
 }
 
 #[tokio::test]
-async fn a_reused_id_with_another_payload_is_parked_as_a_conflict() {
+async fn a_completed_id_redelivered_with_other_bytes_is_a_duplicate() {
     let fake = sparkloop(200).await;
     let h = harness(&fake.uri(), fast_config()).await;
     h.send(&unsub("msg_reused", "a@example.com")).await;
@@ -343,6 +343,30 @@ async fn a_reused_id_with_another_payload_is_parked_as_a_conflict() {
     .await;
     h.run_until_empty().await;
     assert_eq!(calls(&fake).await, 1);
+    assert!(h.dlq().await.is_empty(), "acknowledged as a duplicate");
+}
+
+#[tokio::test]
+async fn a_reused_id_while_the_first_is_unfinished_is_parked_as_a_conflict() {
+    let fake = sparkloop(200).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let holder = LeaseRequest {
+        owner: "first".into(),
+        payload_hash: "another-payload".into(),
+        now_ms: now,
+        lease_until_ms: now + 60_000,
+        expires_at: now / 1000 + 3_600,
+    };
+    let body = unsub("msg_reused_live", "a@example.com");
+    let env: shared::core::Envelope = serde_json::from_str(&body).unwrap();
+    h.store
+        .acquire(&env.idempotency_key(), &holder)
+        .await
+        .unwrap();
+    h.send(&body).await;
+    h.run_until_empty().await;
+    assert_eq!(calls(&fake).await, 0);
     let dlq = h.dlq().await;
     assert_eq!(dlq.len(), 1);
     assert!(dlq[0].message_attributes().unwrap()["error"]
@@ -771,4 +795,119 @@ async fn a_redirect_is_parked_with_its_location_and_never_followed() {
         .unwrap()
         .to_string();
     assert!(error.contains("301") && error.contains(&target), "{error}");
+}
+
+/// A Loops event about one contact at `occurred_at` (seconds), as ingest would queue it.
+fn contact_event(kind: &str, id: &str, email: &str, occurred_at: i64) -> String {
+    serde_json::json!({
+        "v": 1, "provider": "loops", "kind": kind, "dedupe_id": id,
+        "received_at": chrono::Utc::now().to_rfc3339(),
+        "occurred_at": chrono::DateTime::from_timestamp(occurred_at, 0).unwrap().to_rfc3339(),
+        "subscriber": {"email": email, "esp_contact_id": "contact_1"},
+        "payload": {"eventName": kind},
+    })
+    .to_string()
+}
+
+/// SparkLoop refuses the first confirm with 503 and accepts everything else.
+struct ConfirmOutage(AtomicUsize);
+
+impl Respond for ConfirmOutage {
+    fn respond(&self, r: &Request) -> ResponseTemplate {
+        let confirm = String::from_utf8_lossy(&r.body).contains("confirmed");
+        if confirm && self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+            ResponseTemplate::new(503)
+        } else {
+            ResponseTemplate::new(200)
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_retried_signup_confirm_never_reaches_sparkloop_after_a_later_unsubscribe() {
+    let fake = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(ConfirmOutage(AtomicUsize::new(0)))
+        .mount(&fake)
+        .await;
+    let mut cfg = fast_config();
+    cfg.rules.confirm_signups = true;
+    let h = harness(&fake.uri(), cfg).await;
+    h.send(&contact_event(
+        "contact.created",
+        "msg_signup",
+        "a@example.com",
+        1_000,
+    ))
+    .await;
+    let first = h.batch().await;
+    assert_eq!(h.invoke(&h.worker, &first).await.len(), 1, "503: retried");
+    // the retry comes back only after the unsubscribe went through (held unprocessed meanwhile)
+    assert_eq!(h.batch_hidden_for(3).await.records.len(), 1);
+    h.send(&contact_event(
+        "email.unsubscribed",
+        "msg_left",
+        "a@example.com",
+        2_000,
+    ))
+    .await;
+    h.run_until_empty().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(h.run_until_empty().await, 1, "the confirm came back");
+    let reqs = fake.received_requests().await.unwrap();
+    let seen: Vec<String> = reqs
+        .iter()
+        .map(|r| {
+            let body = String::from_utf8_lossy(&r.body);
+            if body.contains("confirmed") {
+                "confirm".into()
+            } else {
+                r.url.path().rsplit('/').next().unwrap().to_string()
+            }
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        ["confirm", "unsubscribe"],
+        "the failed confirm is never made again after the unsubscribe"
+    );
+    assert!(h.dlq().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_older_event_never_reverts_a_contacts_address() {
+    let fake = sparkloop(200).await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&fake)
+        .await;
+    let mut cfg = fast_config();
+    cfg.detect_email_changes = true;
+    let h = harness(&fake.uri(), cfg).await;
+    for (id, email, at) in [
+        ("msg_first", "first@example.com", 1_000),
+        ("msg_newest", "newest@example.com", 3_000),
+        ("msg_late_old", "middle@example.com", 2_000), // delivered last, happened before
+    ] {
+        h.send(&contact_event("email.opened", id, email, at)).await;
+        h.run_until_empty().await;
+    }
+    let reqs = fake.received_requests().await.unwrap();
+    let changes: Vec<String> = reqs
+        .iter()
+        .map(|r| format!("{} -> {}", r.url.path(), String::from_utf8_lossy(&r.body)))
+        .collect();
+    assert_eq!(
+        changes,
+        [r#"/v2/subscribers/first%40example.com -> {"email":"newest@example.com"}"#],
+        "only the forward change is passed on"
+    );
+    use shared::ports::SubscriberStore;
+    let recorded = h
+        .store
+        .contact_email("loops#contact_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(recorded.email, "newest@example.com");
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::core::outbound::CallOutcome;
 use crate::core::reconcile::{Checkpoint, EspContact, ReferralPage};
@@ -85,6 +86,14 @@ pub trait IdempotencyStore: Send + Sync {
     }
 }
 
+/// An ESP contact's address as last recorded, and the time of the event that carried it
+/// (`None` for records written before times were kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactAddress {
+    pub email: String,
+    pub at: Option<DateTime<Utc>>,
+}
+
 /// The subscriber records: referral status, screening, engagement, history.
 #[async_trait]
 pub trait SubscriberStore: Send + Sync {
@@ -105,7 +114,12 @@ pub trait SubscriberStore: Send + Sync {
     /// Takes a referral out of the screening index once a decision is queued.
     async fn mark_screened(&self, email: &str, note: &str) -> Result<(), StoreError>;
     /// The address last recorded for an ESP contact id (`StateWrite::ContactEmail`), if any.
-    async fn contact_email(&self, contact_key: &str) -> Result<Option<String>, StoreError>;
+    async fn contact_email(&self, contact_key: &str) -> Result<Option<ContactAddress>, StoreError>;
+    /// When the subscriber last left (unsubscribed, bounced hard, reported spam, was deleted),
+    /// as marked before the SparkLoop unsubscribe is made.
+    async fn left_at(&self, email: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Marks that the subscriber left at `at`; never moves an existing mark back in time.
+    async fn mark_left(&self, email: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Where an interrupted reconcile run resumes.
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError>;
     /// Saves (or with `None` clears) the checkpoint.
@@ -122,6 +136,23 @@ pub trait EspApi: Send + Sync {
     ) -> crate::core::outbound::CallOutcome;
     /// The contact's subscription state, for the reconciler.
     async fn lookup(&self, email: &str) -> Result<EspContact, CallOutcome>;
+    /// The URL `lookup` reads, without its query (no address, no key), for reports.
+    fn lookup_url(&self) -> Option<String> {
+        None
+    }
+    /// One cheap authenticated read that proves the URL and the key; `None` when there is
+    /// nothing to call (dry run, no key).
+    async fn check_access(&self) -> Option<AccessCheck> {
+        None
+    }
+}
+
+/// The answer to one cheap authenticated read made to check a client's URL and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessCheck {
+    /// The URL called (the key is never part of it).
+    pub url: String,
+    pub outcome: Result<(), CallOutcome>,
 }
 
 /// SparkLoop's API, reduced to the calls the custom integration needs.
@@ -134,6 +165,15 @@ pub trait SparkLoopApi: Send + Sync {
     ) -> crate::core::outbound::CallOutcome;
     /// One page of referrals, newest first (`GET /v2/subscribers?type=referrals`).
     async fn referrals(&self, page: u32, per_page: u32) -> Result<ReferralPage, CallOutcome>;
+    /// The URL `referrals` reads, without its query (no key), for reports.
+    fn referrals_url(&self) -> Option<String> {
+        None
+    }
+    /// One cheap authenticated read that proves the URL and the key; `None` when there is
+    /// nothing to call (dry run, no key).
+    async fn check_access(&self) -> Option<AccessCheck> {
+        None
+    }
 }
 
 /// What the worker does with queue messages besides acknowledging them.

@@ -1018,7 +1018,7 @@ impl IdempotencyStore for ChaosStore {
                         req.lease_until_ms - req.now_ms
                     )
                 }
-                Ok(Acquire::Duplicate) => "duplicate".into(),
+                Ok(Acquire::Duplicate { .. }) => "duplicate".into(),
                 Ok(Acquire::InProgress { .. }) => "in_progress".into(),
                 Ok(Acquire::Conflict { .. }) => "conflict".into(),
                 Err(_) => "acquire err".into(),
@@ -1035,7 +1035,7 @@ impl IdempotencyStore for ChaosStore {
         }
         self.stats.acquire.add(match &r {
             Ok(Acquire::Acquired) => "acquired",
-            Ok(Acquire::Duplicate) => "duplicate",
+            Ok(Acquire::Duplicate { .. }) => "duplicate",
             Ok(Acquire::InProgress { .. }) => "in_progress",
             Ok(Acquire::Conflict { .. }) => "conflict",
             Err(_) => "err",

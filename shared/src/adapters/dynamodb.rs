@@ -26,7 +26,7 @@ use crate::core::lifecycle::{
     ReferralStatus, SignalEntry, StateWrite, SubscriberState, Transition, TransitionResult,
 };
 use crate::core::reconcile::Checkpoint;
-use crate::ports::{IdempotencyStore, StoreError, SubscriberStore};
+use crate::ports::{ContactAddress, IdempotencyStore, StoreError, SubscriberStore};
 
 pub const INDEX: &str = "by_deadline";
 const SCREENING: &str = "screening";
@@ -570,11 +570,20 @@ impl DynamoStore {
                     .update(u.build().map_err(unavailable)?)
                     .build()])
             }
-            StateWrite::ContactEmail { contact_key, email } => {
+            StateWrite::ContactEmail {
+                contact_key,
+                email,
+                at,
+            } => {
+                // An address seen at a later time is never replaced by an older one.
                 let put = Put::builder()
                     .table_name(&self.table)
                     .item("pk", s(contact_key_of(contact_key)))
                     .item("email", s(email))
+                    .item("at", s(ts(*at)))
+                    .condition_expression("attribute_not_exists(#at) OR #at <= :at")
+                    .expression_attribute_names("#at", "at")
+                    .expression_attribute_values(":at", s(ts(*at)))
                     .item(
                         "expires_at",
                         n(Utc::now().timestamp() + CONTACT_RETENTION_SECS),
@@ -755,7 +764,43 @@ impl SubscriberStore for DynamoStore {
         Ok(())
     }
 
-    async fn contact_email(&self, contact_key: &str) -> Result<Option<String>, StoreError> {
+    async fn left_at(&self, email: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(sub_key(email)))
+            .projection_expression("left_at")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item().and_then(|i| parse_ts(i.get("left_at"))))
+    }
+
+    async fn mark_left(&self, email: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(sub_key(email)))
+            .update_expression("SET email = if_not_exists(email, :email), left_at = :at")
+            .condition_expression("attribute_not_exists(left_at) OR left_at < :at")
+            .expression_attribute_values(":email", s(email.to_ascii_lowercase()))
+            .expression_attribute_values(":at", s(ts(at)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // a later mark is already there
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn contact_email(&self, contact_key: &str) -> Result<Option<ContactAddress>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -773,10 +818,13 @@ impl SubscriberStore for DynamoStore {
                 .and_then(|n| n.parse::<i64>().ok())
                 .is_none_or(|t| t >= now)
         });
-        Ok(item
-            .and_then(|i| i.get("email"))
-            .and_then(|v| v.as_s().ok())
-            .cloned())
+        Ok(item.and_then(|i| {
+            let email = i.get("email").and_then(|v| v.as_s().ok())?.clone();
+            Some(ContactAddress {
+                email,
+                at: parse_ts(i.get("at")),
+            })
+        }))
     }
 
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::core::dedupe::{decide, Acquire, LeaseRequest, Record, Status};
 use crate::core::lifecycle::{StateWrite, SubscriberState, Transition, TransitionResult};
 use crate::core::reconcile::Checkpoint;
-use crate::ports::{IdempotencyStore, StoreError, SubscriberStore};
+use crate::ports::{ContactAddress, IdempotencyStore, StoreError, SubscriberStore};
 
 #[derive(Default)]
 struct Inner {
@@ -17,7 +17,8 @@ struct Inner {
     subscribers: HashMap<String, SubscriberState>,
     /// Emails in the screening index, with their deadline.
     screening: HashMap<String, DateTime<Utc>>,
-    contacts: HashMap<String, String>,
+    contacts: HashMap<String, ContactAddress>,
+    left: HashMap<String, DateTime<Utc>>,
     checkpoints: HashMap<String, Checkpoint>,
     /// Lease count at which expired records are next swept.
     sweep_at: usize,
@@ -116,8 +117,23 @@ impl IdempotencyStore for MemoryStore {
                     s.esp_status = Some(status.clone());
                     s.history.push(line(*at, &format!("esp {status}")));
                 }
-                StateWrite::ContactEmail { contact_key, email } => {
-                    inner.contacts.insert(contact_key.clone(), email.clone());
+                StateWrite::ContactEmail {
+                    contact_key,
+                    email,
+                    at,
+                } => {
+                    let newer = inner
+                        .contacts
+                        .get(contact_key)
+                        .and_then(|c| c.at)
+                        .is_some_and(|stored| stored > *at);
+                    if !newer {
+                        let address = ContactAddress {
+                            email: email.clone(),
+                            at: Some(*at),
+                        };
+                        inner.contacts.insert(contact_key.clone(), address);
+                    }
                 }
             }
         }
@@ -203,8 +219,19 @@ impl SubscriberStore for MemoryStore {
         Ok(())
     }
 
-    async fn contact_email(&self, contact_key: &str) -> Result<Option<String>, StoreError> {
+    async fn contact_email(&self, contact_key: &str) -> Result<Option<ContactAddress>, StoreError> {
         Ok(self.lock().contacts.get(contact_key).cloned())
+    }
+
+    async fn left_at(&self, email: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.lock().left.get(&email.to_ascii_lowercase()).copied())
+    }
+
+    async fn mark_left(&self, email: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let mark = inner.left.entry(email.to_ascii_lowercase()).or_insert(at);
+        *mark = (*mark).max(at);
+        Ok(())
     }
 
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
@@ -265,7 +292,7 @@ mod tests {
         let live = format!("k{}", 3 * MIN_SWEEP);
         assert_eq!(
             store.acquire(&live, &request(0, t1, 60)).await.unwrap(),
-            Acquire::Duplicate
+            Acquire::Duplicate { other_bytes: None }
         );
     }
 }

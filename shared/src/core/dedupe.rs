@@ -73,8 +73,10 @@ impl LeaseRequest {
 pub enum Acquire {
     /// We hold the lease: process the event.
     Acquired,
-    /// Already processed within the window: acknowledge, no outbound call.
-    Duplicate,
+    /// Already processed within the window: acknowledge, no outbound call. `other_bytes` is
+    /// the stored payload's sha256 when this copy's bytes differ outside the dedupe key (a
+    /// provider's redelivery may re-serialize): logged, never a conflict once completed.
+    Duplicate { other_bytes: Option<String> },
     /// Someone holds a live lease until `lease_until_ms`: retry after it ends.
     InProgress { lease_until_ms: i64 },
     /// Same key, different payload: a reused id. Parked, never marked complete.
@@ -93,13 +95,16 @@ pub fn decide(existing: Option<&Record>, req: &LeaseRequest) -> Acquire {
     if rec.expired(req.now_ms) {
         return Acquire::Acquired; // the old window ended; TTL may not have collected it yet
     }
-    if rec.payload_hash != req.payload_hash {
-        return Acquire::Conflict {
-            stored_hash: rec.payload_hash.clone(),
-        };
-    }
+    let same_bytes = rec.payload_hash == req.payload_hash;
     match rec.status {
-        Status::Completed => Acquire::Duplicate,
+        Status::Completed => Acquire::Duplicate {
+            other_bytes: (!same_bytes).then(|| rec.payload_hash.clone()),
+        },
+        // A conflict only while the first is unfinished: which payload is right is not ours
+        // to pick, so a person looks at it.
+        Status::InProgress if !same_bytes => Acquire::Conflict {
+            stored_hash: rec.payload_hash.clone(),
+        },
         Status::InProgress if rec.lease_until_ms < req.now_ms => Acquire::Acquired,
         Status::InProgress if rec.owner == req.owner => Acquire::Acquired,
         Status::InProgress => Acquire::InProgress {
@@ -137,13 +142,13 @@ mod tests {
             (
                 "completed, same payload",
                 Some(rec(Status::Completed, 0, "h1", live)),
-                Acquire::Duplicate,
+                Acquire::Duplicate { other_bytes: None },
             ),
             (
-                "completed, other payload",
+                "completed, other bytes: a duplicate whose hashes are logged",
                 Some(rec(Status::Completed, 0, "h2", live)),
-                Acquire::Conflict {
-                    stored_hash: "h2".into(),
+                Acquire::Duplicate {
+                    other_bytes: Some("h2".into()),
                 },
             ),
             (

@@ -1,5 +1,6 @@
 //! The rules: envelope + known subscriber state -> actions. Pure and table-tested.
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::core::envelope::{Envelope, Provider, KIND_PARKED, KIND_UNKNOWN};
@@ -21,6 +22,39 @@ pub struct RulesConfig {
 pub struct Known {
     /// The address last seen for this ESP contact id, when email-change detection is on.
     pub previous_email: Option<String>,
+    /// When that address was seen (the time of the event that carried it).
+    pub previous_email_at: Option<DateTime<Utc>>,
+    /// When the subscriber last left, for a signup confirm (`SubscriberStore::left_at`).
+    pub left_at: Option<DateTime<Utc>>,
+}
+
+/// What the worker must read before deciding on `env`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// The ESP contact's recorded address (email-change detection).
+    pub contact: bool,
+    /// When the subscriber last left: a signup confirm must not overtake a later unsubscribe.
+    pub left_at: bool,
+}
+
+/// What `decide` needs to know about `env`'s subscriber.
+pub fn reads(env: &Envelope, cfg: &RulesConfig, detect_email_changes: bool) -> Reads {
+    Reads {
+        contact: detect_email_changes
+            && env.subscriber.esp_contact_id.is_some()
+            && env.subscriber.email.is_some(),
+        left_at: cfg.confirm_signups
+            && env.provider == Provider::Loops
+            && SIGNUPS.contains(&env.kind.as_str()),
+    }
+}
+
+/// Loops events that mean a confirmed signup (sent only after double opt-in).
+const SIGNUPS: &[&str] = &["contact.created", "contact.mailingList.subscribed"];
+
+/// When the event happened, as far as we know.
+fn event_time(env: &Envelope) -> DateTime<Utc> {
+    env.occurred_at.unwrap_or(env.received_at)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +84,16 @@ pub enum Action {
     Transition(Transition),
     /// An ESP API call (SparkLoop -> ESP).
     Esp(EspCall),
+    /// Marks, before the SparkLoop call, that the subscriber left at `at`: a signup confirm
+    /// being retried reads it and never reaches SparkLoop after this unsubscribe.
+    MarkLeft { email: String, at: DateTime<Utc> },
+    /// After a confirm: if an unsubscribe at or after `since` was marked meanwhile (the two
+    /// raced), unsubscribe `target` again so the confirm cannot stand.
+    UnsubscribeIfLeftSince {
+        target: String,
+        email: String,
+        since: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,10 +124,10 @@ pub fn decide(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
     }
     let mut actions = email_change(env, known);
     let main = match env.provider {
-        Provider::Loops => loops(env, cfg),
-        Provider::Esputnik => esputnik(env),
+        Provider::Loops => loops(env, known, cfg),
+        Provider::Esputnik => esputnik(env, cfg),
         Provider::Sparkloop => sparkloop_event(env, cfg),
-        Provider::Sparkbridge => internal(env),
+        Provider::Sparkbridge => internal(env, cfg),
     };
     match main {
         Decision::Act(more) => {
@@ -111,10 +155,20 @@ fn sparkloop(env: &Envelope, call: SparkLoopCall) -> Decision {
 }
 
 /// ESP-side unsubscribe: tell SparkLoop, and record the ESP status with the completion.
-fn unsubscribe(env: &Envelope) -> Decision {
+/// With signup confirms on, the departure is marked first, so a confirm cannot overtake it.
+fn unsubscribe(env: &Envelope, cfg: &RulesConfig) -> Decision {
     match sparkloop(env, SparkLoopCall::Unsubscribe) {
         Decision::Act(mut actions) => {
             if let Some(email) = email(env) {
+                if cfg.confirm_signups {
+                    actions.insert(
+                        0,
+                        Action::MarkLeft {
+                            email: email.clone(),
+                            at: event_time(env),
+                        },
+                    );
+                }
                 actions.push(Action::State(StateWrite::EspStatus {
                     email,
                     status: format!("unsubscribed ({})", env.kind),
@@ -177,15 +231,20 @@ fn sparkloop_event(env: &Envelope, cfg: &RulesConfig) -> Decision {
 }
 
 /// Events sparkbridge queues itself.
-fn internal(env: &Envelope) -> Decision {
+fn internal(env: &Envelope, cfg: &RulesConfig) -> Decision {
     match env.kind.as_str() {
         KIND_SCREENING_REJECT => sparkloop(env, SparkLoopCall::Reject),
-        crate::core::reconcile::KIND_RECONCILE_UNSUBSCRIBE => unsubscribe(env),
+        crate::core::reconcile::KIND_RECONCILE_UNSUBSCRIBE => unsubscribe(env, cfg),
         _ => Decision::Park(format!("unknown internal event {}", env.kind)),
     }
 }
 
+/// An address change the contact's record has not seen yet. An event older than the one that
+/// recorded the current address changes nothing: an email never reverts to an older one.
 fn email_change(env: &Envelope, known: &Known) -> Vec<Action> {
+    if is_older_than_recorded(env, known) {
+        return Vec::new();
+    }
     match (&known.previous_email, &env.subscriber.email) {
         (Some(old), Some(new)) if !old.eq_ignore_ascii_case(new) => vec![Action::SparkLoop {
             target: old.clone(),
@@ -197,14 +256,21 @@ fn email_change(env: &Envelope, known: &Known) -> Vec<Action> {
     }
 }
 
-fn loops(env: &Envelope, cfg: &RulesConfig) -> Decision {
+/// The event is older than the one that recorded the contact's current address.
+pub fn is_older_than_recorded(env: &Envelope, known: &Known) -> bool {
+    known
+        .previous_email_at
+        .is_some_and(|recorded| recorded > event_time(env))
+}
+
+fn loops(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
     match env.kind.as_str() {
-        k if LOOPS_UNSUBSCRIBES.contains(&k) => unsubscribe(env),
+        k if LOOPS_UNSUBSCRIBES.contains(&k) => unsubscribe(env, cfg),
         // Double opt-in: Loops sends both only after confirmation (loops.md §1). A form that
         // adds an existing contact to a list sends only the list event; confirming a
         // subscriber SparkLoop does not track answers 404, which is done.
         "contact.created" | "contact.mailingList.subscribed" if cfg.confirm_signups => {
-            sparkloop(env, SparkLoopCall::Confirm)
+            confirm(env, known)
         }
         "contact.created" | "contact.mailingList.subscribed" => {
             Decision::Ignore("signup (CONFIRM_SIGNUPS is off)")
@@ -226,15 +292,36 @@ fn loops(env: &Envelope, cfg: &RulesConfig) -> Decision {
     }
 }
 
-fn esputnik(env: &Envelope) -> Decision {
+/// A signup confirm, unless the subscriber left at or after the signup; followed by a check
+/// that no unsubscribe was marked while the confirm was in flight.
+fn confirm(env: &Envelope, known: &Known) -> Decision {
+    let since = event_time(env);
+    if known.left_at.is_some_and(|left| left >= since) {
+        return Decision::Ignore("signup confirm superseded by a later unsubscribe");
+    }
+    match (sparkloop(env, SparkLoopCall::Confirm), email(env)) {
+        (Decision::Act(mut actions), Some(email)) => {
+            let target = target(env).unwrap_or_else(|| email.clone());
+            actions.push(Action::UnsubscribeIfLeftSince {
+                target,
+                email,
+                since,
+            });
+            Decision::Act(actions)
+        }
+        (other, _) => other,
+    }
+}
+
+fn esputnik(env: &Envelope, cfg: &RulesConfig) -> Decision {
     let payload = env.payload_value();
     let is_email = payload
         .get("mediaType")
         .and_then(Value::as_str)
         .is_none_or(|m| m.eq_ignore_ascii_case("email"));
     match env.kind.as_str() {
-        "UNSUBSCRIBED" | "SPAM" if is_email => unsubscribe(env),
-        "UNDELIVERED" if is_email && is_hard_bounce(&payload) => unsubscribe(env),
+        "UNSUBSCRIBED" | "SPAM" if is_email => unsubscribe(env, cfg),
+        "UNDELIVERED" if is_email && is_hard_bounce(&payload) => unsubscribe(env, cfg),
         "UNDELIVERED" => Decision::Ignore("soft bounce or not email"),
         "READ" | "CLICKED" | "DELIVERED" if is_email => {
             let copy = payload
@@ -251,8 +338,8 @@ fn esputnik(env: &Envelope) -> Decision {
     }
 }
 
-/// eSputnik flags `hardBounce` only for blacklisted addresses; a permanent SMTP failure
-/// (`5.x.x` in `statusDescription`) is a hard bounce too.
+/// eSputnik flags `hardBounce` only for blacklisted addresses; a permanent SMTP failure in
+/// `statusDescription` is a hard bounce too (see `smtp_reply_is_permanent`).
 fn is_hard_bounce(payload: &Value) -> bool {
     payload
         .get("hardBounce")
@@ -261,7 +348,44 @@ fn is_hard_bounce(payload: &Value) -> bool {
         || payload
             .get("statusDescription")
             .and_then(Value::as_str)
-            .is_some_and(|d| d.trim_start().starts_with("5."))
+            .is_some_and(smtp_reply_is_permanent)
+}
+
+/// Reads an SMTP reply as the receiving server wrote it. An enhanced status code (RFC 3463,
+/// `class.subject.detail`) anywhere decides by its class: 5 is permanent, 4 transient. Without
+/// one, a basic reply code (RFC 5321: three digits, `5yz` permanent) does.
+pub fn smtp_reply_is_permanent(text: &str) -> bool {
+    let tokens = || {
+        text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .map(|t| t.trim_matches('.'))
+            .filter(|t| !t.is_empty())
+    };
+    if let Some(class) = tokens().find_map(enhanced_status_class) {
+        return class == b'5';
+    }
+    tokens()
+        .find(|t| {
+            t.len() == 3
+                && t.bytes().all(|b| b.is_ascii_digit())
+                && matches!(t.as_bytes()[0], b'4' | b'5')
+        })
+        .is_some_and(|t| t.starts_with('5'))
+}
+
+/// The class digit of an enhanced status code (`5.1.1`, `4.2.22`), if `token` is one.
+fn enhanced_status_class(token: &str) -> Option<u8> {
+    let parts: Vec<&str> = token.split('.').collect();
+    let digits = |p: &str, max: usize| {
+        !p.is_empty() && p.len() <= max && p.bytes().all(|b| b.is_ascii_digit())
+    };
+    match parts.as_slice() {
+        [class, subject, detail]
+            if matches!(*class, "2" | "4" | "5") && digits(subject, 3) && digits(detail, 3) =>
+        {
+            Some(class.as_bytes()[0])
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -286,6 +410,20 @@ mod tests {
             parked: None,
             payload: RawValue::from_string(payload.into()).unwrap(),
         }
+    }
+
+    fn confirm_then_check(email: &str) -> Decision {
+        Decision::Act(vec![
+            Action::SparkLoop {
+                target: email.into(),
+                call: SparkLoopCall::Confirm,
+            },
+            Action::UnsubscribeIfLeftSince {
+                target: email.into(),
+                email: email.into(),
+                since: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            },
+        ])
     }
 
     fn unsub_because(email: &str, kind: &str) -> Decision {
@@ -381,10 +519,7 @@ mod tests {
                 Some(a),
                 "{}",
                 &on,
-                Decision::Act(vec![Action::SparkLoop {
-                    target: a.into(),
-                    call: SparkLoopCall::Confirm,
-                }]),
+                confirm_then_check(a),
             ),
             (
                 Loops,
@@ -400,10 +535,7 @@ mod tests {
                 Some(a),
                 "{}",
                 &on,
-                Decision::Act(vec![Action::SparkLoop {
-                    target: a.into(),
-                    call: SparkLoopCall::Confirm,
-                }]),
+                confirm_then_check(a),
             ),
             (
                 Loops,
@@ -666,6 +798,7 @@ mod tests {
         let e = env(Provider::Loops, "email.opened", Some("new@b.c"), "{}");
         let known = Known {
             previous_email: Some("old@b.c".into()),
+            ..Known::default()
         };
         let Decision::Act(actions) = decide(&e, &known, &RulesConfig::default()) else {
             panic!()
@@ -685,6 +818,7 @@ mod tests {
         // same address in another case is no change; an ignored event still passes the change on
         let same = Known {
             previous_email: Some("NEW@b.c".into()),
+            ..Known::default()
         };
         assert!(
             matches!(decide(&e, &same, &RulesConfig::default()), Decision::Act(a) if a.len() == 1)
@@ -703,5 +837,149 @@ mod tests {
             decide(&e, &Known::default(), &RulesConfig::default()),
             Decision::Park("element is not a JSON object".into())
         );
+    }
+
+    #[test]
+    fn permanent_smtp_replies_are_hard_bounces() {
+        for (text, permanent) in [
+            (
+                "550 5.1.1 <a@x.io>: Recipient address rejected: User unknown",
+                true,
+            ),
+            ("5.1.2 (bad destination system: no such domain)", true),
+            ("smtp; 550 5.7.1 blocked", true),
+            ("host mx.example said: 554 delivery error", true),
+            ("Remote server replied: 5.4.4 unroutable", true),
+            (
+                "452 4.2.2 The email account that you tried to reach is over quota",
+                false,
+            ),
+            ("4.2.2 mailbox full", false),
+            ("421 try again later", false),
+            // an enhanced code decides over a basic one that disagrees
+            ("550 4.7.0 temporarily deferred", false),
+            ("no code at all", false),
+            ("", false),
+            ("version 1.2.3.4 of the relay", false),
+            ("error 1234 in 12.5.3", false),
+        ] {
+            assert_eq!(smtp_reply_is_permanent(text), permanent, "{text}");
+        }
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 0).unwrap()
+    }
+
+    #[test]
+    fn an_email_change_never_reverts_to_an_older_address() {
+        let mut e = env(Provider::Loops, "email.opened", Some("old@b.c"), "{}");
+        e.occurred_at = Some(at(1_000));
+        let recorded_later = Known {
+            previous_email: Some("new@b.c".into()),
+            previous_email_at: Some(at(2_000)),
+            ..Known::default()
+        };
+        let Decision::Act(actions) = decide(&e, &recorded_later, &RulesConfig::default()) else {
+            panic!()
+        };
+        assert!(
+            !actions.iter().any(|a| matches!(
+                a,
+                Action::SparkLoop {
+                    call: SparkLoopCall::ChangeEmail { .. },
+                    ..
+                }
+            )),
+            "an older event changes no address: {actions:?}"
+        );
+        assert!(is_older_than_recorded(&e, &recorded_later));
+        let recorded_earlier = Known {
+            previous_email_at: Some(at(500)),
+            ..recorded_later
+        };
+        assert!(!is_older_than_recorded(&e, &recorded_earlier));
+        let Decision::Act(actions) = decide(&e, &recorded_earlier, &RulesConfig::default()) else {
+            panic!()
+        };
+        assert!(
+            matches!(&actions[0], Action::SparkLoop { call: SparkLoopCall::ChangeEmail { new_email }, .. } if new_email == "old@b.c")
+        );
+    }
+
+    #[test]
+    fn a_signup_confirm_never_overtakes_a_later_unsubscribe() {
+        let cfg = RulesConfig {
+            confirm_signups: true,
+            ..RulesConfig::default()
+        };
+        let mut signup = env(Provider::Loops, "contact.created", Some("a@b.c"), "{}");
+        signup.occurred_at = Some(at(1_000));
+        // left after the signup: the confirm is skipped
+        for left in [at(1_000), at(5_000)] {
+            let known = Known {
+                left_at: Some(left),
+                ..Known::default()
+            };
+            assert_eq!(
+                decide(&signup, &known, &cfg),
+                Decision::Ignore("signup confirm superseded by a later unsubscribe")
+            );
+        }
+        // left before it (then signed up again), or never: confirm, then check again
+        for left in [None, Some(at(10))] {
+            let known = Known {
+                left_at: left,
+                ..Known::default()
+            };
+            assert_eq!(
+                decide(&signup, &known, &cfg),
+                Decision::Act(vec![
+                    Action::SparkLoop {
+                        target: "a@b.c".into(),
+                        call: SparkLoopCall::Confirm
+                    },
+                    Action::UnsubscribeIfLeftSince {
+                        target: "a@b.c".into(),
+                        email: "a@b.c".into(),
+                        since: at(1_000)
+                    },
+                ])
+            );
+        }
+        // an unsubscribe marks its departure before calling SparkLoop
+        let mut unsub = env(Provider::Loops, "email.unsubscribed", Some("a@b.c"), "{}");
+        unsub.occurred_at = Some(at(2_000));
+        let Decision::Act(actions) = decide(&unsub, &Known::default(), &cfg) else {
+            panic!()
+        };
+        assert_eq!(
+            actions[0],
+            Action::MarkLeft {
+                email: "a@b.c".into(),
+                at: at(2_000)
+            }
+        );
+        assert!(matches!(
+            &actions[1],
+            Action::SparkLoop {
+                call: SparkLoopCall::Unsubscribe,
+                ..
+            }
+        ));
+        // without signup confirms there is nothing to overtake: no extra write
+        let Decision::Act(actions) = decide(&unsub, &Known::default(), &RulesConfig::default())
+        else {
+            panic!()
+        };
+        assert!(!actions.iter().any(|a| matches!(a, Action::MarkLeft { .. })));
+        assert_eq!(
+            reads(&signup, &cfg, false),
+            Reads {
+                contact: false,
+                left_at: true
+            }
+        );
+        assert_eq!(reads(&unsub, &cfg, false), Reads::default());
     }
 }

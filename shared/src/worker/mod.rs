@@ -295,13 +295,19 @@ impl Worker {
         };
         trace.dedupe = match &acquired {
             Acquire::Acquired => "acquired",
-            Acquire::Duplicate => "duplicate",
+            Acquire::Duplicate { .. } => "duplicate",
             Acquire::InProgress { .. } => "in_progress",
             Acquire::Conflict { .. } => "conflict",
         };
         match acquired {
             Acquire::Acquired => {}
-            Acquire::Duplicate => {
+            Acquire::Duplicate { other_bytes } => {
+                if let Some(stored) = other_bytes {
+                    trace.note = format!(
+                        "completed earlier with other bytes: stored sha256 {stored}, this sha256 {}",
+                        lease.payload_hash
+                    );
+                }
                 metrics::count("DedupeHits", 1, &[("Provider", env.provider.as_str())]);
                 return Verdict::Ack("duplicate".into());
             }
@@ -430,29 +436,44 @@ impl Worker {
         }
     }
 
+    /// What the rules need to know before deciding: the contact's recorded address (with
+    /// email-change detection) and, for a signup confirm, when the subscriber last left.
     async fn known(&self, env: &Envelope) -> Result<(Known, Option<StateWrite>), String> {
-        if !self.cfg.detect_email_changes {
-            return Ok((Known::default(), None));
+        let reads = rules::reads(env, &self.cfg.rules, self.cfg.detect_email_changes);
+        let mut known = Known::default();
+        let email = env.subscriber.email.as_deref();
+        if let (true, Some(email)) = (reads.left_at, email) {
+            known.left_at = self
+                .subscribers
+                .left_at(email)
+                .await
+                .map_err(|e| format!("store: {e}"))?;
         }
-        let (Some(id), Some(email)) = (&env.subscriber.esp_contact_id, &env.subscriber.email)
+        let (true, Some(id), Some(email)) = (reads.contact, &env.subscriber.esp_contact_id, email)
         else {
-            return Ok((Known::default(), None));
+            return Ok((known, None));
         };
         let contact_key = format!("{}#{id}", env.provider);
-        let previous_email = self
+        let recorded = self
             .subscribers
             .contact_email(&contact_key)
             .await
             .map_err(|e| format!("store: {e}"))?;
-        // as the rules compare: a change of case alone is no change, and not written again
-        let same = previous_email
-            .as_deref()
-            .is_some_and(|p| p.eq_ignore_ascii_case(email));
-        let record = (!same).then(|| StateWrite::ContactEmail {
-            contact_key,
-            email: email.clone(),
+        known.previous_email = recorded.as_ref().map(|r| r.email.clone());
+        known.previous_email_at = recorded.as_ref().and_then(|r| r.at);
+        // as the rules compare: a change of case alone is no change, and not written again;
+        // an event older than the recorded address writes nothing
+        let same = recorded
+            .as_ref()
+            .is_some_and(|r| r.email.eq_ignore_ascii_case(email));
+        let write = (!same && !rules::is_older_than_recorded(env, &known)).then(|| {
+            StateWrite::ContactEmail {
+                contact_key,
+                email: email.to_string(),
+                at: env.occurred_at.unwrap_or(env.received_at),
+            }
         });
-        Ok((Known { previous_email }, record))
+        Ok((known, write))
     }
 
     /// The lease. A SparkLoop event whose actions start with a status transition gets both in
@@ -507,6 +528,24 @@ impl Worker {
                     Self::outcome(self.esp.name(), call.name(), outcome, trace)?;
                 }
                 Action::State(w) => writes.push(w.clone()),
+                Action::MarkLeft { email, at } => {
+                    self.subscribers
+                        .mark_left(email, *at)
+                        .await
+                        .map_err(|e| Failure::Retry {
+                            reason: format!("store: {e}"),
+                            retry_after: None,
+                        })?;
+                    trace.calls.push("state.left=marked".into());
+                }
+                Action::UnsubscribeIfLeftSince {
+                    target,
+                    email,
+                    since,
+                } => {
+                    self.unsubscribe_if_left(target, email, *since, batch, trace)
+                        .await?
+                }
                 Action::Transition(t) => {
                     let result =
                         self.subscribers
@@ -536,6 +575,35 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Closes the race of a confirm with an unsubscribe in flight: the unsubscribe marks its
+    /// departure before calling, so a mark seen now means SparkLoop may have heard the
+    /// unsubscribe before our confirm; unsubscribing again puts the later effect last.
+    async fn unsubscribe_if_left(
+        &self,
+        target: &str,
+        email: &str,
+        since: chrono::DateTime<Utc>,
+        batch: &Batch,
+        trace: &mut Trace,
+    ) -> Result<(), Failure> {
+        let left = self
+            .subscribers
+            .left_at(email)
+            .await
+            .map_err(|e| Failure::Retry {
+                reason: format!("store: {e}"),
+                retry_after: None,
+            })?;
+        if !left.is_some_and(|at| at >= since) {
+            return Ok(());
+        }
+        let call = crate::core::outbound::SparkLoopCall::Unsubscribe;
+        let outcome = self
+            .before_deadline(batch, self.sparkloop.call(target, &call))
+            .await?;
+        Self::outcome("sparkloop", call.name(), outcome, trace)
     }
 
     /// Starts a call only when it can end before the invocation's deadline: the client's
