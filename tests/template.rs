@@ -17,8 +17,9 @@ use serde_json::{json, Map, Value};
 const TEMPLATE: &str = include_str!("../template.yaml");
 const OPERATIONS: &str = include_str!("../docs/operations.md");
 
-/// The metrics the code emits (shared::telemetry::metrics, the worker, the screener).
-const METRICS: [&str; 10] = [
+/// The metrics the code emits (shared::telemetry::metrics, the worker, the screener, the
+/// reconciler).
+const METRICS: [&str; 11] = [
     "WebhooksReceived",
     "WebhooksRefused",
     "AuthFailures",
@@ -29,6 +30,7 @@ const METRICS: [&str; 10] = [
     "EventsIgnored",
     "Parked",
     "ScreeningRejects",
+    "ReconcileRefused",
 ];
 
 /// (method, path, binary of the function that must serve it)
@@ -839,7 +841,8 @@ fn check_table(t: &Value) -> Vec<String> {
     p
 }
 
-/// The dashboard body with `${...}` substituted, parsed as JSON.
+/// The dashboard body with `${...}` substituted, parsed as JSON. A Number parameter stands
+/// unquoted (an annotation's `"value": ${Threshold}`), so it becomes its default.
 fn dashboard(t: &Value) -> Result<Value, String> {
     let (id, d) = of_type(t, "AWS::CloudWatch::Dashboard")
         .next()
@@ -856,7 +859,10 @@ fn dashboard(t: &Value) -> Result<Value, String> {
         let end = rest[start..]
             .find('}')
             .ok_or_else(|| format!("{id}: unclosed ${{ in DashboardBody"))?;
-        out.push_str("SUBSTITUTED");
+        match t["Parameters"].get(&rest[start + 2..start + end]) {
+            Some(param) if param["Type"] == "Number" => out.push_str(&compact(&param["Default"])),
+            _ => out.push_str("SUBSTITUTED"),
+        }
         rest = &rest[start + end + 1..];
     }
     out.push_str(rest);
@@ -1092,6 +1098,9 @@ const WIRED: &[(&str, &[(&str, &str)])] = &[
             ("DRY_RUN", "DryRun"),
             ("RETRY_BASE_DELAY_SECS", "RetryBaseDelaySecs"),
             ("RETRY_MAX_DELAY_SECS", "RetryMaxDelaySecs"),
+            ("RETRY_WINDOW_SECS", "RetryWindowSecs"),
+            ("MAX_ATTEMPTS", "MaxAttempts"),
+            ("REDRIVE_MAX_RECEIVE_COUNT", "RedriveMaxReceiveCount"),
             ("CONFIRM_SIGNUPS", "ConfirmSignups"),
         ],
     ),
@@ -1101,7 +1110,13 @@ const WIRED: &[(&str, &[(&str, &str)])] = &[
     ),
     (
         "ReconcilerFunction",
-        &[("RECONCILE_DRY_RUN", "ReconcileDryRun")],
+        &[
+            ("RECONCILE_DRY_RUN", "ReconcileDryRun"),
+            (
+                "RECONCILE_MAX_UNSUBSCRIBE_SHARE",
+                "ReconcileMaxUnsubscribeShare",
+            ),
+        ],
     ),
 ];
 
@@ -1140,6 +1155,375 @@ fn check_api_defaults(t: &Value) -> Vec<String> {
         }
     }
     problems
+}
+
+/// A numeric property of a parameter (`Default`, `MinValue`, `MaxValue`) as an integer.
+fn param_u64(t: &Value, name: &str, key: &str) -> Result<u64, String> {
+    number(t["Parameters"][name].get(key))
+        .filter(|n| *n >= 0.0 && n.fract() == 0.0)
+        .map(|n| n as u64)
+        .ok_or_else(|| format!("parameter {name}: no whole-number {key}"))
+}
+
+/// The redrive count the worker's rule asks for, uncapped: `ceil(4 × window / cap) + 50`, and
+/// at least `MaxAttempts + 2`.
+fn redrive_needed(window_secs: u64, cap_secs: u64, max_attempts: u64) -> u64 {
+    (4 * window_secs)
+        .div_ceil(cap_secs.max(1))
+        .saturating_add(50)
+        .max(max_attempts.saturating_add(2))
+}
+
+/// The retry window, the attempt limit and the redrive count agree with the worker
+/// (`RetryBudget::redrive_count`): SQS never moves a message to the DLQ while it is still
+/// inside its window, the window ends inside the queue's retention, and the worker learns
+/// the queue's redrive count so it parks the last receive itself, with its error.
+fn check_retry_budget(t: &Value) -> Vec<String> {
+    use shared::core::backoff::{
+        BackoffPolicy, RetryBudget, DEFAULT_RETRY_WINDOW_SECS, MAX_RETRY_WINDOW_SECS,
+        SQS_MAX_RECEIVE_COUNT,
+    };
+    let read = || -> Result<[u64; 10], String> {
+        Ok([
+            param_u64(t, "RetryWindowSecs", "Default")?,
+            param_u64(t, "RetryWindowSecs", "MinValue")?,
+            param_u64(t, "RetryWindowSecs", "MaxValue")?,
+            param_u64(t, "RetryBaseDelaySecs", "Default")?,
+            param_u64(t, "RetryMaxDelaySecs", "Default")?,
+            param_u64(t, "RetryMaxDelaySecs", "MaxValue")?,
+            param_u64(t, "MaxAttempts", "Default")?,
+            param_u64(t, "MaxAttempts", "MinValue")?,
+            param_u64(t, "RedriveMaxReceiveCount", "Default")?,
+            param_u64(t, "RedriveMaxReceiveCount", "MinValue")?,
+        ])
+    };
+    let [window, window_min, window_max, base, cap, cap_max, attempts, attempts_min, redrive, redrive_min] =
+        match read() {
+            Ok(v) => v,
+            Err(e) => return vec![e],
+        };
+    let mut p = Vec::new();
+    if window != DEFAULT_RETRY_WINDOW_SECS {
+        p.push(format!(
+            "parameter RetryWindowSecs: Default {window} is not the worker's default \
+             {DEFAULT_RETRY_WINDOW_SECS}"
+        ));
+    }
+    if window_min < 1 || window_max > MAX_RETRY_WINDOW_SECS {
+        p.push(format!(
+            "parameter RetryWindowSecs: MinValue {window_min} / MaxValue {window_max} must stay \
+             within 1..={MAX_RETRY_WINDOW_SECS}, the range the worker accepts"
+        ));
+    }
+    for queue in ["EventQueue", "DeadLetterQueue"] {
+        let retention = number(t["Resources"][queue]["Properties"].get("MessageRetentionPeriod"))
+            .unwrap_or(345_600.0);
+        if window_max as f64 >= retention {
+            p.push(format!(
+                "parameter RetryWindowSecs: MaxValue {window_max} is not below {queue}'s \
+                 MessageRetentionPeriod {retention}: SQS would delete messages still retrying"
+            ));
+        }
+    }
+    if attempts != 0 || attempts_min != 0 {
+        p.push(format!(
+            "parameter MaxAttempts: Default {attempts} and MinValue {attempts_min} must be 0 \
+             (no count limit: the retry window decides)"
+        ));
+    }
+    let needed = redrive_needed(window, cap, attempts);
+    let by_code = RetryBudget {
+        window_secs: window,
+        max_attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        redrive_max_receives: 0,
+    }
+    .redrive_count(&BackoffPolicy {
+        base_secs: base,
+        cap_secs: cap,
+    });
+    if needed > u64::from(SQS_MAX_RECEIVE_COUNT) {
+        p.push(format!(
+            "RetryWindowSecs {window} with RetryMaxDelaySecs {cap} needs a redrive count of \
+             {needed}, above SQS's {SQS_MAX_RECEIVE_COUNT}"
+        ));
+    }
+    if redrive < needed || redrive < u64::from(by_code) {
+        p.push(format!(
+            "parameter RedriveMaxReceiveCount: Default {redrive} is below \
+             ceil(4 x RetryWindowSecs {window} / RetryMaxDelaySecs {cap}) + 50 = {needed} \
+             (the worker's rule: {by_code}); SQS would park messages still inside their window"
+        ));
+    }
+    if redrive <= attempts {
+        p.push(format!(
+            "parameter RedriveMaxReceiveCount: Default {redrive} is not above MaxAttempts \
+             {attempts}"
+        ));
+    }
+    let floor = redrive_needed(window_min, cap_max, 0);
+    if redrive_min < floor {
+        p.push(format!(
+            "parameter RedriveMaxReceiveCount: MinValue {redrive_min} allows counts below \
+             {floor}, the least the rule asks for any window and cap"
+        ));
+    }
+    match param_u64(t, "RedriveMaxReceiveCount", "MaxValue") {
+        Ok(max) if max <= u64::from(SQS_MAX_RECEIVE_COUNT) && max >= redrive => {}
+        Ok(max) => p.push(format!(
+            "parameter RedriveMaxReceiveCount: MaxValue {max} must be at least the Default \
+             and at most SQS's {SQS_MAX_RECEIVE_COUNT}"
+        )),
+        Err(e) => p.push(e),
+    }
+    let queue = &t["Resources"]["EventQueue"]["Properties"]["RedrivePolicy"];
+    if ref_of(&queue["maxReceiveCount"]) != Some("RedriveMaxReceiveCount") {
+        p.push("EventQueue: maxReceiveCount is not !Ref RedriveMaxReceiveCount".into());
+    }
+    match worker(t) {
+        Ok((fid, f, _)) => {
+            let env = &f["Properties"]["Environment"]["Variables"];
+            for (var, param) in [
+                ("RETRY_WINDOW_SECS", "RetryWindowSecs"),
+                ("RETRY_MAX_DELAY_SECS", "RetryMaxDelaySecs"),
+                ("MAX_ATTEMPTS", "MaxAttempts"),
+                ("REDRIVE_MAX_RECEIVE_COUNT", "RedriveMaxReceiveCount"),
+            ] {
+                if ref_of(&env[var]) != Some(param) {
+                    p.push(format!("{fid}: {var} is not !Ref {param}"));
+                }
+            }
+        }
+        Err(e) => p.push(e),
+    }
+    p
+}
+
+/// An alarm the runbook relies on, as the template must declare it. Every one compares with
+/// GreaterThanThreshold over one period, treats missing data as OK (so it returns to OK and
+/// notifies again) and notifies the alarm topic on ALARM and on OK.
+struct AlarmSpec {
+    id: &'static str,
+    namespace: &'static str,
+    metric: &'static str,
+    dimensions: Vec<(&'static str, Value)>,
+    statistic: &'static str,
+    period: f64,
+    threshold: Value,
+    /// Text the dashboard body must contain: the alarmed metric's chart row.
+    chart: &'static str,
+}
+
+fn alarm_specs() -> Vec<AlarmSpec> {
+    let retries = |id, target: Value, chart| AlarmSpec {
+        id,
+        namespace: "sparkbridge",
+        metric: "OutboundCalls",
+        dimensions: vec![("Target", target), ("Outcome", json!("retry"))],
+        statistic: "Sum",
+        period: 900.0,
+        threshold: json!({"Ref": "OutboundRetryAlarmThreshold"}),
+        chart,
+    };
+    vec![
+        retries(
+            "SparkloopRetriesAlarm",
+            json!("sparkloop"),
+            r#""OutboundCalls", "Target", "sparkloop", "Outcome", "retry""#,
+        ),
+        retries(
+            "EspRetriesAlarm",
+            json!({"Ref": "Esp"}),
+            r#""OutboundCalls", "Target", "${Esp}", "Outcome", "retry""#,
+        ),
+        AlarmSpec {
+            id: "ParkedAlarm",
+            namespace: "sparkbridge",
+            metric: "Parked",
+            dimensions: vec![],
+            statistic: "Sum",
+            period: 300.0,
+            threshold: json!(0),
+            chart: r#""sparkbridge", "Parked""#,
+        },
+        AlarmSpec {
+            id: "DeadLetterQueueAgeAlarm",
+            namespace: "AWS/SQS",
+            metric: "ApproximateAgeOfOldestMessage",
+            dimensions: vec![(
+                "QueueName",
+                json!({"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}),
+            )],
+            statistic: "Maximum",
+            period: 300.0,
+            threshold: json!(864_000),
+            chart: r#""ApproximateAgeOfOldestMessage", "QueueName", "${DeadLetterQueue.QueueName}""#,
+        },
+        AlarmSpec {
+            id: "ReconcileRefusedAlarm",
+            namespace: "sparkbridge",
+            metric: "ReconcileRefused",
+            dimensions: vec![],
+            statistic: "Sum",
+            period: 86_400.0,
+            threshold: json!(0),
+            chart: r#""sparkbridge", "ReconcileRefused""#,
+        },
+    ]
+}
+
+fn check_alarm_specs(t: &Value, specs: &[AlarmSpec]) -> Vec<String> {
+    let mut p = Vec::new();
+    let body = of_type(t, "AWS::CloudWatch::Dashboard")
+        .next()
+        .and_then(|(_, d)| sub_string(&d["Properties"]["DashboardBody"]))
+        .unwrap_or_default();
+    let topic = json!([{"Ref": "AlarmTopic"}]);
+    for spec in specs {
+        let id = spec.id;
+        if !is_type(t, id, "AWS::CloudWatch::Alarm") {
+            p.push(format!("no alarm {id}"));
+            continue;
+        }
+        let a = &t["Resources"][id]["Properties"];
+        let expect = |key: &str, want: &Value, p: &mut Vec<String>| {
+            if a.get(key) != Some(want) {
+                p.push(format!(
+                    "{id}: {key} is {}, expected {}",
+                    a.get(key).map_or("missing".into(), compact),
+                    compact(want)
+                ));
+            }
+        };
+        expect("Namespace", &json!(spec.namespace), &mut p);
+        expect("MetricName", &json!(spec.metric), &mut p);
+        expect("Statistic", &json!(spec.statistic), &mut p);
+        expect("EvaluationPeriods", &json!(1), &mut p);
+        expect("Threshold", &spec.threshold, &mut p);
+        expect("ComparisonOperator", &json!("GreaterThanThreshold"), &mut p);
+        expect("TreatMissingData", &json!("notBreaching"), &mut p);
+        expect("AlarmActions", &topic, &mut p);
+        expect("OKActions", &topic, &mut p);
+        if number(a.get("Period")) != Some(spec.period) {
+            p.push(format!(
+                "{id}: Period is {}, expected {}",
+                compact(&a["Period"]),
+                spec.period
+            ));
+        }
+        let got: BTreeMap<String, String> = list(&a["Dimensions"])
+            .into_iter()
+            .map(|d| (compact(&d["Name"]), compact(&d["Value"])))
+            .collect();
+        let want: BTreeMap<String, String> = spec
+            .dimensions
+            .iter()
+            .map(|(k, v)| (k.to_string(), compact(v)))
+            .collect();
+        if got != want {
+            p.push(format!(
+                "{id}: Dimensions are {got:?}, expected exactly {want:?} (the set the code emits)"
+            ));
+        }
+        if let Some(param) = ref_of(&spec.threshold) {
+            if t["Parameters"][param]["Type"] != "Number" {
+                p.push(format!(
+                    "{id}: threshold parameter {param} is not a Number parameter"
+                ));
+            }
+            if !body.contains(&format!("${{{param}}}")) {
+                p.push(format!(
+                    "{id}: threshold {param} is not on the dashboard (as an annotation)"
+                ));
+            }
+        }
+        if !body.contains(spec.chart) {
+            p.push(format!(
+                "{id}: its metric is not on the dashboard ({})",
+                spec.chart
+            ));
+        }
+    }
+    p
+}
+
+/// The delivery promise, word for word, as docs/operations.md states it.
+const PROMISE: &str = "every effect is retried for `RETRY_WINDOW_SECS`, in order per \
+                       subscriber, and alarmed within 15 minutes";
+
+/// Parameters whose row the parameter table of docs/operations.md must have.
+const DOCUMENTED_PARAMETERS: [&str; 7] = [
+    "RetryWindowSecs",
+    "RetryMaxDelaySecs",
+    "MaxAttempts",
+    "RedriveMaxReceiveCount",
+    "OutboundRetryAlarmThreshold",
+    "ReconcileMaxUnsubscribeShare",
+    "ReconcileRepairAlarmThreshold",
+];
+
+/// Rows of docs/operations.md's "Parameters" table: (parameter, default cell).
+fn documented_parameters(doc: &str) -> Vec<(String, String)> {
+    let mut in_section = false;
+    let mut rows = Vec::new();
+    for line in doc.lines() {
+        if line.starts_with('#') {
+            in_section = line.trim_start_matches('#').trim().ends_with("Parameters");
+            continue;
+        }
+        if !in_section {
+            continue;
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if let (Some(first), Some(default)) = (cells.get(1), cells.get(2)) {
+            if let Some((name, _)) = first.strip_prefix('`').and_then(|r| r.split_once('`')) {
+                rows.push((name.to_string(), default.to_string()));
+            }
+        }
+    }
+    rows
+}
+
+/// The parameter table lists the retry and alarm parameters, and every default it shows as
+/// code (`` `338` ``) is the template's; the delivery promise is stated.
+fn check_parameter_docs(t: &Value, doc: &str) -> Vec<String> {
+    let mut p = Vec::new();
+    let rows = documented_parameters(doc);
+    for name in DOCUMENTED_PARAMETERS {
+        if !rows.iter().any(|(n, _)| n == name) {
+            p.push(format!(
+                "parameter {name} is not in docs/operations.md's table"
+            ));
+        }
+    }
+    for (name, cell) in &rows {
+        let Some(param) = t["Parameters"].get(name) else {
+            p.push(format!(
+                "docs/operations.md documents parameter {name}, not in the template"
+            ));
+            continue;
+        };
+        let Some(shown) = cell
+            .strip_prefix('`')
+            .and_then(|c| c.strip_suffix('`'))
+            .filter(|c| !c.contains('`'))
+        else {
+            continue;
+        };
+        let shown = if shown == "\"\"" { "" } else { shown };
+        let default = param.get("Default").map(compact).unwrap_or_default();
+        if shown != default {
+            p.push(format!(
+                "docs/operations.md shows {name} defaulting to {shown:?}, the template to {default:?}"
+            ));
+        }
+    }
+    let flat = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+    if !flat.contains(PROMISE) {
+        p.push(format!(
+            "docs/operations.md does not state the promise: {PROMISE:?}"
+        ));
+    }
+    p
 }
 
 fn fixed_metrics() -> BTreeSet<String> {
@@ -1293,6 +1677,21 @@ fn pending_metrics_count_once_their_function_is_deployed() {
 #[test]
 fn documented_alarms_exist() {
     ok(check_alarms(&real(), OPERATIONS));
+}
+
+#[test]
+fn retry_window_and_redrive_follow_the_workers_rule() {
+    ok(check_retry_budget(&real()));
+}
+
+#[test]
+fn outage_alarms_watch_the_emitted_metrics() {
+    ok(check_alarm_specs(&real(), &alarm_specs()));
+}
+
+#[test]
+fn parameter_table_and_promise_match_the_template() {
+    ok(check_parameter_docs(&real(), OPERATIONS));
 }
 
 // =========================================================================================
@@ -1708,11 +2107,12 @@ fn metrics_check_fails() {
         check_metrics(&real(), &with_new),
         "metric LeaseLost is emitted",
     );
-    // A dashboard without the Parked widget row.
-    let t = real();
+    // Parked is alarmed and charted twice (a SEARCH row and its own widget): remove all three.
+    let t = remove(real(), "/Resources/ParkedAlarm");
     let body = sub_string(&t["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
         .expect("dashboard is a !Sub")
-        .replace("MetricName=\\\"Parked\\\"", "MetricName=\\\"Other\\\"");
+        .replace("MetricName=\\\"Parked\\\"", "MetricName=\\\"Other\\\"")
+        .replace("\"sparkbridge\", \"Parked\"", "\"sparkbridge\", \"Other\"");
     let t = set(
         t,
         "/Resources/Dashboard/Properties/DashboardBody",
@@ -1778,5 +2178,220 @@ fn alarms_check_fails() {
             "### 5.2 Alarms\n\n| Alarm | x |\n|---|---|\n| `AAlarm` | y |\n### 5.3 Other\n| `B` |"
         ),
         vec!["AAlarm".to_string()]
+    );
+}
+
+#[test]
+fn retry_budget_check_fails() {
+    let params = "/Parameters";
+    // The old count-based defaults: SQS would park after 10 receives, hours into the window.
+    let t = set(
+        real(),
+        &format!("{params}/RedriveMaxReceiveCount/Default"),
+        json!(10),
+    );
+    fails(
+        check_retry_budget(&t),
+        "RedriveMaxReceiveCount: Default 10 is below",
+    );
+    let t = set(real(), &format!("{params}/MaxAttempts/Default"), json!(8));
+    fails(check_retry_budget(&t), "MaxAttempts: Default 8");
+    let t = set(real(), &format!("{params}/MaxAttempts/MinValue"), json!(1));
+    fails(check_retry_budget(&t), "MinValue 1 must be 0");
+    // A count limit above the redrive count: SQS redrives first, without the error.
+    let t = set(real(), &format!("{params}/MaxAttempts/Default"), json!(400));
+    let p = check_retry_budget(&t);
+    fails(p.clone(), "is below");
+    fails(p, "is not above MaxAttempts 400");
+    // A longer window at the same cap needs more receives than the default allows...
+    let t = set(
+        real(),
+        &format!("{params}/RetryWindowSecs/Default"),
+        json!(345_600),
+    );
+    fails(check_retry_budget(&t), "= 434");
+    // ...and past SQS's 1000 no redrive count is enough.
+    let t = set(
+        real(),
+        &format!("{params}/RetryWindowSecs/Default"),
+        json!(864_000),
+    );
+    fails(check_retry_budget(&t), "above SQS's 1000");
+    let t = set(
+        real(),
+        &format!("{params}/RetryWindowSecs/MaxValue"),
+        json!(1_209_600),
+    );
+    let p = check_retry_budget(&t);
+    fails(p.clone(), "the range the worker accepts");
+    fails(p, "is not below EventQueue's MessageRetentionPeriod");
+    let t = set(
+        real(),
+        &format!("{params}/RedriveMaxReceiveCount/MinValue"),
+        json!(2),
+    );
+    fails(check_retry_budget(&t), "MinValue 2 allows counts below 51");
+    let t = set(
+        real(),
+        &format!("{params}/RedriveMaxReceiveCount/MaxValue"),
+        json!(5000),
+    );
+    fails(check_retry_budget(&t), "MaxValue 5000");
+    let t = set(
+        real(),
+        "/Resources/EventQueue/Properties/RedrivePolicy/maxReceiveCount",
+        json!(338),
+    );
+    fails(
+        check_retry_budget(&t),
+        "maxReceiveCount is not !Ref RedriveMaxReceiveCount",
+    );
+    let t = remove(
+        real(),
+        "/Resources/WorkerFunction/Properties/Environment/Variables/REDRIVE_MAX_RECEIVE_COUNT",
+    );
+    fails(
+        check_retry_budget(&t),
+        "REDRIVE_MAX_RECEIVE_COUNT is not !Ref RedriveMaxReceiveCount",
+    );
+    let t = remove(real(), &format!("{params}/RetryWindowSecs"));
+    fails(check_retry_budget(&t), "parameter RetryWindowSecs: no");
+    // The rule itself, at the defaults and at the extremes.
+    assert_eq!(redrive_needed(259_200, 3_600, 0), 338);
+    assert_eq!(redrive_needed(1, 43_200, 0), 51);
+    assert_eq!(redrive_needed(1, 43_200, 100), 102);
+}
+
+#[test]
+fn alarm_specs_check_fails() {
+    let specs = alarm_specs();
+    let t = remove(real(), "/Resources/DeadLetterQueueAgeAlarm");
+    fails(
+        check_alarm_specs(&t, &specs),
+        "no alarm DeadLetterQueueAgeAlarm",
+    );
+    let t = remove(real(), "/Resources/ParkedAlarm/Properties/TreatMissingData");
+    fails(
+        check_alarm_specs(&t, &specs),
+        "ParkedAlarm: TreatMissingData is missing",
+    );
+    // The ESP alarm on a fixed ESP instead of the configured one.
+    let t = set(
+        real(),
+        "/Resources/EspRetriesAlarm/Properties/Dimensions/0/Value",
+        json!("loops"),
+    );
+    fails(check_alarm_specs(&t, &specs), "EspRetriesAlarm: Dimensions");
+    // A dimension the code does not emit: the alarm would watch a metric that never exists.
+    let t = set(
+        real(),
+        "/Resources/ParkedAlarm/Properties/Dimensions",
+        json!([{"Name": "Provider", "Value": "loops"}]),
+    );
+    fails(check_alarm_specs(&t, &specs), "ParkedAlarm: Dimensions");
+    let t = set(
+        real(),
+        "/Resources/SparkloopRetriesAlarm/Properties/Threshold",
+        json!(20),
+    );
+    fails(
+        check_alarm_specs(&t, &specs),
+        "SparkloopRetriesAlarm: Threshold",
+    );
+    let t = set(
+        real(),
+        "/Resources/SparkloopRetriesAlarm/Properties/Period",
+        json!(3600),
+    );
+    fails(
+        check_alarm_specs(&t, &specs),
+        "SparkloopRetriesAlarm: Period",
+    );
+    let t = set(
+        real(),
+        "/Resources/DeadLetterQueueAgeAlarm/Properties/Dimensions/0/Value",
+        json!({"Fn::GetAtt": ["EventQueue", "QueueName"]}),
+    );
+    fails(
+        check_alarm_specs(&t, &specs),
+        "DeadLetterQueueAgeAlarm: Dimensions",
+    );
+    let t = remove(
+        real(),
+        "/Resources/ReconcileRefusedAlarm/Properties/OKActions",
+    );
+    fails(
+        check_alarm_specs(&t, &specs),
+        "ReconcileRefusedAlarm: OKActions",
+    );
+    // A dashboard whose retries line is a literal, not the alarm's parameter.
+    let t = real();
+    let body = sub_string(&t["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
+        .expect("dashboard is a !Sub")
+        .replace("${OutboundRetryAlarmThreshold}", "20");
+    let t = set(
+        t,
+        "/Resources/Dashboard/Properties/DashboardBody",
+        json!({"Fn::Sub": body}),
+    );
+    fails(
+        check_alarm_specs(&t, &specs),
+        "threshold OutboundRetryAlarmThreshold is not on the dashboard",
+    );
+    // The dashboard still parses: the unquoted Number parameter became its default.
+    let body = dashboard(&real()).expect("dashboard parses");
+    assert!(body.to_string().contains("\"value\":20"), "{body}");
+}
+
+#[test]
+fn parameter_docs_check_fails() {
+    let doc = OPERATIONS.replace(
+        "| `RedriveMaxReceiveCount` | `338` |",
+        "| `RedriveMaxReceiveCount` | `10` |",
+    );
+    fails(
+        check_parameter_docs(&real(), &doc),
+        "shows RedriveMaxReceiveCount defaulting to \"10\", the template to \"338\"",
+    );
+    let t = set(real(), "/Parameters/RetryWindowSecs/Default", json!(86_400));
+    fails(
+        check_parameter_docs(&t, OPERATIONS),
+        "shows RetryWindowSecs defaulting to \"259200\"",
+    );
+    let doc = OPERATIONS.replace("| `RetryWindowSecs` |", "| RetryWindowSecs |");
+    fails(
+        check_parameter_docs(&real(), &doc),
+        "parameter RetryWindowSecs is not in",
+    );
+    let doc = OPERATIONS.replace("in order per subscriber", "in order");
+    fails(
+        check_parameter_docs(&real(), &doc),
+        "does not state the promise",
+    );
+    assert_eq!(
+        documented_parameters(
+            "### 1.4 Parameters\n\n| Parameter | Default |\n|---|---|\n| `A` (NoEcho) | `\"\"` | x |\n### 2. Next\n| `B` | `1` |"
+        ),
+        vec![("A".to_string(), "`\"\"`".to_string())]
+    );
+}
+
+#[test]
+fn wiring_check_fails_for_the_retry_budget() {
+    let t = remove(
+        real(),
+        "/Resources/WorkerFunction/Properties/Environment/Variables/RETRY_WINDOW_SECS",
+    );
+    fails(
+        check_wiring(&t),
+        "RETRY_WINDOW_SECS is not !Ref RetryWindowSecs",
+    );
+    let t = remove(
+        real(),
+        "/Resources/ReconcilerFunction/Properties/Environment/Variables/RECONCILE_MAX_UNSUBSCRIBE_SHARE",
+    );
+    fails(
+        check_wiring(&t),
+        "RECONCILE_MAX_UNSUBSCRIBE_SHARE is not !Ref ReconcileMaxUnsubscribeShare",
     );
 }
