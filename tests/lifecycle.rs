@@ -541,18 +541,19 @@ async fn esputnik_pending_and_rejected() {
     assert_eq!(
         paths,
         [
-            "/api/v1/contact",
+            "/api/v1/contacts",
             "/api/v1/emails/unsubscribed/add",
-            "/api/v1/contact"
+            "/api/v1/contacts"
         ]
     );
     assert_eq!(
         calls[0].2,
-        json!({"channels": [{"type": "email", "value": email}], "fields": [{"id": 501, "value": "pending"}], "firstName": "Ann"})
+        json!({"contacts": [{"channels": [{"type": "email", "value": email}], "fields": [{"id": 501, "value": "pending"}], "firstName": "Ann"}],
+               "dedupeOn": "email", "customFieldsIDs": [501]})
     );
     assert_eq!(calls[1].2, json!({"emails": [email]}));
     assert_eq!(
-        calls[2].2["fields"],
+        calls[2].2["contacts"][0]["fields"],
         json!([{"id": 501, "value": "rejected"}])
     );
     let auth = esp.received_requests().await.unwrap()[0]
@@ -639,9 +640,9 @@ async fn esputnik_pending_then_engagement_then_verified() {
     .await;
     let calls = bodies(&esp).await;
     let paths: Vec<&str> = calls.iter().map(|c| c.1.as_str()).collect();
-    assert_eq!(paths, ["/api/v1/contact", "/api/v1/contact"]);
+    assert_eq!(paths, ["/api/v1/contacts", "/api/v1/contacts"]);
     assert_eq!(
-        calls[1].2["fields"],
+        calls[1].2["contacts"][0]["fields"],
         json!([{"id": 501, "value": "verified"}])
     );
     assert!(sparkloop.received_requests().await.unwrap().is_empty());
@@ -684,4 +685,42 @@ async fn a_refused_loops_property_is_parked_with_what_to_create() {
         "{err}"
     );
     assert!(err.contains("sparkloopStatus"), "{err}");
+}
+
+/// A base URL one segment off (`https://app.loops.so/api/api`, say) answers 404 on every
+/// call: the add is a failure, parked with the body, and never recorded as done.
+#[tokio::test]
+async fn an_esp_404_is_parked_and_never_recorded_as_added() {
+    let sparkloop = MockServer::start().await;
+    let esp = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(404).set_body_string("<html>Not Found</html>"))
+        .mount(&esp)
+        .await;
+    let h = loops_harness(&sparkloop, &esp).await;
+    let email = "lost@example.com";
+    deliver(
+        &h,
+        &[partner_event(
+            "new_partner_pending_referral",
+            email,
+            "sub_l",
+            "pending",
+            CREATED,
+        )],
+    )
+    .await;
+    let dlq = h.dlq().await;
+    assert_eq!(dlq.len(), 1, "parked, not acknowledged as done");
+    let err = dlq[0].message_attributes().unwrap()["error"]
+        .string_value()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("404") && err.contains("Not Found"), "{err}");
+    let state = store(&h).get(email).await.unwrap();
+    assert_eq!(
+        state.and_then(|s| s.esp_status),
+        None,
+        "the reconciler and the screener must not read it as added"
+    );
 }

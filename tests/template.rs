@@ -19,7 +19,7 @@ const OPERATIONS: &str = include_str!("../docs/operations.md");
 
 /// The metrics the code emits (shared::telemetry::metrics, the worker, the screener, the
 /// reconciler).
-const METRICS: [&str; 11] = [
+const METRICS: [&str; 12] = [
     "WebhooksReceived",
     "WebhooksRefused",
     "AuthFailures",
@@ -30,6 +30,7 @@ const METRICS: [&str; 11] = [
     "EventsIgnored",
     "Parked",
     "ScreeningRejects",
+    "ScreeningNotEmailed",
     "ReconcileRefused",
 ];
 

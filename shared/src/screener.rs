@@ -119,6 +119,10 @@ pub struct ScreenReport {
     pub expired: usize,
     /// (email, why) for each referral below the criteria.
     pub rejected: Vec<(String, String)>,
+    /// Referrals below the criteria whose ESP add never succeeded: never emailed, so their
+    /// engagement says nothing. Reported and counted, left pending.
+    #[serde(default)]
+    pub not_emailed: Vec<String>,
     pub dry_run: bool,
 }
 
@@ -203,6 +207,13 @@ pub async fn run(
                         .map_err(|e| e.to_string())?;
                 }
             }
+            Verdict::Reject(_) if state.esp_status.is_none() => {
+                tracing::warn!(email = %crate::core::mask::mask_email(&state.email), dry_run, "below the screening criteria, but never added to the ESP (so never emailed): not rejected");
+                if !dry_run {
+                    metrics::count("ScreeningNotEmailed", 1, &[]);
+                }
+                report.not_emailed.push(state.email.clone());
+            }
             Verdict::Reject(why) => {
                 tracing::info!(email = %crate::core::mask::mask_email(&state.email), reason = %why, dry_run, "below the screening criteria");
                 if !dry_run {
@@ -264,10 +275,36 @@ mod tests {
         );
     }
 
-    /// Two referrals due now without a click: only the strict partner's is rejected.
+    /// Records that the referral's ESP add succeeded, as the worker's completion does.
+    async fn added_to_esp(store: &MemoryStore, email: &str) {
+        use crate::core::dedupe::LeaseRequest;
+        use crate::core::lifecycle::StateWrite;
+        use crate::ports::IdempotencyStore;
+        let lease = LeaseRequest {
+            owner: "w".into(),
+            payload_hash: "h".into(),
+            now_ms: 0,
+            lease_until_ms: i64::MAX,
+            expires_at: i64::MAX / 2_000,
+        };
+        store.acquire(email, &lease).await.unwrap();
+        let added = StateWrite::EspStatus {
+            email: email.into(),
+            status: "added (new_partner_pending_referral)".into(),
+            at: DateTime::from_timestamp(0, 0).unwrap(),
+        };
+        assert!(store
+            .complete(email, "w", 0, "done", &[added])
+            .await
+            .unwrap());
+    }
+
+    /// Three referrals due now without a click: only the strict partner's that was emailed
+    /// is rejected; the one whose ESP add never succeeded is reported as not emailed.
     #[tokio::test]
     async fn each_referral_is_judged_by_its_partners_rule() {
-        let store: Arc<dyn SubscriberStore> = Arc::new(MemoryStore::new());
+        let memory_store = Arc::new(MemoryStore::new());
+        let store: Arc<dyn SubscriberStore> = memory_store.clone();
         let memory = Arc::new(MemoryQueue::new(
             std::time::Duration::from_secs(30),
             5,
@@ -275,7 +312,11 @@ mod tests {
         ));
         let queue: Arc<dyn EventQueue> = memory.clone();
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        for (email, partner) in [("s@x.io", "partner_strict"), ("o@x.io", "partner_other")] {
+        for (email, partner) in [
+            ("s@x.io", "partner_strict"),
+            ("o@x.io", "partner_other"),
+            ("never@x.io", "partner_strict"),
+        ] {
             store
                 .apply_transition(&Transition {
                     email: email.into(),
@@ -291,11 +332,26 @@ mod tests {
                 .await
                 .unwrap();
         }
+        added_to_esp(&memory_store, "s@x.io").await;
+        added_to_esp(&memory_store, "o@x.io").await;
         let report = run(&store, &queue, &config(), now, false).await.unwrap();
-        assert_eq!((report.checked, report.passed), (2, 1));
+        assert_eq!((report.checked, report.passed), (3, 1));
         assert_eq!(report.rejected.len(), 1);
         assert_eq!(report.rejected[0].0, "s@x.io");
         assert_eq!(report.rejected[0].1, "clicks 0/1");
-        assert_eq!(memory.depth(), 1, "one reject queued");
+        assert_eq!(report.not_emailed, ["never@x.io"]);
+        assert_eq!(
+            memory.depth(),
+            1,
+            "one reject queued, none for the referral never emailed"
+        );
+        let left = store
+            .screening_candidates(now + Duration::days(1))
+            .await
+            .unwrap();
+        assert!(
+            left.iter().any(|s| s.email == "never@x.io"),
+            "the referral never emailed stays pending"
+        );
     }
 }

@@ -500,7 +500,7 @@ pub struct FakeApiState {
 }
 
 /// SparkLoop (`PUT /v2/subscribers/...`), Loops (`PUT /api/v1/contacts/update`) and eSputnik
-/// (`POST /api/v1/contact`, `POST /api/v1/emails/unsubscribed/add`) on one local server.
+/// (`POST /api/v1/contacts`, `POST /api/v1/emails/unsubscribed/add`) on one local server.
 /// Faults apply to SparkLoop calls only.
 pub struct FakeApis {
     pub url: String,
@@ -619,9 +619,9 @@ fn classify_call(
             };
             Some(("loops", op.into(), email))
         }
-        ("POST", "/api/v1/contact") => {
+        ("POST", "/api/v1/contacts") => {
             let email = body
-                .pointer("/channels/0/value")
+                .pointer("/contacts/0/channels/0/value")
                 .and_then(|v| v.as_str())?
                 .to_string();
             Some(("esputnik", "contact".into(), email))
