@@ -1103,6 +1103,7 @@ const WIRED: &[(&str, &[(&str, &str)])] = &[
             ("MAX_ATTEMPTS", "MaxAttempts"),
             ("REDRIVE_MAX_RECEIVE_COUNT", "RedriveMaxReceiveCount"),
             ("CONFIRM_SIGNUPS", "ConfirmSignups"),
+            ("WORKER_MAX_CONCURRENCY", "WorkerMaxConcurrency"),
         ],
     ),
     (
@@ -1113,6 +1114,7 @@ const WIRED: &[(&str, &[(&str, &str)])] = &[
         "ReconcilerFunction",
         &[
             ("RECONCILE_DRY_RUN", "ReconcileDryRun"),
+            ("WORKER_MAX_CONCURRENCY", "WorkerMaxConcurrency"),
             (
                 "RECONCILE_MAX_UNSUBSCRIBE_SHARE",
                 "ReconcileMaxUnsubscribeShare",
