@@ -50,13 +50,37 @@ fn is_hex64(s: &str) -> bool {
 }
 
 /// Whatever ingest accepts must come back out of the queue intact: the worker reads the
-/// message with `serde_json::from_str::<Envelope>`.
+/// message with `serde_json::from_str::<Envelope>`. The message is one SQS accepts, and the
+/// payload is the provider's text with only the characters SQS refuses escaped.
 fn round_trips(provider: Provider, dedupe_id: String, n: Normalized) -> Result<(), TestCaseError> {
     let env = Envelope::new(provider, dedupe_id, Utc::now(), n);
     let msg = shared::ingest::to_message(&env);
+    prop_assert!(
+        sqs_accepts(&msg.body),
+        "SQS refuses the body: {:?}",
+        msg.body
+    );
+    for (k, v) in &msg.attributes {
+        prop_assert!(
+            sqs_accepts(k) && sqs_accepts(v),
+            "SQS refuses {}={:?}",
+            k,
+            v
+        );
+    }
     let back: Envelope = serde_json::from_str(&msg.body)
         .map_err(|e| TestCaseError::fail(format!("queued envelope does not parse back: {e}")))?;
-    prop_assert_eq!(back.payload.get(), env.payload.get(), "payload verbatim");
+    prop_assert_eq!(
+        back.payload.get(),
+        escaped(env.payload.get()),
+        "payload verbatim but for escapes"
+    );
+    if let (Ok(a), Ok(b)) = (
+        serde_json::from_str::<Value>(back.payload.get()),
+        serde_json::from_str::<Value>(env.payload.get()),
+    ) {
+        prop_assert_eq!(a, b, "the payload means the same JSON");
+    }
     prop_assert_eq!(&back.kind, &env.kind);
     prop_assert_eq!(&back.dedupe_id, &env.dedupe_id);
     prop_assert_eq!(&back.subscriber, &env.subscriber);
@@ -84,31 +108,48 @@ fn json_shape(body: &[u8]) -> Option<char> {
 // Loops: the payload parser
 // ---------------------------------------------------------------------------------------
 
+/// Loops: every JSON value is kept (an unknown shape as `unknown`); only what is not JSON is
+/// refused.
 fn check_loops_parse(body: &[u8]) -> Result<(), TestCaseError> {
     match loops::parse(body) {
         Ok(n) => {
-            prop_assert_eq!(
-                json_shape(body),
-                Some('{'),
-                "only JSON objects are accepted"
-            );
+            let shape = json_shape(body);
+            prop_assert!(shape.is_some(), "only JSON is accepted");
             prop_assert!(KNOWN_EVENTS.contains(&n.kind.as_str()) || n.kind == KIND_UNKNOWN);
+            if shape != Some('{') {
+                prop_assert_eq!(&n.kind, KIND_UNKNOWN, "a JSON value that is not an object");
+                prop_assert_eq!(&n.subscriber, &Default::default());
+            }
             prop_assert!(n.parked.is_none());
             prop_assert!(n.subscriber.email.as_deref() != Some(""));
+            prop_assert!(n
+                .occurred_at
+                .is_none_or(|t| (RFC3339_FIRST..=RFC3339_LAST).contains(&t.timestamp())));
             round_trips(Provider::Loops, "msg_1".into(), n)?;
         }
         Err(loops::ParseError::NotJson(_)) => prop_assert!(json_shape(body).is_none()),
-        Err(loops::ParseError::NoEventName) => prop_assert!(json_shape(body).is_some()),
     }
     Ok(())
 }
 
-/// What the Loops parser accepts for a well-formed object: the kind and the email.
-/// `contactIdentity` may also be an array of up to three strings/nulls: serde reads a struct
-/// from a sequence positionally (`[id, email, userId]`).
-fn loops_model(v: &Value) -> Result<(String, Option<String>), ()> {
-    let o = v.as_object().ok_or(())?;
-    let name = o.get("eventName").and_then(Value::as_str).ok_or(())?;
+/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the provider times RFC 3339 can write.
+const RFC3339_FIRST: i64 = -62_167_219_200;
+const RFC3339_LAST: i64 = 253_402_300_799;
+
+/// A provider's unix seconds as the parsers keep them: inside RFC 3339's years, else absent.
+fn model_time(v: Option<&Value>) -> Option<chrono::DateTime<Utc>> {
+    v.and_then(Value::as_i64)
+        .filter(|s| (RFC3339_FIRST..=RFC3339_LAST).contains(s))
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+}
+
+/// What the Loops parser reads from a well-formed value: the kind and the email. An object
+/// without a string `eventName`, or any other value, is `unknown`.
+fn loops_model(v: &Value) -> (String, Option<String>) {
+    let Some(o) = v.as_object() else {
+        return (KIND_UNKNOWN.to_string(), None);
+    };
+    let name = o.get("eventName").and_then(Value::as_str).unwrap_or("");
     // Read leniently (a wrong-typed field must not turn an unsubscribe into a 400): only a
     // string email inside an object counts; anything else is no email.
     let email = o
@@ -122,22 +163,28 @@ fn loops_model(v: &Value) -> Result<(String, Option<String>), ()> {
     } else {
         KIND_UNKNOWN.to_string()
     };
-    Ok((kind, email.filter(|e| !e.is_empty())))
+    (kind, email.filter(|e| !e.is_empty()))
 }
 
 // ---------------------------------------------------------------------------------------
 // SparkLoop: the payload parser
 // ---------------------------------------------------------------------------------------
 
+/// SparkLoop: every JSON value is kept (an unknown shape as `unknown`, keyed by its hash);
+/// only what is not JSON is refused.
 fn check_sparkloop_parse(body: &[u8]) -> Result<(), TestCaseError> {
     match sparkloop::parse(body) {
         Ok((id, n)) => {
-            prop_assert_eq!(
-                json_shape(body),
-                Some('{'),
-                "only JSON objects are accepted"
-            );
+            let shape = json_shape(body);
+            prop_assert!(shape.is_some(), "only JSON is accepted");
             prop_assert!(KNOWN_TYPES.contains(&n.kind.as_str()) || n.kind == KIND_UNKNOWN);
+            if shape != Some('{') {
+                prop_assert_eq!(&n.kind, KIND_UNKNOWN, "a JSON value that is not an object");
+                prop_assert_eq!(&n.subscriber, &Default::default());
+            }
+            prop_assert!(n
+                .occurred_at
+                .is_none_or(|t| (RFC3339_FIRST..=RFC3339_LAST).contains(&t.timestamp())));
             prop_assert!(is_hex64(&id), "dedupe id is a sha256: {}", id);
             let (again, _) = sparkloop::parse(body).unwrap();
             prop_assert_eq!(&again, &id, "a retry has the same dedupe id");
@@ -147,14 +194,6 @@ fn check_sparkloop_parse(body: &[u8]) -> Result<(), TestCaseError> {
             round_trips(Provider::Sparkloop, id, n)?;
         }
         Err(sparkloop::ParseError::NotJson(_)) => prop_assert!(json_shape(body).is_none()),
-        Err(sparkloop::ParseError::NotAnObject) => {
-            let shape = json_shape(body);
-            prop_assert!(
-                shape.is_some() && shape != Some('{'),
-                "not an object: {:?}",
-                shape
-            );
-        }
     }
     Ok(())
 }
@@ -202,6 +241,10 @@ fn check_split(body: &[u8], tz: Tz) -> Result<(), TestCaseError> {
             &el2.dedupe_id,
             "a retry has the same dedupe ids"
         );
+        prop_assert!(el
+            .event
+            .occurred_at
+            .is_none_or(|t| (RFC3339_FIRST..=RFC3339_LAST).contains(&t.timestamp())));
         if el.event.kind == KIND_PARKED {
             prop_assert!(el.event.parked.as_deref().is_some_and(|r| !r.is_empty()));
         } else {
@@ -337,16 +380,11 @@ proptest! {
         let body = v.to_string();
         let v: Value = serde_json::from_str(&body).unwrap(); // as the parser reads it
         check_loops_parse(body.as_bytes())?;
-        match (loops::parse(body.as_bytes()), loops_model(&v)) {
-            (Ok(n), Ok((kind, email))) => {
-                prop_assert_eq!(&n.kind, &kind);
-                prop_assert_eq!(n.subscriber.email, email);
-                let want_time = v.get("eventTime").and_then(Value::as_i64).and_then(|s| chrono::DateTime::from_timestamp(s, 0));
-                prop_assert_eq!(n.occurred_at, want_time);
-            }
-            (Err(loops::ParseError::NoEventName), Err(())) => {}
-            (got, want) => prop_assert!(false, "{body}: got {:?}, model {:?}", got.map(|n| n.kind), want),
-        }
+        let n = loops::parse(body.as_bytes()).expect("every JSON object is accepted");
+        let (kind, email) = loops_model(&v);
+        prop_assert_eq!(&n.kind, &kind, "{}", body);
+        prop_assert_eq!(n.subscriber.email, email, "{}", body);
+        prop_assert_eq!(n.occurred_at, model_time(v.get("eventTime")), "{}", body);
     }
 
     #[test]
@@ -373,6 +411,7 @@ proptest! {
         let field = |k: &str| sub.and_then(|s| s.get(k)).map(text_of).filter(|s| !s.is_empty());
         prop_assert_eq!(n.subscriber.email, field("email"));
         prop_assert_eq!(n.subscriber.sparkloop_id, field("id").or_else(|| field("uuid")));
+        prop_assert_eq!(n.occurred_at, model_time(sub.and_then(|s| s.get("created_at"))));
     }
 
     #[test]
@@ -655,17 +694,14 @@ fn deep_nesting_is_an_error_or_kept_verbatim_never_a_stack_overflow() {
                             let (_, n) = sparkloop::parse(b).unwrap();
                             assert_eq!(n.kind, "new_referral", "{ctx}");
                         }
+                        // valid JSON of an unknown shape: kept verbatim as unknown
                         Nest::Arrays => {
-                            assert_eq!(
-                                loops::parse(b).unwrap_err(),
-                                loops::ParseError::NoEventName,
-                                "{ctx}"
-                            );
-                            assert_eq!(
-                                sparkloop::parse(b).unwrap_err(),
-                                sparkloop::ParseError::NotAnObject,
-                                "{ctx}"
-                            );
+                            let n = loops::parse(b).unwrap();
+                            assert_eq!(n.kind, KIND_UNKNOWN, "{ctx}");
+                            assert_eq!(n.payload.get(), body, "{ctx}");
+                            let (_, n) = sparkloop::parse(b).unwrap();
+                            assert_eq!(n.kind, KIND_UNKNOWN, "{ctx}");
+                            assert_eq!(n.payload.get(), body, "{ctx}");
                             assert_eq!(esputnik::split(b, Tz::UTC).len(), 1, "{ctx}");
                         }
                         _ => {}

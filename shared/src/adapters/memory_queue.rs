@@ -1,5 +1,7 @@
 //! An in-memory queue with SQS semantics that matter to the bridge: visibility timeouts,
 //! receive counts and redrive to a dead-letter queue. The embedded default of `sparkbridge dev`.
+//! Messages are stored as SQS would accept them (`sqs::sqs_safe`), so dev sees what a
+//! deployment sees.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -8,6 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
+use crate::adapters::sqs::sqs_safe;
 use crate::ports::{EventQueue, OutboundMessage, QueueError};
 
 #[derive(Debug, Clone)]
@@ -125,6 +128,7 @@ impl MemoryQueue {
     }
 
     pub fn send_to_dlq(&self, message: OutboundMessage) {
+        let message = sqs_safe(message);
         let mut st = self.lock();
         st.seq += 1;
         let id = format!("dlq-{}", st.seq);
@@ -156,7 +160,7 @@ impl MemoryQueue {
     fn push(&self, messages: Vec<OutboundMessage>) {
         let mut st = self.lock();
         let now = Instant::now();
-        for m in messages {
+        for m in messages.into_iter().map(sqs_safe) {
             st.seq += 1;
             let id = format!("msg-{}", st.seq);
             st.main.push(StoredMessage {
@@ -176,6 +180,8 @@ impl MemoryQueue {
 #[async_trait]
 impl EventQueue for MemoryQueue {
     async fn enqueue(&self, messages: Vec<OutboundMessage>) -> Result<(), QueueError> {
+        // sized as SQS would see them: escaping makes a body longer
+        let messages: Vec<OutboundMessage> = messages.into_iter().map(sqs_safe).collect();
         if let Some(m) = messages.iter().find(|m| m.size() > self.max_bytes) {
             return Err(QueueError::TooLarge {
                 size: m.size(),
@@ -188,6 +194,19 @@ impl EventQueue for MemoryQueue {
 
     fn max_message_bytes(&self) -> usize {
         self.max_bytes
+    }
+}
+
+#[async_trait]
+impl crate::ports::WorkQueue for MemoryQueue {
+    async fn delay(&self, receipt_handle: &str, secs: u64) -> Result<(), QueueError> {
+        self.change_visibility(receipt_handle, secs);
+        Ok(())
+    }
+
+    async fn park(&self, message: OutboundMessage) -> Result<(), QueueError> {
+        self.send_to_dlq(message);
+        Ok(())
     }
 }
 
@@ -242,17 +261,31 @@ mod tests {
         ));
         assert_eq!(q.depth(), 0);
     }
-}
 
-#[async_trait]
-impl crate::ports::WorkQueue for MemoryQueue {
-    async fn delay(&self, receipt_handle: &str, secs: u64) -> Result<(), QueueError> {
-        self.change_visibility(receipt_handle, secs);
-        Ok(())
-    }
-
-    async fn park(&self, message: OutboundMessage) -> Result<(), QueueError> {
-        self.send_to_dlq(message);
-        Ok(())
+    #[tokio::test]
+    async fn stores_messages_as_sqs_would_accept_them() {
+        let q = MemoryQueue::new(Duration::from_secs(60), 3, 1_000);
+        let raw = OutboundMessage {
+            body: "{\"name\":\"x\u{ffff}\"}".into(),
+            attributes: BTreeMap::from([("kind".into(), "k\u{fffe}".into())]),
+        };
+        q.enqueue(vec![raw.clone()]).await.unwrap();
+        let got = q.receive(10);
+        assert_eq!(got[0].body, r#"{"name":"x\uffff"}"#);
+        assert_eq!(got[0].attributes["kind"], "k\u{fffd}");
+        crate::ports::WorkQueue::park(&q, raw).await.unwrap();
+        assert_eq!(q.dlq()[0].body, r#"{"name":"x\uffff"}"#);
+        assert_eq!(q.dlq()[0].attributes["kind"], "k\u{fffd}");
+        // the size limit applies to the message as stored: 3 bytes become 6
+        let tight = MemoryQueue::new(Duration::from_secs(60), 3, "\"\\uffff\"".len() + 3);
+        let m = |body: &str| OutboundMessage {
+            body: body.into(),
+            attributes: BTreeMap::new(),
+        };
+        assert!(tight.enqueue(vec![m("\"\u{ffff}\"")]).await.is_ok());
+        assert!(matches!(
+            tight.enqueue(vec![m("\"\u{ffff}\u{ffff}\"")]).await,
+            Err(QueueError::TooLarge { .. })
+        ));
     }
 }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use aws_sdk_sqs::Client;
 
+use crate::core::sqs_text;
 use crate::ports::{EventQueue, OutboundMessage, QueueError};
 
 /// SQS's historical per-message and per-batch limit. AWS raised the maximum to 1 MiB in
@@ -96,6 +97,27 @@ fn entry(id: &str, m: &OutboundMessage) -> Result<SendMessageBatchRequestEntry, 
         .map_err(|e| QueueError::Unavailable(e.to_string()))
 }
 
+/// `message` as SQS accepts it: in the body (always a JSON envelope) every character SQS
+/// refuses is written as its JSON escape, so the body still reads as the same JSON value; in
+/// attribute values it is replaced by U+FFFD (`core::sqs_text`). Every send goes through
+/// this, so no provider text (an authenticated body with a raw U+FFFF, an error message
+/// quoting one) can make SQS refuse a message and ingest answer 503 for the same bytes forever.
+pub fn sqs_safe(message: OutboundMessage) -> OutboundMessage {
+    let clean = sqs_text::is_clean(&message.body)
+        && message.attributes.values().all(|v| sqs_text::is_clean(v));
+    if clean {
+        return message;
+    }
+    OutboundMessage {
+        body: sqs_text::into_json_body(message.body),
+        attributes: message
+            .attributes
+            .into_iter()
+            .map(|(k, v)| (k, sqs_text::into_attribute_value(v)))
+            .collect(),
+    }
+}
+
 /// Groups messages into SendMessageBatch calls: at most 10 entries and `max` bytes each.
 pub fn chunks(messages: &[OutboundMessage], max: usize) -> Vec<&[OutboundMessage]> {
     let mut out = Vec::new();
@@ -118,6 +140,8 @@ pub fn chunks(messages: &[OutboundMessage], max: usize) -> Vec<&[OutboundMessage
 #[async_trait]
 impl EventQueue for SqsQueue {
     async fn enqueue(&self, messages: Vec<OutboundMessage>) -> Result<(), QueueError> {
+        // sized as sent: escaping makes a body longer
+        let messages: Vec<OutboundMessage> = messages.into_iter().map(sqs_safe).collect();
         if let Some(m) = messages.iter().find(|m| m.size() > self.max_bytes) {
             return Err(QueueError::TooLarge {
                 size: m.size(),
@@ -157,6 +181,29 @@ mod tests {
         assert!(chunks(&[], 1_000).is_empty());
         let one = [msg(1_000)];
         assert_eq!(chunks(&one, 1_000).len(), 1);
+    }
+
+    #[test]
+    fn messages_are_made_sqs_safe_before_sending() {
+        let m = OutboundMessage {
+            body: "{\"payload\":{\"name\":\"a\u{ffff}b\u{fffe}\"}}".into(),
+            attributes: [
+                ("kind".to_string(), "unknown".to_string()),
+                (
+                    "parked_reason".to_string(),
+                    "bad \u{ffff} \u{1}".to_string(),
+                ),
+            ]
+            .into(),
+        };
+        let safe = sqs_safe(m.clone());
+        assert_eq!(safe.body, r#"{"payload":{"name":"a\uffffb\ufffe"}}"#);
+        assert_eq!(safe.attributes["kind"], "unknown");
+        assert_eq!(safe.attributes["parked_reason"], "bad \u{fffd} \u{fffd}");
+        let a: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&safe.body).unwrap();
+        assert_eq!(a, b, "the body means the same JSON");
+        assert_eq!(sqs_safe(safe.clone()), safe, "nothing left to change");
     }
 }
 
@@ -211,6 +258,7 @@ impl crate::ports::WorkQueue for SqsWorkQueue {
     }
 
     async fn park(&self, message: OutboundMessage) -> Result<(), QueueError> {
+        let message = sqs_safe(message);
         let mut req = self
             .client
             .send_message()

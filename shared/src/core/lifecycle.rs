@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 use crate::core::envelope::Envelope;
 use crate::core::rules::Signal;
+use crate::core::time;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -133,10 +134,12 @@ pub enum StateWrite {
         at: DateTime<Utc>,
     },
     /// The address now seen for an ESP contact id (email-change detection). Written with the
-    /// completion, so a change whose SparkLoop call failed is seen again on the retry.
+    /// completion, so a change whose SparkLoop call failed is seen again on the retry; `at` is
+    /// the event's time, and the write never replaces an address seen at a later time.
     ContactEmail {
         contact_key: String,
         email: String,
+        at: DateTime<Utc>,
     },
 }
 
@@ -242,7 +245,12 @@ pub fn plan(env: &Envelope, cfg: &LifecycleConfig) -> Plan {
     let p = env.payload_value();
     let sub = p.get("subscriber");
     let email = s(sub.and_then(|x| x.get("email"))).or_else(|| env.subscriber.email.clone());
-    let at = env.occurred_at.unwrap_or(env.received_at);
+    // A provider time outside what the store can write (a queued envelope may predate the
+    // parsers' own check) is no time: the receipt time stands in.
+    let at = env
+        .occurred_at
+        .and_then(time::within_range)
+        .unwrap_or(env.received_at);
     let transition = |status: ReferralStatus,
                       screening: Option<(DateTime<Utc>, DateTime<Utc>)>,
                       email: &str| Transition {
@@ -305,7 +313,9 @@ pub fn plan(env: &Envelope, cfg: &LifecycleConfig) -> Plan {
                     Plan {
                         transition: Some(transition(
                             status,
-                            Some((at, at + Duration::days(days))),
+                            // never panics: a period too long for any date ends at
+                            // 9999-12-31T23:59:59Z (`time::add_days_clamped`)
+                            Some((at, time::add_days_clamped(at, days))),
                             &email,
                         )),
                         esp: vec![EspCall::Upsert {
@@ -458,10 +468,20 @@ pub fn screen(
     ) else {
         return Verdict::NotDue;
     };
-    if now + before_end < deadline {
+    // Compared as `deadline ± before_end`, saturating at chrono's ends: a huge window or a
+    // far deadline reads as "not due" or "judged", never as a panic.
+    let (low, high) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+    let negative = before_end < Duration::zero();
+    let due_from = deadline
+        .checked_sub_signed(before_end)
+        .unwrap_or(if negative { high } else { low });
+    let judged_until = deadline
+        .checked_add_signed(before_end)
+        .unwrap_or(if negative { low } else { high });
+    if now < due_from {
         return Verdict::NotDue;
     }
-    if now - before_end > deadline {
+    if now > judged_until {
         return Verdict::Expired;
     }
     let in_window = |e: &&SignalEntry| e.at >= start && e.at <= deadline;

@@ -13,5 +13,7 @@ pub mod rules;
 pub mod secret;
 pub mod sender;
 pub mod sparkloop;
+pub mod sqs_text;
+pub mod time;
 
 pub use envelope::{Envelope, Normalized, Provider, Subscriber};

@@ -14,12 +14,16 @@ use lambda_http::{Body, Response};
 
 pub use error::IngestError;
 
+use crate::adapters::sqs::sqs_safe;
 use crate::core::envelope::{truncate, Envelope};
 use crate::core::mask::{mask_opt, sanitize};
 use crate::ports::{EventQueue, OutboundMessage};
 use crate::telemetry::metrics;
 
 /// Message attributes copied from the envelope, so the DLQ can be read without parsing bodies.
+/// The message is already as SQS accepts it (`adapters::sqs::sqs_safe`: characters SQS refuses
+/// escaped in the body, replaced in attributes), so its size is the size the queue sees; the
+/// queue adapters apply the same rule to whatever else they are given.
 pub fn to_message(env: &Envelope) -> OutboundMessage {
     let mut attributes = BTreeMap::from([
         ("provider".to_string(), env.provider.to_string()),
@@ -29,10 +33,10 @@ pub fn to_message(env: &Envelope) -> OutboundMessage {
     if let Some(reason) = &env.parked {
         attributes.insert("parked_reason".to_string(), truncate(reason, 256));
     }
-    OutboundMessage {
+    sqs_safe(OutboundMessage {
         body: serde_json::to_string(env).expect("envelopes always serialize"),
         attributes,
-    }
+    })
 }
 
 /// Queues every envelope, all or nothing from the provider's point of view: any failure

@@ -1,7 +1,7 @@
 //! Hostile inputs shared by the hostile-input property tests: `shared/tests/hostile_parsers.rs`
 //! (the pure parsers and verifiers) and `tests/hostile.rs` (the ingest handlers, which include
-//! this file with `#[path]`). Only `proptest`, `serde_json` and `shared` are used, so both
-//! crates can compile it.
+//! this file with `#[path]`). Only `proptest`, `serde`, `serde_json` and `shared` are used, so
+//! both crates can compile it.
 //!
 //! What is covered: arbitrary bytes (mostly invalid UTF-8), odd Unicode (BOM, NUL, bidi
 //! overrides, line/paragraph separators, combining marks, the last code point), JSON-ish
@@ -727,4 +727,29 @@ pub fn huge(size: usize, shape: u8, seed: u64) -> Vec<u8> {
             .collect::<String>()
             .into_bytes(),
     }
+}
+
+/// What SQS accepts in a message body or a string attribute value, written from its
+/// documentation: `#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF`.
+pub fn sqs_accepts(text: &str) -> bool {
+    text.chars().all(|c| {
+        matches!(
+            u32::from(c),
+            0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF
+        )
+    })
+}
+
+/// JSON `text` as it is queued: U+FFFE and U+FFFF written as JSON escapes, the only
+/// characters SQS refuses that valid JSON can hold raw (controls it cannot).
+pub fn escaped(text: &str) -> String {
+    text.replace('\u{fffe}', "\\ufffe")
+        .replace('\u{ffff}', "\\uffff")
+}
+
+/// Whether `body` is JSON (UTF-8 text holding one JSON value), decided without the parsers.
+pub fn is_json(body: &[u8]) -> bool {
+    std::str::from_utf8(body)
+        .ok()
+        .is_some_and(|t| serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok())
 }

@@ -146,12 +146,14 @@ mod tests {
         let basic_only = WebhookAuth::new(s("user"), s("p:ss"), None, false).unwrap();
         let open = WebhookAuth::new(None, None, None, true).unwrap();
         let good = basic("user", "p:ss");
-        let cases: Vec<(
-            &WebhookAuth,
+        /// (configuration, Authorization header, `?token=`, answer)
+        type Case<'a> = (
+            &'a WebhookAuth,
             Option<String>,
-            Option<&str>,
+            Option<&'a str>,
             Result<(), AuthError>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (&both, Some(good.clone()), None, Ok(())),
             (&both, None, Some("tok"), Ok(())),
             (&both, Some(basic("user", "wrong")), Some("tok"), Ok(())),

@@ -1,6 +1,6 @@
 //! eSputnik activity events: a JSON array, one element per activity.
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use crate::core::envelope::{
     derive_dedupe_id, raw_string, sha256_hex, Normalized, Subscriber, KIND_PARKED, KIND_UNKNOWN,
 };
+use crate::core::time;
 
 /// Every `activityStatus` eSputnik documents (esputnik.md §2.2).
 pub const KNOWN_STATUSES: &[&str] = &[
@@ -151,16 +152,23 @@ fn id_text(v: &serde_json::Value) -> String {
 }
 
 /// `activityDateTime` has no offset ("2023-09-14T08:30:03"); it is read in the configured zone.
+/// A time that is not one, or lies outside what RFC 3339 can write once in UTC (year 9999 late
+/// on 31 December west of UTC, a five-digit year), is absent: the receipt time stands in.
 pub(crate) fn localize(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
     if let Ok(with_offset) = DateTime::parse_from_rfc3339(text) {
-        return Some(with_offset.with_timezone(&Utc));
+        return time::within_range(with_offset.with_timezone(&Utc));
     }
     let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
         .ok()?;
+    // four-digit years only: the zone's offset then cannot reach the ends of chrono's range
+    if !(0..=9999).contains(&naive.year()) {
+        return None;
+    }
     tz.from_local_datetime(&naive)
         .earliest()
         .map(|d| d.with_timezone(&Utc))
+        .and_then(time::within_range)
 }
 
 #[cfg(test)]
@@ -286,5 +294,42 @@ mod tests {
             );
         }
         assert!(localize("yesterday", Tz::UTC).is_none());
+    }
+
+    #[test]
+    fn times_outside_what_rfc3339_writes_are_absent() {
+        let new_york: Tz = "America/New_York".parse().unwrap();
+        let kiritimati: Tz = "Pacific/Kiritimati".parse().unwrap();
+        let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
+        for (text, tz, want) in [
+            (
+                "9999-12-31T23:59:59",
+                Tz::UTC,
+                Some("9999-12-31T23:59:59+00:00"),
+            ),
+            ("9999-12-31T23:59:59", new_york, None), // year 10000 in UTC
+            ("9999-12-31T23:59:59-05:00", Tz::UTC, None),
+            (
+                "9999-12-31T12:00:00",
+                kiritimati,
+                Some("9999-12-30T22:00:00+00:00"),
+            ),
+            ("0000-01-01T00:00:00", tokyo, None), // year -1 in UTC (local mean time +09:18)
+            (
+                "0000-01-01T00:00:00",
+                Tz::UTC,
+                Some("0000-01-01T00:00:00+00:00"),
+            ),
+            ("+262142-12-31T23:59:59", Tz::UTC, None),
+            ("262142-12-31T23:59:59", kiritimati, None),
+            ("-262143-01-01T00:00:00", new_york, None),
+            ("12345-01-01T00:00:00", Tz::UTC, None),
+        ] {
+            assert_eq!(
+                localize(text, tz).map(|t| t.to_rfc3339()).as_deref(),
+                want,
+                "{text} in {tz}"
+            );
+        }
     }
 }

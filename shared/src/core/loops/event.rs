@@ -1,12 +1,10 @@
 //! Loops webhook payloads (`eventName`-tagged JSON objects).
 
-use std::borrow::Cow;
-
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::core::envelope::{Normalized, Subscriber, KIND_UNKNOWN};
+use crate::core::time;
 
 /// Every event Loops documents (loops.md §4). Anything else is queued as `unknown`.
 pub const KNOWN_EVENTS: &[&str] = &[
@@ -29,19 +27,22 @@ pub const KNOWN_EVENTS: &[&str] = &[
     "testing.testEvent",
 ];
 
+/// The one thing that refuses a signed Loops body: it is not JSON. Any JSON Loops signed is
+/// kept (an unknown shape as kind `unknown`), since Loops documents no retries and a refused
+/// event would be lost.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
     #[error("body is not valid JSON: {0}")]
     NotJson(String),
-    #[error("body must be a JSON object with a string eventName")]
-    NoEventName,
 }
 
 /// The fields we lift, borrowed from the body: nothing is allocated for what is skipped.
-#[derive(Deserialize)]
+/// Every field is read leniently (raw, then only a string counts), so no field's type can
+/// turn an event into a refusal.
+#[derive(Deserialize, Default)]
 struct Head<'a> {
-    #[serde(rename = "eventName", borrow)]
-    event_name: Cow<'a, str>,
+    #[serde(rename = "eventName", default, borrow)]
+    event_name: Option<&'a RawValue>,
     #[serde(rename = "eventTime", default, borrow)]
     event_time: Option<&'a RawValue>,
     /// Read leniently: a wrong-typed field must not turn an unsubscribe into a 400.
@@ -69,29 +70,34 @@ fn text(raw: Option<&RawValue>) -> Option<String> {
 }
 
 /// Parses a verified body. Only structure we rely on is checked; the rest stays in the payload.
+/// Any JSON value is an event: one that is not an object, or has no string `eventName` (absent,
+/// null, a number...), or an `eventName` Loops does not document, is kind `unknown`, kept.
 pub fn parse(body: &[u8]) -> Result<Normalized, ParseError> {
     let text_body = std::str::from_utf8(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
     let payload: Box<RawValue> =
         serde_json::from_str(text_body).map_err(|e| ParseError::NotJson(e.to_string()))?;
-    // serde would also read a struct from a JSON array: insist on an object.
-    if !payload.get().trim_start().starts_with('{') {
-        return Err(ParseError::NoEventName);
-    }
-    let head: Head = serde_json::from_str(payload.get()).map_err(|_| ParseError::NoEventName)?;
-    let kind = if KNOWN_EVENTS.contains(&head.event_name.as_ref()) {
-        head.event_name.into_owned()
+    // serde would also read a struct from a JSON array (positionally): objects only. An
+    // object serde cannot read as a head (a repeated eventName) has no usable head either.
+    let head: Head = if payload.get().trim_start().starts_with('{') {
+        serde_json::from_str(payload.get()).unwrap_or_default()
     } else {
-        KIND_UNKNOWN.to_string()
+        Head::default()
+    };
+    let kind = match text(head.event_name) {
+        Some(name) if KNOWN_EVENTS.contains(&name.as_str()) => name,
+        _ => KIND_UNKNOWN.to_string(),
     };
     let identity: ContactIdentity = head
         .contact_identity
         .filter(|raw| raw.get().starts_with('{'))
         .and_then(|raw| serde_json::from_str(raw.get()).ok())
         .unwrap_or_default();
+    // Unix seconds. Anything else (a float, a string, milliseconds sent as seconds, a number
+    // beyond what RFC 3339 can write) is no time: absent, and the receipt time stands in.
     let occurred_at = head
         .event_time
         .and_then(|raw| raw.get().parse::<i64>().ok())
-        .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0));
+        .and_then(time::from_unix_secs);
     let subscriber = Subscriber {
         email: text(identity.email).filter(|e| !e.is_empty()),
         esp_contact_id: text(identity.id),
@@ -150,14 +156,21 @@ mod tests {
                 r#"{"eventName":"email.opened","eventTime":"soon"}"#,
                 Ok("email.opened"),
             ),
-            (r#"{"eventName":42}"#, Err(ParseError::NoEventName)),
-            (r#"{"event":"email.opened"}"#, Err(ParseError::NoEventName)),
+            // unknown shapes: kept as unknown, never refused
+            (r#"{"eventName":42}"#, Ok("unknown")),
+            (r#"{"eventName":null}"#, Ok("unknown")),
+            (r#"{"eventName":["email.opened"]}"#, Ok("unknown")),
+            (r#"{"event":"email.opened"}"#, Ok("unknown")),
             (
-                r#"[{"eventName":"email.opened"}]"#,
-                Err(ParseError::NoEventName),
+                r#"{"eventName":"email.opened","eventName":"email.clicked"}"#,
+                Ok("unknown"),
             ),
-            (r#""email.opened""#, Err(ParseError::NoEventName)),
-            (r#"["email.opened"]"#, Err(ParseError::NoEventName)),
+            (r#"{}"#, Ok("unknown")),
+            (r#"[{"eventName":"email.opened"}]"#, Ok("unknown")),
+            (r#""email.opened""#, Ok("unknown")),
+            (r#"["email.opened"]"#, Ok("unknown")),
+            (r#"null"#, Ok("unknown")),
+            (r#"42"#, Ok("unknown")),
         ];
         for (body, want) in cases {
             let got = parse(body.as_bytes()).map(|n| n.kind);
@@ -176,6 +189,43 @@ mod tests {
                 matches!(parse(body), Err(ParseError::NotJson(_))),
                 "{body:?}"
             );
+        }
+    }
+
+    #[test]
+    fn an_object_without_a_string_event_name_keeps_its_identity_and_time() {
+        for name in ["", r#""eventName":null,"#, r#""eventName":7,"#] {
+            let body = format!(
+                r#"{{{name}"eventTime":1734425918,"contactIdentity":{{"id":"c1","email":"a@b.c","userId":null}}}}"#
+            );
+            let n = parse(body.as_bytes()).unwrap();
+            assert_eq!(n.kind, KIND_UNKNOWN, "{body}");
+            assert_eq!(n.subscriber.email.as_deref(), Some("a@b.c"), "{body}");
+            assert_eq!(n.occurred_at.unwrap().timestamp(), 1_734_425_918);
+            assert_eq!(n.payload.get(), body, "payload is kept verbatim");
+        }
+    }
+
+    #[test]
+    fn event_times_outside_what_rfc3339_writes_are_absent() {
+        for (raw, want) in [
+            ("1734425918", Some(1_734_425_918)),
+            ("253402300799", Some(253_402_300_799)), // 9999-12-31T23:59:59Z
+            ("253402300800", None),
+            ("1734425918000", None), // milliseconds
+            ("8210266012800", None),
+            ("9223372036854775807", None),
+            ("-9223372036854775808", None),
+            ("99999999999999999999", None),
+            ("-62167219201", None),
+            ("1734425918.5", None),
+            ("1e9", None),
+            (r#""1734425918""#, None),
+            ("null", None),
+        ] {
+            let body = format!(r#"{{"eventName":"email.opened","eventTime":{raw}}}"#);
+            let n = parse(body.as_bytes()).unwrap();
+            assert_eq!(n.occurred_at.map(|t| t.timestamp()), want, "{raw}");
         }
     }
 

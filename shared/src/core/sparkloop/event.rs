@@ -1,11 +1,11 @@
 //! SparkLoop webhook payloads.
 
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::core::envelope::{derive_dedupe_id, sha256_hex, Normalized, Subscriber, KIND_UNKNOWN};
+use crate::core::time;
 
 /// Event types SparkLoop documents (sparkloop.md §2.3). Others are queued as `unknown`.
 pub const KNOWN_TYPES: &[&str] = &[
@@ -18,12 +18,13 @@ pub const KNOWN_TYPES: &[&str] = &[
     "new_offer_lead",
 ];
 
+/// The one thing that refuses an authenticated SparkLoop body: it is not JSON. Any JSON is
+/// kept (an unknown shape as kind `unknown`): SparkLoop retries a refused delivery only a few
+/// times, then the event is lost.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
     #[error("body is not valid JSON: {0}")]
     NotJson(String),
-    #[error("body must be a JSON object")]
-    NotAnObject,
 }
 
 #[derive(Deserialize, Default)]
@@ -44,15 +45,19 @@ struct Head {
     referrer: Option<Value>,
 }
 
-/// Parses an authenticated body into the normalized event and its dedupe id.
+/// Parses an authenticated body into the normalized event and its dedupe id. Any JSON value is
+/// an event: one that is not an object, has no string `type` (or `event`), or a type SparkLoop
+/// does not document, is kind `unknown`, kept.
 pub fn parse(body: &[u8]) -> Result<(String, Normalized), ParseError> {
     let text = std::str::from_utf8(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
     let payload: Box<RawValue> =
         serde_json::from_str(text).map_err(|e| ParseError::NotJson(e.to_string()))?;
-    if !payload.get().trim_start().starts_with('{') {
-        return Err(ParseError::NotAnObject);
-    }
-    let head: Head = serde_json::from_str(payload.get()).unwrap_or_default();
+    // serde would also read a struct from a JSON array (positionally): objects only.
+    let head: Head = if payload.get().trim_start().starts_with('{') {
+        serde_json::from_str(payload.get()).unwrap_or_default()
+    } else {
+        Head::default()
+    };
     let type_name = head
         .kind
         .as_ref()
@@ -76,10 +81,12 @@ pub fn parse(body: &[u8]) -> Result<(String, Normalized), ParseError> {
         sparkloop_id: field(sub, "id").or_else(|| field(sub, "uuid")),
         external_id: None,
     };
+    // Unix seconds. Anything else (a float, a string, milliseconds sent as seconds, a number
+    // beyond what RFC 3339 can write) is no time: absent, and the receipt time stands in.
     let occurred_at = sub
         .and_then(|s| s.get("created_at"))
         .and_then(Value::as_i64)
-        .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0));
+        .and_then(time::from_unix_secs);
     let campaign =
         field(head.campaign.as_ref(), "id").or_else(|| head.campaign_id.as_ref().map(text_of));
     // Why this key: SparkLoop's retries resend the same event, so these fields repeat; real
@@ -90,7 +97,8 @@ pub fn parse(body: &[u8]) -> Result<(String, Normalized), ParseError> {
     // on all of those fields (a new name, a new count): its subscriber object is part of its
     // key, identical across retries of one update, different across updates (else a later
     // update would be parked as a payload conflict).
-    // Unknown types fall back to the hash of the whole body, the same across retries.
+    // Unknown types and shapes fall back to the hash of the whole body, the same across
+    // retries.
     let dedupe_id = if kind == KIND_UNKNOWN || subscriber.sparkloop_id.is_none() {
         sha256_hex(payload.get().as_bytes())
     } else {
@@ -197,6 +205,26 @@ mod tests {
     }
 
     #[test]
+    fn created_at_outside_what_rfc3339_writes_is_absent() {
+        for (raw, want) in [
+            ("1659536359", Some(1_659_536_359)),
+            ("8210266012800", None), // milliseconds read as seconds: year 262,000
+            ("1659536359000", None),
+            ("253402300800", None),
+            ("-9223372036854775808", None),
+            ("18446744073709551615", None),
+            ("1659536359.5", None),
+            (r#""1659536359""#, None),
+        ] {
+            let body = format!(
+                r#"{{"type":"new_partner_pending_referral","subscriber":{{"id":"sub_1","email":"a@b.c","created_at":{raw}}}}}"#
+            );
+            let (_, n) = parse(body.as_bytes()).unwrap();
+            assert_eq!(n.occurred_at.map(|t| t.timestamp()), want, "{raw}");
+        }
+    }
+
+    #[test]
     fn rewards_differ_by_reward() {
         let a = r#"{"type":"reward_unlocked","campaign_id":"MF1","subscriber":{"id":"sub_1","tot_referrals":4},"reward":{"id":"reward_a"}}"#;
         let b = r#"{"type":"reward_unlocked","campaign_id":"MF1","subscriber":{"id":"sub_1","tot_referrals":8},"reward":{"id":"reward_b"}}"#;
@@ -210,8 +238,23 @@ mod tests {
     fn shapes() {
         assert!(matches!(parse(b"nope"), Err(ParseError::NotJson(_))));
         assert!(matches!(parse(b""), Err(ParseError::NotJson(_))));
-        assert_eq!(parse(b"[1]").unwrap_err(), ParseError::NotAnObject);
-        assert_eq!(parse(b"\"x\"").unwrap_err(), ParseError::NotAnObject);
+        assert!(matches!(parse(b"{\"type\":"), Err(ParseError::NotJson(_))));
+        // any JSON that is not a readable object is kept as unknown, keyed by its body hash
+        for body in [
+            &b"[1]"[..],
+            b"\"x\"",
+            b"null",
+            b"42",
+            br#"["new_referral",{"id":"sub_1"}]"#,
+            br#"{"type":42,"subscriber":{"id":"sub_1"}}"#,
+            br#"{"type":null,"subscriber":{"id":"sub_1"}}"#,
+            br#"{"type":["new_referral"],"subscriber":{"id":"sub_1"}}"#,
+            br#"{"type":"new_referral","type":"new_referral","subscriber":{"id":"sub_1"}}"#,
+        ] {
+            let (id, n) = parse(body).unwrap();
+            assert_eq!(n.kind, "unknown", "{}", String::from_utf8_lossy(body));
+            assert_eq!(id, sha256_hex(body));
+        }
         // an object without a type is kept as unknown, keyed by its body hash
         let (id, n) = parse(br#"{"hello":"world"}"#).unwrap();
         assert_eq!(n.kind, "unknown");
