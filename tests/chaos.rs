@@ -701,3 +701,196 @@ async fn chaos_large_in_memory() {
     .await;
     check(&acc);
 }
+
+/// SparkLoop answers 503 to every call until `until`, then 200; records each accepted call.
+struct LongOutage {
+    until: Instant,
+    accepted: std::sync::Mutex<Vec<(String, String)>>,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+/// The fake's view of the outage, shared with the test.
+struct OutageRef(Arc<LongOutage>);
+
+impl wiremock::Respond for OutageRef {
+    fn respond(&self, r: &wiremock::Request) -> wiremock::ResponseTemplate {
+        self.0.answer(r)
+    }
+}
+
+impl LongOutage {
+    fn answer(&self, r: &wiremock::Request) -> wiremock::ResponseTemplate {
+        if Instant::now() < self.until {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return wiremock::ResponseTemplate::new(503);
+        }
+        let call = if String::from_utf8_lossy(&r.body).contains("confirmed") {
+            "confirm"
+        } else {
+            "unsubscribe"
+        };
+        let target = r
+            .url
+            .path()
+            .split('/')
+            .nth(3)
+            .unwrap_or_default()
+            .to_string();
+        self.accepted
+            .lock()
+            .unwrap()
+            .push((target, call.to_string()));
+        wiremock::ResponseTemplate::new(200)
+    }
+}
+
+/// A SparkLoop outage far longer than any attempt count would survive (scaled: back-off base
+/// 1 s, cap 3 s, a 3-minute retry window, a 40 s outage): every event inside the window
+/// takes effect once, nothing is parked, and each subscriber's confirm never lands after its
+/// unsubscribe. Knobs: `CHAOS_OUTAGE_SECS`, `CHAOS_OUTAGE_SUBSCRIBERS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_sparkloop_outage_loses_nothing_and_keeps_each_subscribers_order() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let outage = Duration::from_secs(env_or("CHAOS_OUTAGE_SECS", 40u64));
+    let subscribers = env_or("CHAOS_OUTAGE_SUBSCRIBERS", 40usize);
+    let fake = wiremock::MockServer::start().await;
+    let state = Arc::new(LongOutage {
+        until: Instant::now() + outage,
+        accepted: Default::default(),
+        refused: Default::default(),
+    });
+    wiremock::Mock::given(wiremock::matchers::method("PUT"))
+        .respond_with(OutageRef(state.clone()))
+        .mount(&fake)
+        .await;
+    let mut cfg = WorkerConfig::default();
+    cfg.backoff.base_secs = 1;
+    cfg.backoff.cap_secs = 3;
+    cfg.retry.window_secs = 180;
+    cfg.retry.max_attempts = 0;
+    cfg.rules.confirm_signups = true;
+    let redrive = cfg.retry.redrive_count(&cfg.backoff);
+    let h = sparkbridge_tests::worker_kit::harness(&fake.uri(), cfg).await;
+    let arn = h
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&h.dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap();
+    h.sqs
+        .set_queue_attributes()
+        .queue_url(&h.queue_url)
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": redrive}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let event = |kind: &str, id: String, email: &str, at: i64| {
+        serde_json::json!({
+            "v": 1, "provider": "loops", "kind": kind, "dedupe_id": id,
+            "received_at": chrono::Utc::now().to_rfc3339(),
+            "occurred_at": chrono::DateTime::from_timestamp(at, 0).unwrap().to_rfc3339(),
+            "subscriber": {"email": email},
+            "payload": {"eventName": kind},
+        })
+        .to_string()
+    };
+    for i in 0..subscribers {
+        let email = format!("outage{i}@example.com");
+        h.send(&event(
+            "contact.created",
+            format!("msg_in_{i}"),
+            &email,
+            1_000,
+        ))
+        .await;
+        h.send(&event(
+            "email.unsubscribed",
+            format!("msg_out_{i}"),
+            &email,
+            2_000,
+        ))
+        .await;
+    }
+    let source = Arc::new(SqsSource {
+        client: h.sqs.clone(),
+        url: h.queue_url.clone(),
+        visibility_secs: 30,
+    });
+    let pollers = tokio::spawn(shared::local::run(
+        source,
+        h.worker.clone(),
+        4,
+        Duration::from_secs(20),
+    ));
+    let depth = || moto_depth(h.sqs.clone(), h.queue_url.clone());
+    let started = Instant::now();
+    while started.elapsed() < outage || depth().await > 0 {
+        assert!(
+            started.elapsed() < outage + Duration::from_secs(150),
+            "the queue did not drain after the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    pollers.abort();
+    let dlq = drain_raw(&h.sqs, &h.dlq_url).await;
+    let accepted = state.accepted.lock().unwrap().clone();
+    let mut lost = 0;
+    let mut duplicates = 0;
+    let mut out_of_order = 0;
+    let mut corrected = 0;
+    for i in 0..subscribers {
+        let target = format!("outage{i}%40example.com");
+        let calls: Vec<&str> = accepted
+            .iter()
+            .filter(|(t, _)| *t == target)
+            .map(|(_, c)| c.as_str())
+            .collect();
+        // effects: a call that changed SparkLoop's state (a repeated unsubscribe does not)
+        let effects: Vec<&str> = calls
+            .iter()
+            .enumerate()
+            .filter(|(n, c)| !(**c == "unsubscribe" && *n > 0 && calls[n - 1] == "unsubscribe"))
+            .map(|(_, c)| *c)
+            .collect();
+        let unsubscribes = effects.iter().filter(|c| **c == "unsubscribe").count();
+        lost += usize::from(unsubscribes == 0);
+        // the same effect twice in a row: one event applied twice
+        duplicates += effects.windows(2).filter(|w| w[0] == w[1]).count();
+        // a confirm that reached SparkLoop after the unsubscribe, then the unsubscribe said again
+        corrected += usize::from(effects.len() > 2);
+        if effects.last() != Some(&"unsubscribe") {
+            out_of_order += 1;
+            eprintln!("out of order: {target}: {calls:?}");
+        }
+    }
+    report(
+        "long SparkLoop outage on moto",
+        &[
+            format!(
+                "events={} lost={lost} duplicates={duplicates} out_of_order={out_of_order} corrected={corrected} dlq={}",
+                2 * subscribers,
+                dlq.len()
+            ),
+            format!(
+                "outage={}s refused_calls={} accepted_calls={} drained_after={:.1}s redrive={redrive}",
+                outage.as_secs(),
+                state.refused.load(Ordering::Relaxed),
+                accepted.len(),
+                started.elapsed().as_secs_f64()
+            ),
+        ],
+    );
+    assert!(
+        state.refused.load(Ordering::Relaxed) > 8 * subscribers,
+        "the outage outlasted the old attempt budget"
+    );
+    assert_eq!((lost, duplicates, out_of_order, dlq.len()), (0, 0, 0, 0));
+}

@@ -293,24 +293,30 @@ fn loops(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
 }
 
 /// A signup confirm, unless the subscriber left at or after the signup; followed by a check
-/// that no unsubscribe was marked while the confirm was in flight.
+/// that no unsubscribe was marked while the confirm was in flight. When the subscriber has
+/// left, the confirm is skipped and the unsubscribe said again: an earlier attempt of this
+/// confirm may have reached SparkLoop after it (its check cut short by a failure or the
+/// deadline), and a repeated unsubscribe is harmless.
 fn confirm(env: &Envelope, known: &Known) -> Decision {
     let since = event_time(env);
+    let (Some(email), Some(target)) = (email(env), target(env)) else {
+        return sparkloop(env, SparkLoopCall::Confirm);
+    };
+    let check = Action::UnsubscribeIfLeftSince {
+        target: target.clone(),
+        email,
+        since,
+    };
     if known.left_at.is_some_and(|left| left >= since) {
-        return Decision::Ignore("signup confirm superseded by a later unsubscribe");
+        return Decision::Act(vec![check]);
     }
-    match (sparkloop(env, SparkLoopCall::Confirm), email(env)) {
-        (Decision::Act(mut actions), Some(email)) => {
-            let target = target(env).unwrap_or_else(|| email.clone());
-            actions.push(Action::UnsubscribeIfLeftSince {
-                target,
-                email,
-                since,
-            });
-            Decision::Act(actions)
-        }
-        (other, _) => other,
-    }
+    Decision::Act(vec![
+        Action::SparkLoop {
+            target,
+            call: SparkLoopCall::Confirm,
+        },
+        check,
+    ])
 }
 
 fn esputnik(env: &Envelope, cfg: &RulesConfig) -> Decision {
@@ -923,7 +929,12 @@ mod tests {
             };
             assert_eq!(
                 decide(&signup, &known, &cfg),
-                Decision::Ignore("signup confirm superseded by a later unsubscribe")
+                Decision::Act(vec![Action::UnsubscribeIfLeftSince {
+                    target: "a@b.c".into(),
+                    email: "a@b.c".into(),
+                    since: at(1_000)
+                }]),
+                "no confirm; the unsubscribe is said again"
             );
         }
         // left before it (then signed up again), or never: confirm, then check again
