@@ -1,6 +1,9 @@
 //! The reconciler after a simulated outage, on moto, against stateful fake SparkLoop and ESP
 //! APIs holding deliberately diverged data: pagination, a 429 mid-run, a run cut off and
-//! resumed, a dry run that changes nothing, and a second run that repairs nothing.
+//! resumed, a dry run that changes nothing, and a second run that repairs nothing. Then its
+//! guards: a side whose reads fail (a moved route, a refused key, an API that keeps failing)
+//! queues nothing derived from it, and SparkLoop unsubscribes over
+//! `RECONCILE_MAX_UNSUBSCRIBE_SHARE` are all refused unless forced.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -13,10 +16,11 @@ use shared::adapters::sparkloop::{ClientSettings, SparkLoopClient};
 use shared::adapters::sqs::SqsQueue;
 use shared::core::envelope::{Envelope, Provider};
 use shared::core::lifecycle::{ReferralStatus, Transition};
+use shared::core::reconcile::{Side, KIND_RECONCILE_UNSUBSCRIBE};
 use shared::core::secret::Secret;
 use shared::ingest::to_message;
 use shared::ports::{EspApi, SubscriberStore};
-use shared::reconcile::{Deps, ReconcileConfig, Summary};
+use shared::reconcile::{Deps, ReconcileConfig, ReconcileError, Refusal, Summary};
 use sparkbridge_tests::worker_kit::{fast_config, harness_with, Harness};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -38,6 +42,8 @@ struct SparkLoopState {
     webhooks: Vec<Ref>,
     throttled_once: bool,
     list_requests: usize,
+    /// From this page on, the list answers this status.
+    list_fails_from: Option<(usize, u16)>,
 }
 
 struct FakeSparkLoop(Arc<Mutex<SparkLoopState>>);
@@ -51,6 +57,12 @@ impl Respond for FakeSparkLoop {
             let q: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
             let page: usize = q["page"].parse().unwrap();
             let per: usize = q["per_page"].parse().unwrap();
+            if let Some((from, status)) = st.list_fails_from {
+                if page >= from {
+                    return ResponseTemplate::new(status)
+                        .set_body_json(json!({"error": "API key is invalid"}));
+                }
+            }
             if page == 2 && !st.throttled_once {
                 st.throttled_once = true;
                 return ResponseTemplate::new(429).insert_header("retry-after", "0");
@@ -115,26 +127,51 @@ struct World {
     sl_client: SparkLoopClient,
     esp: Arc<dyn EspApi>,
     queue: SqsQueue,
-    _servers: Vec<MockServer>,
+    /// SparkLoop's fake, then the ESP's.
+    servers: Vec<MockServer>,
+}
+
+/// The runs' settings in these tests: small pages, short back-off.
+fn cfg() -> ReconcileConfig {
+    ReconcileConfig {
+        per_page: 50,
+        base_delay: Duration::from_millis(10),
+        ..Default::default()
+    }
 }
 
 impl World {
-    async fn reconcile(&self, dry_run: bool, max_pages: Option<u32>) -> Summary {
+    async fn run(&self, dry_run: bool, cfg: ReconcileConfig) -> Result<Summary, ReconcileError> {
         let deps = Deps {
             sparkloop: &self.sl_client,
             esp: self.esp.as_ref(),
             store: self.h.store.as_ref(),
             queue: &self.queue,
         };
-        let cfg = ReconcileConfig {
-            per_page: 50,
-            base_delay: Duration::from_millis(10),
-            max_pages,
-            ..Default::default()
-        };
-        shared::reconcile::run(&deps, &cfg, Utc::now(), dry_run, None, &|_| {})
-            .await
-            .unwrap()
+        shared::reconcile::run(&deps, &cfg, Utc::now(), dry_run, None, &|_| {}).await
+    }
+
+    /// A run an operator forces after an outage (more unsubscribes than the share allows).
+    async fn reconcile(&self, dry_run: bool, max_pages: Option<u32>) -> Summary {
+        self.run(
+            dry_run,
+            ReconcileConfig {
+                max_pages,
+                force: true,
+                ..cfg()
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    /// The kinds of the envelopes on the queue (consumed).
+    async fn queued_kinds(&self) -> BTreeMap<String, usize> {
+        let mut kinds = BTreeMap::new();
+        for q in sparkbridge_tests::drain(&self.h.sqs, &self.h.queue_url).await {
+            *kinds.entry(q.envelope.kind).or_default() += 1;
+        }
+        kinds
     }
 
     /// SparkLoop's own webhooks for the changes the repairs caused.
@@ -194,7 +231,7 @@ async fn world(
         sl_client,
         esp,
         queue,
-        _servers: vec![sl_server, esp_server],
+        servers: vec![sl_server, esp_server],
     }
 }
 
@@ -327,16 +364,14 @@ async fn loops_outage_is_repaired_exactly_once() {
     {
         let c = contacts.lock().unwrap();
         for i in (0..300).filter(|i| i % 10 == 1) {
-            assert_eq!(
-                c[&format!("r{i:03}@example.com")],
-                false,
+            assert!(
+                !c[&format!("r{i:03}@example.com")],
                 "rejected referrals unsubscribed"
             );
         }
         for i in (0..300).filter(|i| i % 10 == 2) {
-            assert_eq!(
+            assert!(
                 c[&format!("r{i:03}@example.com")],
-                true,
                 "missing referrals added"
             );
         }
@@ -387,7 +422,12 @@ impl Respond for FakeEsputnik {
                 contacts.insert(e.as_str().unwrap().to_string(), false);
             }
         } else {
-            let email = body["channels"][0]["value"].as_str().unwrap().to_string();
+            // `POST /contacts` (a list, matched on email) or `POST /contact` (one)
+            let contact = body.pointer("/contacts/0").unwrap_or(&body);
+            let email = contact["channels"][0]["value"]
+                .as_str()
+                .unwrap()
+                .to_string();
             contacts.entry(email).or_insert(true);
         }
         ResponseTemplate::new(200).set_body_json(json!({"id": 1}))
@@ -448,8 +488,8 @@ async fn esputnik_outage_is_repaired() {
     w.h.run_until_empty().await;
     w.deliver_sparkloop_webhooks().await;
     let c = contacts.lock().unwrap().clone();
-    assert_eq!(c["a@example.com"], false);
-    assert_eq!(c["b@example.com"], true);
+    assert!(!c["a@example.com"]);
+    assert!(c["b@example.com"]);
     assert_eq!(w.reconcile(false, None).await.total_repaired(), 0);
 }
 
@@ -521,17 +561,19 @@ async fn a_parked_add_is_repaired_by_adding_never_by_unsubscribing() {
         ])
     );
     w.h.run_until_empty().await;
-    let sl = w.sparkloop.lock().unwrap();
-    let unsubscribed: Vec<&String> = sl
+    let unsubscribed: Vec<String> = w
+        .sparkloop
+        .lock()
+        .unwrap()
         .calls
         .keys()
         .filter(|p| p.ends_with("/unsubscribe"))
+        .cloned()
         .collect();
     assert_eq!(
         unsubscribed,
-        [&format!("/v2/subscribers/{}/unsubscribe", deleted.uuid)]
+        [format!("/v2/subscribers/{}/unsubscribe", deleted.uuid)]
     );
-    drop(sl);
     let again = w.h.dlq().await;
     assert_eq!(
         again.len(),
@@ -539,4 +581,408 @@ async fn a_parked_add_is_repaired_by_adding_never_by_unsubscribing() {
         "the repeated add is refused and parked again"
     );
     assert!(again[0].body().unwrap().contains(&refused.email));
+}
+
+/// Makes the fake ESP's lookups (its GETs) answer `answer` after `after` of them; writes
+/// still reach the fake behind it.
+#[derive(Default)]
+struct Breakage {
+    answer: Option<u16>,
+    after: usize,
+    lookups: usize,
+}
+
+struct Breakable<R>(R, Arc<Mutex<Breakage>>);
+
+impl<R: Respond> Respond for Breakable<R> {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if req.method.as_str() == "GET" {
+            let mut b = self.1.lock().unwrap();
+            b.lookups += 1;
+            if let Some(status) = b.answer.filter(|_| b.lookups > b.after) {
+                return ResponseTemplate::new(status)
+                    .set_body_string("<!DOCTYPE html><html><body>Cannot GET</body></html>");
+            }
+        }
+        self.0.respond(req)
+    }
+}
+
+fn pending(prefix: &str, n: usize) -> Vec<Ref> {
+    let now = Utc::now();
+    (0..n)
+        .map(|i| Ref {
+            uuid: format!("sub_{prefix}{i:02}"),
+            email: format!("{prefix}{i:02}@example.com"),
+            status: "pending",
+            created: now - chrono::Duration::minutes(i as i64),
+        })
+        .collect()
+}
+
+/// The settings under which nothing but a failing side can refuse.
+fn forced() -> ReconcileConfig {
+    ReconcileConfig {
+        force: true,
+        max_unsubscribe_share: 1.0,
+        ..cfg()
+    }
+}
+
+fn reads_failed(err: &ReconcileError) -> (Side, &str, Option<u16>, Option<&str>, u32) {
+    match err {
+        ReconcileError::Refused {
+            refusal:
+                Refusal::ReadsFailed {
+                    side,
+                    api,
+                    status,
+                    url,
+                    failed_in_a_row,
+                    ..
+                },
+            summary,
+        } => {
+            assert_eq!(summary.refused.as_ref(), err_refusal(err));
+            (
+                *side,
+                api.as_str(),
+                *status,
+                url.as_deref(),
+                *failed_in_a_row,
+            )
+        }
+        other => panic!("not a failed side: {other}"),
+    }
+}
+
+fn err_refusal(err: &ReconcileError) -> Option<&Refusal> {
+    match err {
+        ReconcileError::Refused { refusal, .. } => Some(refusal),
+        _ => None,
+    }
+}
+
+fn summary_of(err: &ReconcileError) -> &Summary {
+    err.summary().expect("a refused run has a summary")
+}
+
+/// Twenty pending referrals, each added to Loops through the worker, so that a contact read
+/// as absent would be one deleted there and SparkLoop would be told to drop the referral.
+/// Then Loops answers 404 to every lookup (a moved route): the run stops at the first,
+/// queues nothing, and names the side, the status and the URL. Forcing changes nothing.
+#[tokio::test]
+async fn esp_answering_404_to_every_lookup_queues_no_sparkloop_unsubscribe() {
+    let referrals = pending("p", 20);
+    let contacts = Arc::new(Mutex::new(BTreeMap::new()));
+    let breakage = Arc::new(Mutex::new(Breakage::default()));
+    let w = world(
+        loops_client,
+        Breakable(FakeLoops(contacts.clone()), breakage.clone()),
+        referrals.clone(),
+    )
+    .await;
+    for r in &referrals {
+        let body = json!({"type": "new_partner_pending_referral", "subscriber": {"id": r.uuid, "email": r.email, "referral_status": "pending"}}).to_string();
+        let (id, n) = shared::core::sparkloop::parse(body.as_bytes()).unwrap();
+        w.h.send(&to_message(&Envelope::new(Provider::Sparkloop, id, Utc::now(), n)).body)
+            .await;
+    }
+    w.h.run_until_empty().await;
+    for r in &referrals {
+        let s = w.h.store.get(&r.email).await.unwrap().unwrap();
+        assert!(
+            s.esp_status.is_some(),
+            "{} added through the worker",
+            r.email
+        );
+    }
+
+    breakage.lock().unwrap().answer = Some(404);
+    let lookup_url = format!("{}/api/v1/contacts/find", w.servers[1].uri());
+    for cfg in [cfg(), forced()] {
+        let err = w.run(false, cfg).await.unwrap_err();
+        assert_eq!(
+            reads_failed(&err),
+            (Side::Esp, "loops", Some(404), Some(lookup_url.as_str()), 1)
+        );
+        let summary = summary_of(&err);
+        assert_eq!(summary.total_repaired(), 0, "{:?}", summary.repaired);
+        assert_eq!(summary.failed, 1, "stopped at the first failed lookup");
+        let text = err.to_string();
+        for needle in ["ESP lookups failed", "HTTP 404", lookup_url.as_str()] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+    }
+    assert!(
+        breakage.lock().unwrap().lookups <= 20 + 2 * 8,
+        "at most a page's concurrent lookups per run after the route moved"
+    );
+    assert!(w.queued_kinds().await.is_empty(), "nothing queued");
+    w.h.run_until_empty().await;
+    assert!(
+        !w.sparkloop
+            .lock()
+            .unwrap()
+            .calls
+            .keys()
+            .any(|p| p.ends_with("/unsubscribe")),
+        "SparkLoop told nothing"
+    );
+
+    // had the 404s read as "absent", each of these referrals would have been dropped:
+    // the same contacts really deleted in Loops are what a (forced) run unsubscribes
+    breakage.lock().unwrap().answer = None;
+    contacts.lock().unwrap().clear();
+    let s = w.run(false, forced()).await.unwrap();
+    assert_eq!(s.repaired.get("sparkloop_unsubscribe"), Some(&20));
+}
+
+/// Loops failing with 503 on every lookup: each lookup is retried, and three failed in a row
+/// stop the side before anything is queued.
+#[tokio::test]
+async fn esp_failing_with_5xx_stops_after_three_failed_lookups_in_a_row() {
+    let referrals = pending("f", 10);
+    let contacts: BTreeMap<String, bool> =
+        referrals.iter().map(|r| (r.email.clone(), false)).collect();
+    let breakage = Arc::new(Mutex::new(Breakage {
+        answer: Some(503),
+        ..Default::default()
+    }));
+    let w = world(
+        loops_client,
+        Breakable(FakeLoops(Arc::new(Mutex::new(contacts))), breakage.clone()),
+        referrals,
+    )
+    .await;
+    let err = w
+        .run(
+            false,
+            ReconcileConfig {
+                attempts: 2,
+                base_delay: Duration::from_millis(1),
+                ..forced()
+            },
+        )
+        .await
+        .unwrap_err();
+    let (side, _, status, _, in_a_row) = reads_failed(&err);
+    assert_eq!((side, status, in_a_row), (Side::Esp, Some(503), 3));
+    assert_eq!(summary_of(&err).failed, 3);
+    assert!(
+        breakage.lock().unwrap().lookups >= 6,
+        "each failed lookup was retried"
+    );
+    assert!(w.queued_kinds().await.is_empty(), "nothing queued");
+}
+
+/// Pages of 5; Loops refuses the key from the sixth lookup on (page 2). The page-1 add was
+/// queued with its page; the page-1 SparkLoop unsubscribe, held for the end of the run, is
+/// not; and the checkpoint never moved past it, so the next run finds it again.
+#[tokio::test]
+async fn an_esp_failing_mid_run_drops_the_unsubscribes_it_held() {
+    let referrals = pending("m", 10);
+    let mut contacts = BTreeMap::new();
+    for (i, r) in referrals.iter().enumerate() {
+        match i {
+            0 => drop(contacts.insert(r.email.clone(), false)), // unsubscribed in Loops
+            1 => {}                                             // never added
+            _ => drop(contacts.insert(r.email.clone(), true)),
+        }
+    }
+    let breakage = Arc::new(Mutex::new(Breakage {
+        answer: Some(401),
+        after: 5,
+        ..Default::default()
+    }));
+    let w = world(
+        loops_client,
+        Breakable(FakeLoops(Arc::new(Mutex::new(contacts))), breakage.clone()),
+        referrals.clone(),
+    )
+    .await;
+    for r in referrals.iter().skip(2) {
+        w.h.store
+            .apply_transition(&transition(&r.email, &r.uuid, ReferralStatus::Pending))
+            .await
+            .unwrap();
+    }
+    let pages_of_5 = || ReconcileConfig {
+        per_page: 5,
+        ..forced()
+    };
+    let err = w.run(false, pages_of_5()).await.unwrap_err();
+    assert_eq!(reads_failed(&err).2, Some(401));
+    let summary = summary_of(&err);
+    assert_eq!(
+        summary.repaired,
+        BTreeMap::from([("esp_add".to_string(), 1)])
+    );
+    assert_eq!(
+        summary.not_queued,
+        BTreeMap::from([("sparkloop_unsubscribe".to_string(), 1)])
+    );
+    assert_eq!(
+        w.queued_kinds().await,
+        BTreeMap::from([("new_partner_pending_referral".to_string(), 1)])
+    );
+
+    breakage.lock().unwrap().answer = None;
+    let again = w.run(false, pages_of_5()).await.unwrap();
+    assert_eq!(again.resumed_from_page, None, "started again from page 1");
+    assert!(again.complete);
+    assert_eq!(again.repaired.get("sparkloop_unsubscribe"), Some(&1));
+    assert_eq!(
+        w.queued_kinds().await.get(KIND_RECONCILE_UNSUBSCRIBE),
+        Some(&1)
+    );
+}
+
+/// SparkLoop refuses the key on page 2: the run stops, names SparkLoop, the status and the
+/// URL, and queues none of the unsubscribes page 1 found.
+#[tokio::test]
+async fn sparkloop_list_failing_mid_run_queues_none_of_the_unsubscribes_found() {
+    let referrals = pending("l", 60);
+    let contacts: BTreeMap<String, bool> = referrals
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.email.clone(), i >= 3))
+        .collect();
+    let w = world(
+        loops_client,
+        FakeLoops(Arc::new(Mutex::new(contacts))),
+        referrals.clone(),
+    )
+    .await;
+    for r in referrals.iter().skip(3) {
+        w.h.store
+            .apply_transition(&transition(&r.email, &r.uuid, ReferralStatus::Pending))
+            .await
+            .unwrap();
+    }
+    w.sparkloop.lock().unwrap().list_fails_from = Some((2, 401));
+    let err = w.run(false, forced()).await.unwrap_err();
+    let list_url = format!("{}/v2/subscribers", w.servers[0].uri());
+    assert_eq!(
+        reads_failed(&err),
+        (
+            Side::Sparkloop,
+            "sparkloop",
+            Some(401),
+            Some(list_url.as_str()),
+            1
+        )
+    );
+    assert_eq!(
+        summary_of(&err).not_queued,
+        BTreeMap::from([("sparkloop_unsubscribe".to_string(), 3)])
+    );
+    assert!(err.to_string().contains("SparkLoop's referral list failed"));
+    assert!(w.queued_kinds().await.is_empty(), "nothing queued");
+}
+
+/// 40 pending referrals: the first `unsubscribed` unsubscribed in Loops (SparkLoop not told),
+/// the last two never added (ESP adds), the rest in agreement.
+async fn share_world(unsubscribed: usize) -> World {
+    let referrals = pending("s", 40);
+    let mut contacts = BTreeMap::new();
+    let mut agreeing = Vec::new();
+    for (i, r) in referrals.iter().enumerate() {
+        if i < unsubscribed {
+            contacts.insert(r.email.clone(), false);
+        } else if i < 38 {
+            contacts.insert(r.email.clone(), true);
+            agreeing.push(r.clone());
+        }
+    }
+    let w = world(
+        loops_client,
+        FakeLoops(Arc::new(Mutex::new(contacts))),
+        referrals,
+    )
+    .await;
+    for r in agreeing {
+        w.h.store
+            .apply_transition(&transition(&r.email, &r.uuid, ReferralStatus::Pending))
+            .await
+            .unwrap();
+    }
+    w
+}
+
+#[tokio::test]
+async fn unsubscribes_over_the_share_are_all_refused_and_reported() {
+    let w = share_world(4).await; // 10% of 40, over the default 5%
+    let expected = Refusal::UnsubscribeShare {
+        unsubscribes: 4,
+        compared: 40,
+        max_share: 0.05,
+    };
+    // a dry run refuses what a run would
+    let dry = w.run(true, cfg()).await.unwrap_err();
+    assert_eq!(err_refusal(&dry), Some(&expected));
+    assert_eq!(summary_of(&dry).not_queued_repairs.len(), 4);
+
+    let err = w.run(false, cfg()).await.unwrap_err();
+    assert_eq!(err_refusal(&err), Some(&expected));
+    let summary = summary_of(&err);
+    assert_eq!(
+        summary.repaired,
+        BTreeMap::from([("esp_add".to_string(), 2)])
+    );
+    assert_eq!(
+        summary.not_queued,
+        BTreeMap::from([("sparkloop_unsubscribe".to_string(), 4)])
+    );
+    let text = err.to_string();
+    for needle in [
+        "4 SparkLoop unsubscribes for 40 referrals compared (10.0%)",
+        "RECONCILE_MAX_UNSUBSCRIBE_SHARE (5.0%)",
+        "--force",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+    assert_eq!(
+        w.queued_kinds().await,
+        BTreeMap::from([("new_partner_pending_referral".to_string(), 2)]),
+        "the ESP adds, and none of the unsubscribes"
+    );
+}
+
+#[tokio::test]
+async fn with_force_unsubscribes_over_the_share_are_queued() {
+    let w = share_world(4).await;
+    let s = w
+        .run(
+            false,
+            ReconcileConfig {
+                force: true,
+                ..cfg()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.refused, None);
+    assert_eq!(s.repaired.get("sparkloop_unsubscribe"), Some(&4));
+    assert_eq!(
+        w.queued_kinds().await,
+        BTreeMap::from([
+            ("new_partner_pending_referral".to_string(), 2),
+            (KIND_RECONCILE_UNSUBSCRIBE.to_string(), 4)
+        ])
+    );
+}
+
+#[tokio::test]
+async fn unsubscribes_within_the_share_are_queued() {
+    let w = share_world(2).await; // 5% of 40: at the default share, allowed
+    let s = w.run(false, cfg()).await.unwrap();
+    assert_eq!(s.repaired.get("sparkloop_unsubscribe"), Some(&2));
+    assert_eq!(
+        w.queued_kinds().await,
+        BTreeMap::from([
+            ("new_partner_pending_referral".to_string(), 2),
+            (KIND_RECONCILE_UNSUBSCRIBE.to_string(), 2)
+        ])
+    );
 }

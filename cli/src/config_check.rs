@@ -1,5 +1,7 @@
-//! `sparkbridge config check`: builds every component from the environment, as the deployed
-//! functions would, and says exactly what is missing or malformed.
+//! `sparkbridge config check [--online]`: builds every component from the environment, as the
+//! deployed functions would, and says exactly what is missing or malformed. With `--online` it
+//! also makes one cheap authenticated read against each configured API, with the clients the
+//! functions use (the same base URL normalization, no redirects followed).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 use shared::adapters::esp::{DEFAULT_ESPUTNIK_URL, DEFAULT_LOOPS_URL};
 use shared::adapters::memory_queue::MemoryQueue;
-use shared::ports::EventQueue;
+use shared::core::outbound::CallOutcome;
+use shared::ports::{AccessCheck, EventQueue};
 
 #[derive(Serialize)]
 struct Check {
@@ -16,7 +19,7 @@ struct Check {
     detail: String,
 }
 
-pub fn run(json: bool) -> Result<(), String> {
+pub async fn run(json: bool, online: bool) -> Result<(), String> {
     let queue: Arc<dyn EventQueue> = Arc::new(MemoryQueue::new(Duration::from_secs(1), 1, 1));
     let mut checks = vec![
         check(
@@ -62,7 +65,13 @@ pub fn run(json: bool) -> Result<(), String> {
         check(
             "reconciler",
             shared::reconcile::ReconcileConfig::from_env()
-                .map(|c| format!("looks back {} days", c.since.num_days())),
+                .map(|c| {
+                    format!(
+                        "looks back {} days, queues SparkLoop unsubscribes for at most {:.1}% of the referrals compared",
+                        c.since.num_days(),
+                        c.max_unsubscribe_share * 100.0
+                    )
+                }),
         ),
     ];
     for name in ["QUEUE_URL", "DLQ_URL", "TABLE_NAME"] {
@@ -76,6 +85,9 @@ pub fn run(json: bool) -> Result<(), String> {
                 format!("{name} not set (needed when deployed or with `dev --aws`)")
             },
         });
+    }
+    if online {
+        checks.extend(online_checks().await);
     }
     let failed = checks.iter().filter(|c| !c.ok).count();
     if json {
@@ -146,4 +158,95 @@ fn key_and_url(key: &str, url: &str, default: &str) -> Result<String, String> {
         return Err(format!("{key} is not set"));
     }
     Ok(format!("{key} set, {u}"))
+}
+
+/// One authenticated read per configured API, each on one line naming the URL it tried.
+async fn online_checks() -> Vec<Check> {
+    let mut checks = Vec::new();
+    checks.push(match shared::adapters::sparkloop::from_env() {
+        Ok(client) => access("sparkloop online", client.check_access().await),
+        Err(_) => not_built("sparkloop online"),
+    });
+    checks.push(match shared::adapters::esp::from_env() {
+        Ok(client) => {
+            let component = match client.name() {
+                "loops" => "loops online",
+                "esputnik" => "esputnik online",
+                _ => "esp online",
+            };
+            access(component, client.check_access().await)
+        }
+        Err(_) => not_built("esp online"),
+    });
+    checks
+}
+
+fn not_built(component: &'static str) -> Check {
+    Check {
+        component,
+        ok: false,
+        detail: "not called: its configuration is wrong (see above)".into(),
+    }
+}
+
+fn access(component: &'static str, check: Option<AccessCheck>) -> Check {
+    let Some(AccessCheck { url, outcome }) = check else {
+        return Check {
+            component,
+            ok: true,
+            detail: "not called: no API key, or DRY_RUN".into(),
+        };
+    };
+    let (ok, detail) = match outcome {
+        Ok(()) => (true, format!("GET {url}: key accepted")),
+        Err(CallOutcome::Permanent { status, body }) => {
+            let why = match status {
+                300..=399 => "a redirect, not followed: check the API URL",
+                401 | 403 => "the key was refused",
+                404 => "no such route: check the API URL",
+                200 => "not the API's answer: check the API URL",
+                _ => "refused",
+            };
+            (
+                false,
+                format!(
+                    "GET {url} answered HTTP {status} ({why}): {}",
+                    shorten(&body)
+                ),
+            )
+        }
+        Err(CallOutcome::Retry { reason, .. }) => {
+            (false, format!("GET {url} failed ({reason}): not verified"))
+        }
+        Err(other) => (false, format!("GET {url}: {}", other.label())),
+    };
+    Check {
+        component,
+        ok,
+        detail: without_keys(&detail),
+    }
+}
+
+/// The start of an API's answer, on one line.
+fn shorten(body: &str) -> String {
+    let line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut short: String = line.chars().take(200).collect();
+    if short.len() < line.len() {
+        short.push('…');
+    }
+    short
+}
+
+/// An API may echo what it was sent: the configured keys never reach the output.
+fn without_keys(text: &str) -> String {
+    let mut out = text.to_string();
+    for name in ["SPARKLOOP_API_KEY", "LOOPS_API_KEY", "ESPUTNIK_API_KEY"] {
+        if let Ok(key) = std::env::var(name) {
+            let key = key.trim();
+            if key.len() >= 4 {
+                out = out.replace(key, "[key]");
+            }
+        }
+    }
+    out
 }

@@ -94,6 +94,10 @@ enum Command {
         /// newest referral instead of resuming a cut-off run
         #[arg(long)]
         since: Option<i64>,
+        /// Queue SparkLoop unsubscribes even when they are more than
+        /// RECONCILE_MAX_UNSUBSCRIBE_SHARE (default 0.05) of the referrals compared
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         json: bool,
     },
@@ -148,6 +152,10 @@ enum SubscriberAction {
 enum ConfigAction {
     /// Validate the configuration from the environment; non-zero exit if anything is wrong
     Check {
+        /// Also make one cheap authenticated read against each configured API (SparkLoop, the
+        /// ESP) and fail on 401/403/404 or a redirect; without it nothing is called
+        #[arg(long)]
+        online: bool,
         #[arg(long)]
         json: bool,
     },
@@ -203,14 +211,15 @@ async fn main() -> ExitCode {
         Command::Reconcile {
             dry_run,
             since,
+            force,
             json,
-        } => reconcile::run(dry_run, since, json).await,
+        } => reconcile::run(dry_run, since, force, json).await,
         Command::Screen { dry_run, url, json } => {
             state::screen(dry_run, url.as_deref(), json).await
         }
         Command::Config {
-            action: ConfigAction::Check { json },
-        } => config_check::run(json),
+            action: ConfigAction::Check { online, json },
+        } => config_check::run(json, online).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

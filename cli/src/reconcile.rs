@@ -1,18 +1,31 @@
-//! `sparkbridge reconcile [--dry-run] [--since DAYS]`: compare SparkLoop, the ESP and the
-//! state table, and queue the missed webhooks (TABLE_NAME, QUEUE_URL, the API keys).
+//! `sparkbridge reconcile [--dry-run] [--since DAYS] [--force]`: compare SparkLoop, the ESP and
+//! the state table, and queue the missed webhooks (TABLE_NAME, QUEUE_URL, the API keys).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use shared::adapters::dynamodb::DynamoStore;
 use shared::adapters::sqs::SqsQueue;
-use shared::reconcile::{Deps, ReconcileConfig, Summary};
+use shared::reconcile::{Deps, ReconcileConfig, ReconcileError, Summary};
 
-pub async fn run(dry_run: bool, since_days: Option<i64>, json: bool) -> Result<(), String> {
+const KINDS: [&str; 4] = [
+    "sparkloop_unsubscribe",
+    "esp_unsubscribe",
+    "esp_add",
+    "state_correction",
+];
+
+pub async fn run(
+    dry_run: bool,
+    since_days: Option<i64>,
+    force: bool,
+    json: bool,
+) -> Result<(), String> {
     let aws = shared::adapters::aws::sdk_config().await;
     let store = DynamoStore::from_env(&aws)?;
     let queue = SqsQueue::from_env(&aws)?;
     let sparkloop = shared::adapters::sparkloop::from_env()?;
     let esp = shared::adapters::esp::from_env()?;
     let mut cfg = ReconcileConfig::from_env()?;
+    cfg.force = force;
     if let Some(days) = since_days {
         // the horizon asked for, from the newest referral: a saved checkpoint is not resumed
         cfg.since = chrono::Duration::days(days);
@@ -40,16 +53,29 @@ pub async fn run(dry_run: bool, since_days: Option<i64>, json: bool) -> Result<(
             s.total_repaired()
         ))
     };
-    let summary =
-        shared::reconcile::run(&deps, &cfg, chrono::Utc::now(), dry_run, None, &progress).await?;
+    let result =
+        shared::reconcile::run(&deps, &cfg, chrono::Utc::now(), dry_run, None, &progress).await;
     bar.finish_and_clear();
+    let (summary, error) = match &result {
+        Ok(summary) => (summary, None),
+        Err(e @ ReconcileError::Refused { summary, .. }) => (summary.as_ref(), Some(e)),
+        Err(e) => return Err(e.to_string()),
+    };
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?
+            serde_json::to_string_pretty(summary).map_err(|e| e.to_string())?
         );
-        return Ok(());
+    } else {
+        print_summary(summary, dry_run);
     }
+    match error {
+        Some(e) => Err(e.to_string()),
+        None => Ok(()),
+    }
+}
+
+fn print_summary(summary: &Summary, dry_run: bool) {
     let verb = if dry_run {
         "would repair"
     } else {
@@ -64,30 +90,46 @@ pub async fn run(dry_run: bool, since_days: Option<i64>, json: bool) -> Result<(
             summary.total_repaired() - summary.repairs.len()
         );
     }
+    for line in &summary.not_queued_repairs {
+        println!(
+            "{} {line}",
+            if dry_run {
+                "would not queue"
+            } else {
+                "not queued"
+            }
+        );
+    }
+    if summary.total_not_queued() > summary.not_queued_repairs.len() {
+        println!(
+            "... and {} more not queued (counted below)",
+            summary.total_not_queued() - summary.not_queued_repairs.len()
+        );
+    }
     if let Some(page) = summary.resumed_from_page {
         println!("resumed from page {page} (the checkpoint of a run cut off earlier)");
     }
     println!("{:<28} {:>8}", "checked", summary.checked);
     println!("{:<28} {:>8}", "in agreement", summary.in_agreement);
-    for kind in [
-        "sparkloop_unsubscribe",
-        "esp_unsubscribe",
-        "esp_add",
-        "state_correction",
-    ] {
+    for kind in KINDS {
         println!(
             "{:<28} {:>8}",
             format!("{verb}: {kind}"),
             summary.repaired.get(kind).copied().unwrap_or(0)
         );
     }
+    for (kind, n) in &summary.not_queued {
+        println!("{:<28} {:>8}", format!("not queued: {kind}"), n);
+    }
     println!("{:<28} {:>8}", "reported", summary.reported.len());
     println!("{:<28} {:>8}", "failed", summary.failed);
     for r in &summary.reported {
         println!("  {r}");
     }
+    if let Some(refusal) = &summary.refused {
+        println!("refused: {refusal}");
+    }
     if dry_run {
         println!("dry run: nothing was queued or changed");
     }
-    Ok(())
 }

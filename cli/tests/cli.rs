@@ -487,3 +487,294 @@ async fn dlq_list_show_and_replay_on_moto() {
         0
     );
 }
+
+/// The environment `config check` accepts offline, with `esp` as the ESP and its key.
+fn checked_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        (
+            "LOOPS_SIGNING_SECRET",
+            "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        ),
+        ("ESPUTNIK_WEBHOOK_TOKEN", "t"),
+        ("SPARKLOOP_WEBHOOK_TOKEN", "t"),
+    ];
+    env.extend_from_slice(extra);
+    env
+}
+
+#[test]
+fn config_check_refuses_an_unsubscribe_share_outside_0_to_1() {
+    let good = checked_env(&[("ESP", "loops"), ("LOOPS_API_KEY", "k")]);
+    for (value, needle) in [
+        (
+            "1.5",
+            "RECONCILE_MAX_UNSUBSCRIBE_SHARE=1.5 must be between 0 and 1",
+        ),
+        (
+            "-0.1",
+            "RECONCILE_MAX_UNSUBSCRIBE_SHARE=-0.1 must be between 0 and 1",
+        ),
+        (
+            "NaN",
+            "RECONCILE_MAX_UNSUBSCRIBE_SHARE=NaN must be between 0 and 1",
+        ),
+        (
+            "5%",
+            "RECONCILE_MAX_UNSUBSCRIBE_SHARE=\"5%\" is not a valid number",
+        ),
+    ] {
+        config_check_refuses(
+            &good,
+            &[("RECONCILE_MAX_UNSUBSCRIBE_SHARE", value)],
+            &[needle],
+        );
+    }
+    let mut within = good.clone();
+    within.push(("RECONCILE_MAX_UNSUBSCRIBE_SHARE", "0.2"));
+    let out = cli(&["config", "check"], &within);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test]
+async fn config_check_online_reads_each_api_once_and_passes_when_they_answer() {
+    use wiremock::matchers::{header, path, query_param};
+    let sparkloop = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/subscribers"))
+        .and(query_param("type", "all"))
+        .and(query_param("page", "1"))
+        .and(query_param("per_page", "1"))
+        .and(header("x-api-key", "sl-key-4711"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"subscribers": [], "meta": {"total_pages": 0}})),
+        )
+        .mount(&sparkloop)
+        .await;
+    let loops = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/api-key"))
+        .and(header("authorization", "Bearer loops-key-4711"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"success": true, "teamName": "Team"})),
+        )
+        .mount(&loops)
+        .await;
+    // the base URLs as the providers' docs print them
+    let (sl_url, loops_url) = (
+        format!("{}/v2", sparkloop.uri()),
+        format!("{}/api", loops.uri()),
+    );
+    let env = checked_env(&[
+        ("SPARKLOOP_API_KEY", "sl-key-4711"),
+        ("SPARKLOOP_API_URL", &sl_url),
+        ("ESP", "loops"),
+        ("LOOPS_API_KEY", "loops-key-4711"),
+        ("LOOPS_API_URL", &loops_url),
+    ]);
+
+    let offline = cli(&["config", "check"], &env);
+    assert!(offline.status.success());
+    assert_eq!(sparkloop.received_requests().await.unwrap().len(), 0);
+    assert_eq!(
+        loops.received_requests().await.unwrap().len(),
+        0,
+        "without --online nothing is called"
+    );
+
+    let out = cli(&["config", "check", "--online"], &env);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(sparkloop.received_requests().await.unwrap().len(), 1);
+    assert_eq!(loops.received_requests().await.unwrap().len(), 1);
+    for tried in [
+        format!(
+            "GET {}/v2/subscribers?type=all&page=1&per_page=1",
+            sparkloop.uri()
+        ),
+        format!("GET {}/api/v1/api-key", loops.uri()),
+    ] {
+        assert!(text.contains(&tried), "{tried} in\n{text}");
+    }
+    assert!(!text.contains("key-4711"), "{text}");
+}
+
+#[tokio::test]
+async fn config_check_online_fails_naming_the_url_tried_and_never_the_key() {
+    // eSputnik: no such route (every path answers 404); SparkLoop refuses the key and echoes it
+    let esputnik = MockServer::start().await;
+    let sparkloop = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(
+                serde_json::json!({"error": "API key sl-secret-key-123 is invalid"}),
+            ),
+        )
+        .mount(&sparkloop)
+        .await;
+    let (sl_url, es_url) = (sparkloop.uri(), esputnik.uri());
+    let env = checked_env(&[
+        ("SPARKLOOP_API_KEY", "sl-secret-key-123"),
+        ("SPARKLOOP_API_URL", &sl_url),
+        ("ESP", "esputnik"),
+        ("ESPUTNIK_API_KEY", "es-secret-key-987"),
+        ("ESPUTNIK_API_URL", &es_url),
+    ]);
+    let out = cli(&["config", "check", "--online"], &env);
+    assert!(!out.status.success());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("ERR")).collect();
+    assert_eq!(failed.len(), 2, "one line per API:\n{stdout}");
+    let esputnik_tried = format!(
+        "GET {}/api/v1/account/info answered HTTP 404",
+        esputnik.uri()
+    );
+    let sparkloop_tried = format!(
+        "GET {}/v2/subscribers?type=all&page=1&per_page=1 answered HTTP 401",
+        sparkloop.uri()
+    );
+    assert!(
+        failed.iter().any(|l| l.contains(&esputnik_tried)),
+        "{stdout}"
+    );
+    assert!(
+        failed.iter().any(|l| l.contains(&sparkloop_tried)),
+        "{stdout}"
+    );
+    assert!(stderr.contains("2 configuration error(s)"), "{stderr}");
+    for key in ["sl-secret-key-123", "es-secret-key-987"] {
+        assert!(
+            !stdout.contains(key) && !stderr.contains(key),
+            "{key} shown"
+        );
+    }
+
+    // a redirect is not followed, and says so
+    let moved = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(301).insert_header("location", "https://elsewhere.example/api"),
+        )
+        .mount(&moved)
+        .await;
+    let moved_url = moved.uri();
+    let env = checked_env(&[
+        ("ESP", "loops"),
+        ("LOOPS_API_KEY", "loops-secret-key-555"),
+        ("LOOPS_API_URL", &moved_url),
+    ]);
+    let out = cli(&["config", "check", "--online"], &env);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("loops online"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.starts_with("ERR"), "{line}");
+    assert!(
+        line.contains(&format!(
+            "GET {}/api/v1/api-key answered HTTP 301",
+            moved.uri()
+        )),
+        "{line}"
+    );
+    assert!(line.contains("https://elsewhere.example/api"), "{line}");
+    assert_eq!(
+        moved.received_requests().await.unwrap().len(),
+        1,
+        "not followed"
+    );
+    assert!(!stdout.contains("loops-secret-key-555"));
+}
+
+/// `sparkbridge reconcile` on moto against fake APIs where every referral reads as
+/// unsubscribed in Loops: the run refuses all of them (non-zero, the count and the share),
+/// queues nothing, and `--force` queues them.
+#[tokio::test]
+async fn reconcile_refuses_unsubscribes_over_the_share_unless_forced() {
+    use wiremock::matchers::path;
+    let conf = sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let queue = fresh_queue(&sqs).await;
+    let table = format!("sb-cli-{}", uuid::Uuid::new_v4().simple());
+    shared::adapters::dynamodb::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&conf),
+        table.clone(),
+    )
+    .create_table_if_missing()
+    .await
+    .unwrap();
+    let sparkloop = MockServer::start().await;
+    let referrals: Vec<serde_json::Value> = (0..10)
+        .map(|i| {
+            serde_json::json!({"uuid": format!("sub_{i}"), "email": format!("r{i}@example.com"),
+                "referral_status": "pending", "created_at": chrono::Utc::now().to_rfc3339()})
+        })
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/v2/subscribers"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"subscribers": referrals, "meta": {"total_pages": 1}}),
+        ))
+        .mount(&sparkloop)
+        .await;
+    let loops = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/contacts/find"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!([{"email": "x", "subscribed": false}])),
+        )
+        .mount(&loops)
+        .await;
+    let env = [
+        ("AWS_ENDPOINT_URL", moto_endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("QUEUE_URL", queue.clone()),
+        ("TABLE_NAME", table),
+        ("SPARKLOOP_API_KEY", "k".into()),
+        ("SPARKLOOP_API_URL", sparkloop.uri()),
+        ("ESP", "loops".into()),
+        ("LOOPS_API_KEY", "k".into()),
+        ("LOOPS_API_URL", loops.uri()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let out = cli(&["reconcile", "--since", "30"], &env);
+    assert!(!out.status.success());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stderr.contains("10 SparkLoop unsubscribes for 10 referrals compared (100.0%)"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("not queued: sparkloop_unsubscribe"),
+        "{stdout}"
+    );
+    assert!(sparkbridge_tests::drain(&sqs, &queue).await.is_empty());
+
+    let out = cli(&["reconcile", "--since", "30", "--force"], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let queued = sparkbridge_tests::drain(&sqs, &queue).await;
+    assert_eq!(queued.len(), 10);
+    assert!(queued
+        .iter()
+        .all(|q| q.envelope.kind == shared::core::reconcile::KIND_RECONCILE_UNSUBSCRIBE));
+}

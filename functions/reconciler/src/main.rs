@@ -1,5 +1,7 @@
 //! Lambda: the reconciler, run on a schedule (daily by default). Stops 30 s before the
-//! invocation deadline with a checkpoint; the next run resumes there.
+//! invocation deadline with a checkpoint; the next run resumes there. A run that refuses
+//! repairs (a side whose reads fail, too many SparkLoop unsubscribes for
+//! `RECONCILE_MAX_UNSUBSCRIBE_SHARE`) ends with the error, so the invocation fails.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -41,7 +43,7 @@ async fn main() -> Result<(), Error> {
                 store: store.as_ref(),
                 queue: queue.as_ref(),
             };
-            let summary = shared::reconcile::run(
+            let result = shared::reconcile::run(
                 &deps,
                 &cfg,
                 chrono::Utc::now(),
@@ -49,15 +51,29 @@ async fn main() -> Result<(), Error> {
                 Some(stop_at),
                 &|_| {},
             )
-            .await?;
-            lambda_runtime::tracing::info!(
-                checked = summary.checked,
-                in_agreement = summary.in_agreement,
-                repaired = summary.total_repaired(),
-                failed = summary.failed,
-                complete = summary.complete,
-                "reconcile run"
-            );
+            .await;
+            // A refused run still reports what it saw and what it queued before failing.
+            if let Some(summary) = result
+                .as_ref()
+                .ok()
+                .or_else(|| result.as_ref().err().and_then(|e| e.summary()))
+            {
+                lambda_runtime::tracing::info!(
+                    checked = summary.checked,
+                    in_agreement = summary.in_agreement,
+                    repaired = summary.total_repaired(),
+                    not_queued = summary.total_not_queued(),
+                    failed = summary.failed,
+                    complete = summary.complete,
+                    refused = summary
+                        .refused
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    "reconcile run"
+                );
+            }
+            let summary = result?;
             Ok::<_, Error>(serde_json::to_value(&summary)?)
         }
     }))

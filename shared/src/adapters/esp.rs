@@ -9,13 +9,13 @@ use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Map, Value};
 
-use crate::adapters::sparkloop::{api_base, http_client, read_ok, send, ClientSettings};
+use crate::adapters::sparkloop::{api_base, http_client, read_json, read_ok, send, ClientSettings};
 use crate::core::lifecycle::EspCall;
 use crate::core::mask::mask_email;
 use crate::core::outbound::{CallOutcome, Goal, Missing};
 use crate::core::reconcile::EspContact;
 use crate::core::secret::Secret;
-use crate::ports::EspApi;
+use crate::ports::{AccessCheck, EspApi};
 
 /// GETs JSON, classifying failures like every other call. A 404 is a failure here: both
 /// ESPs answer a search with no match as 200 and an empty list, so a 404 is a wrong URL, and
@@ -217,6 +217,28 @@ impl EspApi for LoopsClient {
             Some(_) => EspContact::Subscribed,
         })
     }
+
+    fn lookup_url(&self) -> Option<String> {
+        Some(format!("{}/api/v1/contacts/find", self.base))
+    }
+
+    /// `GET /api/v1/api-key`: `{"success": true, "teamName": ...}` for a valid key.
+    async fn check_access(&self) -> Option<AccessCheck> {
+        self.limiter.until_ready().await;
+        let url = format!("{}/api/v1/api-key", self.base);
+        let req = self.http.get(&url).bearer_auth(self.key.expose());
+        let outcome = match read_json(req).await {
+            Ok(v) if v.get("success").and_then(Value::as_bool) == Some(false) => {
+                Err(CallOutcome::Permanent {
+                    status: 200,
+                    body: v.to_string(),
+                })
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        Some(AccessCheck { url, outcome })
+    }
 }
 
 pub struct EsputnikClient {
@@ -259,7 +281,28 @@ impl EsputnikClient {
             .collect()
     }
 
-    /// `POST /api/v1/contact` adds or updates one contact (matched on the email channel).
+    /// `POST /api/v1/contacts` with `dedupeOn: "email"`: adds the contact, or updates the one
+    /// holding that address. The single-contact `POST /api/v1/contact` is documented (in its
+    /// older form) to always create a new contact, which would duplicate a subscriber on every
+    /// update; the bulk form names the match. Only the fields sent are updated.
+    pub fn upsert_body(
+        &self,
+        email: &str,
+        first_name: Option<&str>,
+        props: &BTreeMap<String, Value>,
+    ) -> Value {
+        let ids: Vec<i64> = props
+            .keys()
+            .filter_map(|k| self.field_ids.get(k).copied())
+            .collect();
+        json!({
+            "contacts": [self.contact_body(email, first_name, props)],
+            "dedupeOn": "email",
+            "customFieldsIDs": ids,
+        })
+    }
+
+    /// One contact as the contacts API takes it (the email channel and additional fields).
     pub fn contact_body(
         &self,
         email: &str,
@@ -310,8 +353,8 @@ impl EspApi for EsputnikClient {
                     props.entry("source".into()).or_insert_with(|| json!(s));
                 }
                 self.post(
-                    "contact",
-                    &self.contact_body(email, first_name.as_deref(), &props),
+                    "contacts",
+                    &self.upsert_body(email, first_name.as_deref(), &props),
                 )
                 .await
             }
@@ -322,7 +365,7 @@ impl EspApi for EsputnikClient {
                 if !outcome.is_success() || self.fields(properties).is_empty() {
                     return outcome;
                 }
-                self.post("contact", &self.contact_body(email, None, properties))
+                self.post("contacts", &self.upsert_body(email, None, properties))
                     .await
             }
             EspCall::Properties { email, properties } => {
@@ -330,7 +373,7 @@ impl EspApi for EsputnikClient {
                     tracing::info!(email = %mask_email(email), "no ESPUTNIK_FIELD_IDS mapping for these properties; nothing to update");
                     return CallOutcome::Done;
                 }
-                self.post("contact", &self.contact_body(email, None, properties))
+                self.post("contacts", &self.upsert_body(email, None, properties))
                     .await
             }
         }
@@ -368,6 +411,22 @@ impl EspApi for EsputnikClient {
             }
             Some(_) => EspContact::Subscribed,
         })
+    }
+
+    fn lookup_url(&self) -> Option<String> {
+        Some(format!("{}/api/v1/contacts", self.base))
+    }
+
+    /// `GET /api/v1/account/info`, with the Basic auth every call uses.
+    async fn check_access(&self) -> Option<AccessCheck> {
+        self.limiter.until_ready().await;
+        let url = format!("{}/api/v1/account/info", self.base);
+        let req = self
+            .http
+            .get(&url)
+            .basic_auth("sparkbridge", Some(self.key.expose()));
+        let outcome = read_json(req).await.map(|_| ());
+        Some(AccessCheck { url, outcome })
     }
 }
 
@@ -513,10 +572,12 @@ mod tests {
             &ClientSettings::default(),
             5,
         );
-        let b = c.contact_body("a@b.c", Some("Ann"), &props());
+        let b = c.upsert_body("a@b.c", Some("Ann"), &props());
         assert_eq!(
             b,
-            json!({"channels":[{"type":"email","value":"a@b.c"}],"fields":[{"id":101,"value":"pending"}],"firstName":"Ann"})
+            json!({"contacts":[{"channels":[{"type":"email","value":"a@b.c"}],"fields":[{"id":101,"value":"pending"}],"firstName":"Ann"}],
+                   "dedupeOn":"email","customFieldsIDs":[101]}),
+            "contacts are matched on their address, never created twice"
         );
     }
 }

@@ -14,7 +14,7 @@ use crate::core::outbound::{
 };
 use crate::core::reconcile::{parse_referral_page, ReferralPage};
 use crate::core::secret::Secret;
-use crate::ports::SparkLoopApi;
+use crate::ports::{AccessCheck, SparkLoopApi};
 
 pub const DEFAULT_API_URL: &str = "https://api.sparkloop.app";
 
@@ -163,6 +163,29 @@ impl SparkLoopApi for SparkLoopClient {
                 body: format!("unreadable referral list: {e}"),
             })
     }
+
+    fn referrals_url(&self) -> Option<String> {
+        Some(format!("{}/v2/subscribers", self.base))
+    }
+
+    /// `GET /v2/subscribers?type=all&page=1&per_page=1`: a list of one at most.
+    async fn check_access(&self) -> Option<AccessCheck> {
+        self.limiter.until_ready().await;
+        let url = format!("{}/v2/subscribers?type=all&page=1&per_page=1", self.base);
+        let req = self.http.get(&url).header("X-Api-Key", self.key.expose());
+        let outcome = read_json(req).await.map(|_| ());
+        Some(AccessCheck { url, outcome })
+    }
+}
+
+/// [`read_ok`], then the body as JSON: a 200 that is not JSON (a web page where the API was
+/// expected) is a permanent failure.
+pub async fn read_json(req: reqwest::RequestBuilder) -> Result<serde_json::Value, CallOutcome> {
+    let text = read_ok(req).await?;
+    serde_json::from_str(&text).map_err(|e| CallOutcome::Permanent {
+        status: 200,
+        body: format!("unreadable answer: {e}"),
+    })
 }
 
 /// Sends a read and returns its body when 2xx; any other answer (a 404 included: a list or
@@ -250,6 +273,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_stack_total_is_shared_by_every_worker_instance_and_the_reconciler() {
+        assert_eq!(rate_share(60, None), 60, "a local run has it all");
+        assert_eq!(rate_share(60, Some(2)), 20);
+        assert_eq!(rate_share(120, Some(5)), 20);
+        assert_eq!(rate_share(10, Some(1000)), 1, "never zero");
+        assert_eq!(rate_share(0, None), 1);
+        for (total, n) in [(60u32, 2u32), (61, 3), (6000, 1000), (7, 6)] {
+            let share = rate_share(total, Some(n));
+            assert!(share * (n + 1) <= total.max(n + 1), "{total} {n}");
+        }
+    }
+
+    #[test]
     fn identifiers_are_percent_encoded() {
         for (raw, want) in [
             ("a+b@x.io", "a%2Bb%40x.io"),
@@ -333,10 +369,21 @@ mod tests {
     }
 }
 
+/// This instance's part of the stack's SparkLoop budget. `total` (`SPARKLOOP_RATE_PER_MIN`)
+/// is shared by up to `worker_instances` (`WORKER_MAX_CONCURRENCY`) worker instances and the
+/// reconciler, one share each, so together they never exceed it. Unset (a local run), one
+/// process has it all. At least 1 a minute, so a small budget still makes progress.
+pub fn rate_share(total: u32, worker_instances: Option<u32>) -> u32 {
+    match worker_instances {
+        None => total.max(1),
+        Some(n) => (total / n.saturating_add(1)).max(1),
+    }
+}
+
 /// The SparkLoop client the configuration asks for: `SPARKLOOP_API_KEY`, `SPARKLOOP_API_URL`
 /// (default `https://api.sparkloop.app`; https required unless `SPARKBRIDGE_ALLOW_HTTP=true`),
-/// `SPARKLOOP_RATE_PER_MIN` (default 60). Without a key, or with `DRY_RUN=true`, calls are
-/// only logged.
+/// `SPARKLOOP_RATE_PER_MIN` (default 60, the stack's total: see [`rate_share`]). Without a
+/// key, or with `DRY_RUN=true`, calls are only logged.
 pub fn from_env() -> Result<std::sync::Arc<dyn SparkLoopApi>, String> {
     let key = Secret::from_opt(std::env::var("SPARKLOOP_API_KEY").ok());
     let dry = crate::config::flag("DRY_RUN");
@@ -357,7 +404,18 @@ pub fn from_env() -> Result<std::sync::Arc<dyn SparkLoopApi>, String> {
         .unwrap_or_else(|| DEFAULT_API_URL.into());
     crate::config::check_api_url("SPARKLOOP_API_URL", &url)?;
     let settings = ClientSettings {
-        rate_per_min: crate::config::number("SPARKLOOP_RATE_PER_MIN", 60u32)?,
+        rate_per_min: rate_share(
+            crate::config::number("SPARKLOOP_RATE_PER_MIN", 60u32)?,
+            std::env::var("WORKER_MAX_CONCURRENCY")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| {
+                    v.trim()
+                        .parse::<u32>()
+                        .map_err(|_| format!("WORKER_MAX_CONCURRENCY={v:?} is not a valid number"))
+                })
+                .transpose()?,
+        ),
         total_timeout: std::time::Duration::from_secs(crate::config::number(
             "HTTP_TIMEOUT_SECS",
             10u64,

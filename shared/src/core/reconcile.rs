@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::core::envelope::{derive_dedupe_id, Envelope, Normalized, Provider, Subscriber};
 use crate::core::lifecycle::{ReferralStatus, SubscriberState};
+use crate::core::outbound::CallOutcome;
 
 /// Kind of the envelope that tells SparkLoop about an unsubscribe a webhook missed.
 pub const KIND_RECONCILE_UNSUBSCRIBE: &str = "reconcile.unsubscribe";
@@ -106,6 +107,77 @@ pub fn compare(r: &Referral, esp: EspContact, local: Option<&SubscriberState>) -
         None if known_here != Some(r.status) => Finding::Repair(Repair::StateCorrection),
         None => Finding::Agrees,
     }
+}
+
+/// The API a run reads: SparkLoop's referral list, or the ESP's contact lookups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Sparkloop,
+    Esp,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Sparkloop => "sparkloop",
+            Side::Esp => "esp",
+        }
+    }
+}
+
+/// Failed reads in a row (each after its own retries) that stop a side.
+pub const MAX_CONSECUTIVE_FAILED_READS: u32 = 3;
+
+/// Whether one failed read (after its retries) stops its side at once. Every permanent
+/// failure does (a 3xx, 401, 403, 404, 405, an unreadable 200: a wrong URL or key answers
+/// every read the same way) except 400 and 422, which can be about one contact's address.
+/// Retryable failures (5xx, 429, timeouts) stop it only when they persist
+/// ([`ReadFailures`]).
+pub fn stops_side_at_once(failure: &CallOutcome) -> bool {
+    match failure {
+        CallOutcome::Permanent { status, .. } => !matches!(status, 400 | 422),
+        _ => false,
+    }
+}
+
+/// Counts a side's failed reads in a row: a side stops at the first failure that
+/// [`stops_side_at_once`], or after `limit` failures in a row of any kind. A read that
+/// succeeds resets the count.
+#[derive(Debug, Clone)]
+pub struct ReadFailures {
+    in_a_row: u32,
+    limit: u32,
+}
+
+impl ReadFailures {
+    pub fn new(limit: u32) -> Self {
+        Self {
+            in_a_row: 0,
+            limit: limit.max(1),
+        }
+    }
+
+    pub fn succeeded(&mut self) {
+        self.in_a_row = 0;
+    }
+
+    /// Records a failed read; true when its side must stop.
+    pub fn failed(&mut self, failure: &CallOutcome) -> bool {
+        self.in_a_row += 1;
+        stops_side_at_once(failure) || self.in_a_row >= self.limit
+    }
+
+    pub fn in_a_row(&self) -> u32 {
+        self.in_a_row
+    }
+}
+
+/// Whether `unsubscribes` SparkLoop unsubscribes exceed `max_share` of the `compared`
+/// referrals (exactly at the share is allowed).
+pub fn unsubscribe_share_exceeded(unsubscribes: usize, compared: usize, max_share: f64) -> bool {
+    // the epsilon keeps 29 of 100 within 0.29, whose product is 28.999...
+    unsubscribes as f64 > max_share * compared as f64 + 1e-9
 }
 
 /// The envelope that performs a repair.
@@ -260,6 +332,50 @@ mod tests {
                 "{status:?} {esp:?} {state:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_wrong_url_or_key_stops_a_side_at_the_first_failed_read() {
+        let permanent = |status: u16| CallOutcome::Permanent {
+            status,
+            body: String::new(),
+        };
+        for status in [200, 301, 302, 401, 403, 404, 405, 410] {
+            let mut f = ReadFailures::new(MAX_CONSECUTIVE_FAILED_READS);
+            assert!(f.failed(&permanent(status)), "{status}");
+        }
+        // a 400 or 422 can be about one address: it stops the side only when it persists
+        for status in [400, 422] {
+            let mut f = ReadFailures::new(3);
+            assert!(!f.failed(&permanent(status)) && !f.failed(&permanent(status)));
+            assert!(f.failed(&permanent(status)), "third in a row");
+        }
+    }
+
+    #[test]
+    fn retryable_failures_stop_a_side_only_when_they_persist() {
+        let retry = CallOutcome::Retry {
+            reason: "HTTP 503".into(),
+            retry_after: None,
+        };
+        let mut f = ReadFailures::new(3);
+        assert!(!f.failed(&retry));
+        assert!(!f.failed(&retry));
+        f.succeeded();
+        assert_eq!(f.in_a_row(), 0, "a read that succeeds resets the count");
+        assert!(!f.failed(&retry) && !f.failed(&retry));
+        assert!(f.failed(&retry), "three in a row");
+    }
+
+    #[test]
+    fn unsubscribe_share_allows_up_to_the_share_and_no_more() {
+        assert!(!unsubscribe_share_exceeded(5, 100, 0.05));
+        assert!(unsubscribe_share_exceeded(6, 100, 0.05));
+        assert!(!unsubscribe_share_exceeded(29, 100, 0.29), "float rounding");
+        assert!(!unsubscribe_share_exceeded(0, 0, 0.05));
+        assert!(unsubscribe_share_exceeded(1, 0, 0.05), "nothing compared");
+        assert!(unsubscribe_share_exceeded(1, 1000, 0.0));
+        assert!(!unsubscribe_share_exceeded(1000, 1000, 1.0));
     }
 
     #[test]
