@@ -54,57 +54,18 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
     }
     let cfg = WorkerConfig::from_env()?;
     let use_aws = opts.aws || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-    let (queue, store, subscribers, work_queue, source, mode, memory_dlq): (
-        Arc<dyn EventQueue>,
-        Arc<dyn IdempotencyStore>,
-        Arc<dyn SubscriberStore>,
-        Arc<dyn WorkQueue>,
-        Arc<dyn BatchSource>,
-        &'static str,
-        Option<Arc<MemoryQueue>>,
-    ) = if use_aws {
-        let (queue_url, dlq_url, table) = aws_resources(
-            opts.create,
-            &opts.name,
-            cfg.retry.redrive_count(&cfg.backoff),
-        )
-        .await?;
-        let conf = shared::adapters::aws::sdk_config().await;
-        let sqs = aws_sdk_sqs::Client::new(&conf);
-        let max = shared::config::number("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)?;
-        let store = Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&conf),
-            table,
-        ));
-        (
-            Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone(), max)),
-            store.clone(),
-            store,
-            Arc::new(SqsWorkQueue::new(sqs.clone(), queue_url.clone(), dlq_url)),
-            Arc::new(SqsSource {
-                client: sqs,
-                url: queue_url,
-                visibility_secs: 60,
-            }),
-            "aws",
-            None,
-        )
+    let Backends {
+        queue,
+        store,
+        subscribers,
+        work_queue,
+        source,
+        mode,
+        memory_dlq,
+    } = if use_aws {
+        aws_backends(&opts, &cfg).await?
     } else {
-        let q = Arc::new(MemoryQueue::new(
-            Duration::from_secs(30),
-            cfg.retry.redrive_count(&cfg.backoff),
-            DEFAULT_MAX_MESSAGE_BYTES,
-        ));
-        let store = Arc::new(MemoryStore::new());
-        (
-            q.clone(),
-            store.clone(),
-            store,
-            q.clone(),
-            q.clone(),
-            "memory",
-            Some(q),
-        )
+        memory_backends(&cfg)
     };
     let ingest = Arc::new(Ingest {
         loops: LoopsIngest::from_env(queue.clone())?,
@@ -153,6 +114,64 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
         })
         .await
         .map_err(|e| e.to_string())
+}
+
+/// What `dev` runs on: SQS and DynamoDB (`--aws`), or the in-memory queue and store.
+struct Backends {
+    queue: Arc<dyn EventQueue>,
+    store: Arc<dyn IdempotencyStore>,
+    subscribers: Arc<dyn SubscriberStore>,
+    work_queue: Arc<dyn WorkQueue>,
+    source: Arc<dyn BatchSource>,
+    mode: &'static str,
+    memory_dlq: Option<Arc<MemoryQueue>>,
+}
+
+async fn aws_backends(opts: &DevOptions, cfg: &WorkerConfig) -> Result<Backends, String> {
+    let (queue_url, dlq_url, table) = aws_resources(
+        opts.create,
+        &opts.name,
+        cfg.retry.redrive_count(&cfg.backoff),
+    )
+    .await?;
+    let conf = shared::adapters::aws::sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let max = shared::config::number("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)?;
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&conf),
+        table,
+    ));
+    Ok(Backends {
+        queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone(), max)),
+        store: store.clone(),
+        subscribers: store,
+        work_queue: Arc::new(SqsWorkQueue::new(sqs.clone(), queue_url.clone(), dlq_url)),
+        source: Arc::new(SqsSource {
+            client: sqs,
+            url: queue_url,
+            visibility_secs: 60,
+        }),
+        mode: "aws",
+        memory_dlq: None,
+    })
+}
+
+fn memory_backends(cfg: &WorkerConfig) -> Backends {
+    let q = Arc::new(MemoryQueue::new(
+        Duration::from_secs(30),
+        cfg.retry.redrive_count(&cfg.backoff),
+        DEFAULT_MAX_MESSAGE_BYTES,
+    ));
+    let store = Arc::new(MemoryStore::new());
+    Backends {
+        queue: q.clone(),
+        store: store.clone(),
+        subscribers: store,
+        work_queue: q.clone(),
+        source: q.clone(),
+        mode: "memory",
+        memory_dlq: Some(q),
+    }
 }
 
 /// Queue, DLQ and table for `--aws`: from QUEUE_URL/DLQ_URL/TABLE_NAME, or created with `--create`.

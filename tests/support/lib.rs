@@ -337,13 +337,11 @@ pub mod worker_kit {
 
         /// Polls and invokes until the queue is empty (back-off is 0 in tests).
         pub async fn run_until_empty(&self) -> usize {
-            let mut invocations = 0;
-            for _ in 0..50 {
+            for invocations in 0..50 {
                 let ev = self.batch().await;
                 if ev.records.is_empty() {
                     return invocations;
                 }
-                invocations += 1;
                 self.invoke(&self.worker, &ev).await;
             }
             panic!("queue did not drain in 50 invocations");

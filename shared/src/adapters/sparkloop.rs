@@ -268,6 +268,64 @@ impl SparkLoopApi for DryRunSparkLoop {
     }
 }
 
+/// This instance's part of the stack's SparkLoop budget. `total` (`SPARKLOOP_RATE_PER_MIN`)
+/// is shared by up to `worker_instances` (`WORKER_MAX_CONCURRENCY`) worker instances and the
+/// reconciler, one share each, so together they never exceed it. Unset (a local run), one
+/// process has it all. At least 1 a minute, so a small budget still makes progress.
+pub fn rate_share(total: u32, worker_instances: Option<u32>) -> u32 {
+    match worker_instances {
+        None => total.max(1),
+        Some(n) => (total / n.saturating_add(1)).max(1),
+    }
+}
+
+/// The SparkLoop client the configuration asks for: `SPARKLOOP_API_KEY`, `SPARKLOOP_API_URL`
+/// (default `https://api.sparkloop.app`; https required unless `SPARKBRIDGE_ALLOW_HTTP=true`),
+/// `SPARKLOOP_RATE_PER_MIN` (default 60, the stack's total: see [`rate_share`]). Without a
+/// key, or with `DRY_RUN=true`, calls are only logged.
+pub fn from_env() -> Result<std::sync::Arc<dyn SparkLoopApi>, String> {
+    let key = Secret::from_opt(std::env::var("SPARKLOOP_API_KEY").ok());
+    let dry = crate::config::flag("DRY_RUN");
+    let Some(key) = key.filter(|_| !dry) else {
+        tracing::warn!(
+            reason = if dry {
+                "DRY_RUN is on"
+            } else {
+                "SPARKLOOP_API_KEY is not set"
+            },
+            "SparkLoop calls run in dry-run: each is logged, none is made"
+        );
+        return Ok(std::sync::Arc::new(DryRunSparkLoop));
+    };
+    let url = std::env::var("SPARKLOOP_API_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_API_URL.into());
+    crate::config::check_api_url("SPARKLOOP_API_URL", &url)?;
+    let settings = ClientSettings {
+        rate_per_min: rate_share(
+            crate::config::number("SPARKLOOP_RATE_PER_MIN", 60u32)?,
+            std::env::var("WORKER_MAX_CONCURRENCY")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| {
+                    v.trim()
+                        .parse::<u32>()
+                        .map_err(|_| format!("WORKER_MAX_CONCURRENCY={v:?} is not a valid number"))
+                })
+                .transpose()?,
+        ),
+        total_timeout: std::time::Duration::from_secs(crate::config::number(
+            "HTTP_TIMEOUT_SECS",
+            10u64,
+        )?),
+        ..ClientSettings::default()
+    };
+    Ok(std::sync::Arc::new(SparkLoopClient::new(
+        &url, key, &settings,
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,62 +425,4 @@ mod tests {
             );
         }
     }
-}
-
-/// This instance's part of the stack's SparkLoop budget. `total` (`SPARKLOOP_RATE_PER_MIN`)
-/// is shared by up to `worker_instances` (`WORKER_MAX_CONCURRENCY`) worker instances and the
-/// reconciler, one share each, so together they never exceed it. Unset (a local run), one
-/// process has it all. At least 1 a minute, so a small budget still makes progress.
-pub fn rate_share(total: u32, worker_instances: Option<u32>) -> u32 {
-    match worker_instances {
-        None => total.max(1),
-        Some(n) => (total / n.saturating_add(1)).max(1),
-    }
-}
-
-/// The SparkLoop client the configuration asks for: `SPARKLOOP_API_KEY`, `SPARKLOOP_API_URL`
-/// (default `https://api.sparkloop.app`; https required unless `SPARKBRIDGE_ALLOW_HTTP=true`),
-/// `SPARKLOOP_RATE_PER_MIN` (default 60, the stack's total: see [`rate_share`]). Without a
-/// key, or with `DRY_RUN=true`, calls are only logged.
-pub fn from_env() -> Result<std::sync::Arc<dyn SparkLoopApi>, String> {
-    let key = Secret::from_opt(std::env::var("SPARKLOOP_API_KEY").ok());
-    let dry = crate::config::flag("DRY_RUN");
-    let Some(key) = key.filter(|_| !dry) else {
-        tracing::warn!(
-            reason = if dry {
-                "DRY_RUN is on"
-            } else {
-                "SPARKLOOP_API_KEY is not set"
-            },
-            "SparkLoop calls run in dry-run: each is logged, none is made"
-        );
-        return Ok(std::sync::Arc::new(DryRunSparkLoop));
-    };
-    let url = std::env::var("SPARKLOOP_API_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| DEFAULT_API_URL.into());
-    crate::config::check_api_url("SPARKLOOP_API_URL", &url)?;
-    let settings = ClientSettings {
-        rate_per_min: rate_share(
-            crate::config::number("SPARKLOOP_RATE_PER_MIN", 60u32)?,
-            std::env::var("WORKER_MAX_CONCURRENCY")
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .map(|v| {
-                    v.trim()
-                        .parse::<u32>()
-                        .map_err(|_| format!("WORKER_MAX_CONCURRENCY={v:?} is not a valid number"))
-                })
-                .transpose()?,
-        ),
-        total_timeout: std::time::Duration::from_secs(crate::config::number(
-            "HTTP_TIMEOUT_SECS",
-            10u64,
-        )?),
-        ..ClientSettings::default()
-    };
-    Ok(std::sync::Arc::new(SparkLoopClient::new(
-        &url, key, &settings,
-    )))
 }

@@ -470,7 +470,15 @@ mod tests {
         };
         let off = RulesConfig::default();
         let a = "a@b.c";
-        let cases: Vec<(Provider, &str, Option<&str>, &str, &RulesConfig, Decision)> = vec![
+        type Case<'a> = (
+            Provider,
+            &'a str,
+            Option<&'a str>,
+            &'a str,
+            &'a RulesConfig,
+            Decision,
+        );
+        let cases: Vec<Case> = vec![
             (
                 Loops,
                 "email.unsubscribed",

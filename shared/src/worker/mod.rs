@@ -596,7 +596,7 @@ impl Worker {
                 reason: format!("store: {e}"),
                 retry_after: None,
             })?;
-        if !left.is_some_and(|at| at >= since) {
+        if left.is_none_or(|at| at < since) {
             return Ok(());
         }
         let call = crate::core::outbound::SparkLoopCall::Unsubscribe;
