@@ -771,27 +771,7 @@ async fn a_long_sparkloop_outage_loses_nothing_and_keeps_each_subscribers_order(
     cfg.rules.confirm_signups = true;
     let redrive = cfg.retry.redrive_count(&cfg.backoff);
     let h = sparkbridge_tests::worker_kit::harness(&fake.uri(), cfg).await;
-    let arn = h
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&h.dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .unwrap();
-    h.sqs
-        .set_queue_attributes()
-        .queue_url(&h.queue_url)
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": redrive}).to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    h.redrive_after(redrive).await;
     let event = |kind: &str, id: String, email: &str, at: i64| {
         serde_json::json!({
             "v": 1, "provider": "loops", "kind": kind, "dedupe_id": id,

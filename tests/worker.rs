@@ -197,30 +197,9 @@ async fn a_poison_body_fails_only_its_record() {
 /// only the poison record each time, and SQS moves it to the DLQ after the third receive.
 #[tokio::test]
 async fn a_poison_body_reaches_the_dlq_after_the_maximum_receives() {
-    use aws_sdk_sqs::types::QueueAttributeName;
     let fake = sparkloop(200).await;
     let h = harness(&fake.uri(), fast_config()).await;
-    let dlq_arn = h
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&h.dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .unwrap();
-    h.sqs
-        .set_queue_attributes()
-        .queue_url(&h.queue_url)
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}).to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    h.redrive_after(3).await;
     h.send("this is not an envelope").await;
     let mut receives = 0;
     let mut parked = Vec::new();
@@ -679,33 +658,43 @@ async fn a_failed_record_holds_back_the_later_records_of_its_subscriber() {
     );
 }
 
-fn four_unsubscribes_of_one_subscriber(prefix: &str) -> Vec<String> {
-    (0..4)
-        .map(|i| unsub(&format!("msg_{prefix}_{i}"), "slow@example.com"))
-        .collect()
-}
-
-#[tokio::test]
-async fn a_hanging_sparkloop_never_runs_the_batch_past_its_deadline() {
+/// A SparkLoop that answers 200 after `delay`, a client that gives up after `timeout`, and
+/// four unsubscribes of one subscriber received as one batch.
+async fn slow_sparkloop_batch(
+    delay: Duration,
+    timeout: Duration,
+) -> (
+    MockServer,
+    sparkbridge_tests::worker_kit::Harness,
+    aws_lambda_events::event::sqs::SqsEvent,
+) {
     let fake = MockServer::start().await;
     Mock::given(method("PUT"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(60)))
+        .respond_with(ResponseTemplate::new(200).set_delay(delay))
         .mount(&fake)
         .await;
     let mut cfg = fast_config();
-    cfg.call_reserve_ms = 12_000; // a 10 s client timeout plus the margin
+    cfg.call_reserve_ms = timeout.as_millis() as i64 + 2_000; // the client timeout plus the margin
     let h = sparkbridge_tests::worker_kit::harness_timed(
         &fake.uri(),
         Arc::new(shared::adapters::esp::DryRunEsp("none")),
         cfg,
-        Duration::from_secs(10),
+        timeout,
     )
     .await;
-    for body in four_unsubscribes_of_one_subscriber("hang") {
-        h.send(&body).await;
+    for i in 0..4 {
+        h.send(&unsub(&format!("msg_slow_{i}"), "slow@example.com"))
+            .await;
     }
     let ev = h.batch().await;
     assert_eq!(ev.records.len(), 4);
+    (fake, h, ev)
+}
+
+#[tokio::test]
+async fn a_hanging_sparkloop_never_runs_the_batch_past_its_deadline() {
+    let (fake, h, ev) =
+        slow_sparkloop_batch(Duration::from_secs(60), Duration::from_secs(10)).await;
     let started = std::time::Instant::now();
     let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
     let resp = h.worker.handle(&ev, deadline).await;
@@ -721,24 +710,7 @@ async fn a_hanging_sparkloop_never_runs_the_batch_past_its_deadline() {
 
 #[tokio::test]
 async fn records_that_cannot_finish_before_the_deadline_are_not_started() {
-    let fake = MockServer::start().await;
-    Mock::given(method("PUT"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
-        .mount(&fake)
-        .await;
-    let mut cfg = fast_config();
-    cfg.call_reserve_ms = 6_000; // a 4 s client timeout plus the margin
-    let h = sparkbridge_tests::worker_kit::harness_timed(
-        &fake.uri(),
-        Arc::new(shared::adapters::esp::DryRunEsp("none")),
-        cfg,
-        Duration::from_secs(4),
-    )
-    .await;
-    for body in four_unsubscribes_of_one_subscriber("slow") {
-        h.send(&body).await;
-    }
-    let ev = h.batch().await;
+    let (fake, h, ev) = slow_sparkloop_batch(Duration::from_secs(3), Duration::from_secs(4)).await;
     let ids: Vec<String> = ev
         .records
         .iter()

@@ -347,6 +347,30 @@ pub mod worker_kit {
             panic!("queue did not drain in 50 invocations");
         }
 
+        /// Gives the queue a redrive policy to the harness's DLQ, as the template does.
+        pub async fn redrive_after(&self, max_receive_count: u32) {
+            use aws_sdk_sqs::types::QueueAttributeName;
+            let arn = self
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&self.dlq_url)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .expect("DLQ attributes")
+                .attributes()
+                .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+                .expect("DLQ ARN");
+            let policy = serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count});
+            self.sqs
+                .set_queue_attributes()
+                .queue_url(&self.queue_url)
+                .attributes(QueueAttributeName::RedrivePolicy, policy.to_string())
+                .send()
+                .await
+                .expect("set the redrive policy");
+        }
+
         pub async fn dlq(&self) -> Vec<aws_sdk_sqs::types::Message> {
             let out = self
                 .sqs
