@@ -1,4 +1,4 @@
-//! Chaos runs (issue 9, part 1): unique ESP unsubscribe events, each delivered 1 to 3 times,
+//! Chaos runs: unique ESP unsubscribe events, each delivered 1 to 3 times,
 //! processed by concurrent worker invocations while a fake SparkLoop answers 20 % 500, 5 % 429
 //! and hangs 5 % past the client timeout, and (on moto) a proxy throttles SQS and DynamoDB.
 //! Every unique event must take effect exactly once and the DLQ must hold exactly the events
@@ -334,7 +334,7 @@ async fn chaos_on_moto() {
     }))
     .await;
 
-    let fake = FakeApis::start(ApiFaults::issue9(HANG), Repeats::Always200, false).await;
+    let fake = FakeApis::start(ApiFaults::flaky_upstream(HANG), Repeats::Always200, false).await;
     let observed = Arc::new(ObservedSparkLoop::new(sparkloop_client(&fake.url)));
     let sqs = SqsClient::new(&via);
     let ddb = DynamoClient::new(&via);
@@ -532,7 +532,7 @@ async fn in_memory(good: usize, permanent: usize, pollers_n: usize) -> Accountin
         faults,
         injected: Counter::default(),
     });
-    let fake = FakeApis::start(ApiFaults::issue9(HANG), Repeats::Always200, false).await;
+    let fake = FakeApis::start(ApiFaults::flaky_upstream(HANG), Repeats::Always200, false).await;
     let observed = Arc::new(ObservedSparkLoop::new(sparkloop_client(&fake.url)));
     let worker = Arc::new(Worker {
         store: store.clone(),

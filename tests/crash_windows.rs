@@ -1,4 +1,4 @@
-//! Crash windows (issue 9, part 2): the worker is "killed" at each point of a record's life
+//! Crash windows: the worker is "killed" at each point of a record's life
 //! (the invocation's future is aborted, as Lambda ends a timed-out or crashed invocation) and
 //! we measure what happens next. The dangerous window is between the outbound call and
 //! COMPLETED: the call is repeated once the lease expires (at-least-once), which is safe

@@ -1,4 +1,4 @@
-//! Chaos tools (issue 9): a fault-injecting proxy in front of moto, fake SparkLoop / Loops /
+//! Chaos tools: a fault-injecting proxy in front of moto, fake SparkLoop / Loops /
 //! eSputnik APIs that inject faults and count effects per target, fault-injecting wrappers for
 //! the in-memory ports, a delivery plan with duplicates, pollers that run the worker the way
 //! Lambda's SQS event source does, and the final accounting.
@@ -429,8 +429,8 @@ impl ApiFaults {
         hang: Duration::ZERO,
     };
 
-    /// The issue's mix: 20 % 500, 5 % 429 (retry-after 0), 5 % hangs.
-    pub fn issue9(hang: Duration) -> Self {
+    /// A flaky upstream: 20 % 500, 5 % 429 (retry-after 0), 5 % hangs.
+    pub fn flaky_upstream(hang: Duration) -> Self {
         ApiFaults {
             p500: 0.20,
             p429: 0.05,
