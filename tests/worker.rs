@@ -173,56 +173,75 @@ async fn a_bad_request_is_parked_with_sparkloops_error() {
 }
 
 #[tokio::test]
-async fn a_poison_body_fails_only_its_record() {
+async fn a_poison_body_is_parked_at_once_and_holds_back_nothing() {
     let fake = sparkloop(200).await;
     let h = harness(&fake.uri(), fast_config()).await;
     h.send("this is not an envelope").await;
     h.send(&unsub("msg_good", "good@example.com")).await;
     let ev = h.batch().await;
     assert_eq!(ev.records.len(), 2);
-    let poison_id = ev
-        .records
-        .iter()
-        .find(|m| m.body.as_deref() == Some("this is not an envelope"))
-        .unwrap()
-        .message_id
-        .clone()
-        .unwrap();
     let failed = h.invoke(&h.worker, &ev).await;
-    assert_eq!(failed, vec![poison_id]);
+    assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(calls(&fake).await, 1, "the good record was processed");
+    let parked = h.dlq().await;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].body(), Some("this is not an envelope"));
+    let error = parked[0].message_attributes().unwrap()["error"]
+        .string_value()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("unparseable"), "{error}");
 }
 
-/// End to end with the template's redrive policy (here maxReceiveCount 3): the worker fails
-/// only the poison record each time, and SQS moves it to the DLQ after the third receive.
-#[tokio::test]
-async fn a_poison_body_reaches_the_dlq_after_the_maximum_receives() {
-    let fake = sparkloop(200).await;
-    let h = harness(&fake.uri(), fast_config()).await;
-    h.redrive_after(3).await;
-    h.send("this is not an envelope").await;
+/// Receives every second until something reaches the DLQ; returns the receives it took and
+/// what was parked.
+async fn receive_until_parked(
+    h: &sparkbridge_tests::worker_kit::Harness,
+) -> (usize, Vec<aws_sdk_sqs::types::Message>) {
     let mut receives = 0;
-    let mut parked = Vec::new();
     for _ in 0..20 {
         let ev = h.batch_hidden_for(1).await;
         if !ev.records.is_empty() {
             receives += 1;
-            assert_eq!(
-                h.invoke(&h.worker, &ev).await.len(),
-                1,
-                "the poison record fails"
-            );
+            h.invoke(&h.worker, &ev).await;
         }
-        parked = h.dlq().await;
+        let parked = h.dlq().await;
         if !parked.is_empty() {
-            break;
+            return (receives, parked);
         }
         tokio::time::sleep(Duration::from_millis(1_100)).await;
     }
-    assert_eq!(receives, 3, "received maxReceiveCount times");
-    assert_eq!(parked.len(), 1);
-    assert_eq!(parked[0].body(), Some("this is not an envelope"));
-    assert_eq!(calls(&fake).await, 0);
+    panic!("nothing reached the DLQ in 20 receives");
+}
+
+/// End to end with a redrive policy (here maxReceiveCount 3). Told the count, the worker parks
+/// the message itself on the last receive, with its error; not told, SQS's redrive moves it
+/// after the third receive, without one (the safety net for crashes and timeouts).
+#[tokio::test]
+async fn the_last_receive_before_redrive_is_parked_with_its_error() {
+    for (told, want_error) in [(3, true), (0, false)] {
+        let fake = sparkloop(503).await;
+        let mut cfg = fast_config();
+        cfg.retry.max_attempts = 0;
+        cfg.retry.redrive_max_receives = told;
+        let h = harness(&fake.uri(), cfg).await;
+        h.redrive_after(3).await;
+        h.send(&unsub("msg_redrive", "a@example.com")).await;
+        let (receives, parked) = receive_until_parked(&h).await;
+        assert_eq!(receives, 3, "told {told}");
+        let error = parked[0]
+            .message_attributes()
+            .and_then(|a| a.get("error"))
+            .and_then(|v| v.string_value())
+            .map(str::to_string);
+        assert_eq!(error.is_some(), want_error, "told {told}: {error:?}");
+        if let Some(error) = error {
+            assert!(
+                error.contains("redrive") && error.contains("HTTP 503"),
+                "{error}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -225,14 +225,11 @@ impl Worker {
         let started = Instant::now();
         let mut trace = Trace::default();
         let verdict = match &rec.envelope {
+            // Not ours to interpret, and no retry will change it: kept on the DLQ, visible,
+            // with why.
             Err(e) => {
-                // Not ours to interpret: fail only this record; the redrive policy moves it
-                // to the DLQ after the maximum receives.
-                trace.note = format!("unparseable body: {e}");
-                Verdict::Retry {
-                    reason: "unparseable".into(),
-                    delay_secs: None,
-                }
+                self.park(rec, &mut trace, &format!("unparseable body: {e}"))
+                    .await
             }
             Ok(env) => self.envelope(rec, env, batch, &mut trace).await,
         };
