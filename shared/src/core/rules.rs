@@ -359,7 +359,10 @@ fn is_hard_bounce(payload: &Value) -> bool {
 
 /// Reads an SMTP reply as the receiving server wrote it. An enhanced status code (RFC 3463,
 /// `class.subject.detail`) anywhere decides by its class: 5 is permanent, 4 transient. Without
-/// one, a basic reply code (RFC 5321: three digits, `5yz` permanent) does.
+/// one, a basic reply code (RFC 5321: three digits, `5yz` permanent) decides only where a
+/// reply stands: at the start of the text or right after a `:` or `;` ("smtp; 550 ...",
+/// "said: 554 ..."), never a number inside prose ("timeout after 500 seconds"). Unsure means
+/// soft: a false hard bounce would unsubscribe a paid referral.
 pub fn smtp_reply_is_permanent(text: &str) -> bool {
     let tokens = || {
         text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -369,13 +372,21 @@ pub fn smtp_reply_is_permanent(text: &str) -> bool {
     if let Some(class) = tokens().find_map(enhanced_status_class) {
         return class == b'5';
     }
-    tokens()
-        .find(|t| {
-            t.len() == 3
-                && t.bytes().all(|b| b.is_ascii_digit())
-                && matches!(t.as_bytes()[0], b'4' | b'5')
-        })
-        .is_some_and(|t| t.starts_with('5'))
+    basic_reply_code(text).is_some_and(|code| code.starts_with('5'))
+}
+
+/// The first basic reply code (`4yz`/`5yz`, y in 0-5) standing where a reply starts.
+fn basic_reply_code(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    (0..bytes.len().saturating_sub(2)).find_map(|i| {
+        let code = text.get(i..i + 3)?;
+        let digits = code.bytes().all(|b| b.is_ascii_digit());
+        let reply_like = matches!(bytes[i], b'4' | b'5') && matches!(bytes[i + 1], b'0'..=b'5');
+        let ends = bytes.get(i + 3).is_none_or(|b| !b.is_ascii_digit());
+        let before = text[..i].trim_end();
+        let starts = before.is_empty() || before.ends_with(':') || before.ends_with(';');
+        (digits && reply_like && ends && starts).then_some(code)
+    })
 }
 
 /// The class digit of an enhanced status code (`5.1.1`, `4.2.22`), if `token` is one.
@@ -876,6 +887,9 @@ mod tests {
             ("", false),
             ("version 1.2.3.4 of the relay", false),
             ("error 1234 in 12.5.3", false),
+            ("timeout after 500 seconds", false),
+            ("connection lost after 452 bytes", false),
+            ("smtp;550 mailbox unavailable", true),
         ] {
             assert_eq!(smtp_reply_is_permanent(text), permanent, "{text}");
         }
