@@ -725,7 +725,7 @@ async fn a_failed_email_change_is_retried() {
 #[test]
 fn plausible_repeat_answers_and_how_they_are_classified() {
     // What a repeat may get from each API. Only the last rows would park a repeat: SparkLoop
-    // documents none of these answers (sparkloop.md §1.7), so they are guesses to watch.
+    // documents none of these answers (docs/providers/sparkloop.md, section 3), so they are guesses to watch.
     let rows = [
         (
             "sparkloop unsubscribe, idempotent",

@@ -445,7 +445,7 @@ impl ApiFaults {
 pub enum Repeats {
     /// 200 every time; every 200 counts as an effect (the chaos run's strict measure).
     Always200,
-    /// What SparkLoop and the ESPs plausibly answer (sparkloop.md §1.7, esputnik.md §4):
+    /// What SparkLoop and the ESPs plausibly answer (docs/providers/sparkloop.md section 3, esputnik.md section 4):
     /// unsubscribe again -> 409 "already unsubscribed"; reject a non-pending subscriber ->
     /// 400 "not pending"; confirm again -> 200; change email again -> 404 (the old address
     /// is gone); Loops upsert -> 200; eSputnik identical request within a minute -> 400

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What we ask SparkLoop to do (custom-integration doc, sparkloop.md §3).
+/// What we ask SparkLoop to do (docs/providers/sparkloop.md, sections 2 and 5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum SparkLoopCall {

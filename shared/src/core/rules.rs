@@ -266,7 +266,7 @@ pub fn is_older_than_recorded(env: &Envelope, known: &Known) -> bool {
 fn loops(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
     match env.kind.as_str() {
         k if LOOPS_UNSUBSCRIBES.contains(&k) => unsubscribe(env, cfg),
-        // Double opt-in: Loops sends both only after confirmation (loops.md §1). A form that
+        // Double opt-in: Loops sends both only after confirmation (docs/providers/loops.md, section 3). A form that
         // adds an existing contact to a list sends only the list event; confirming a
         // subscriber SparkLoop does not track answers 404, which is done.
         "contact.created" | "contact.mailingList.subscribed" if cfg.confirm_signups => {

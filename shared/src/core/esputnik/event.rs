@@ -10,7 +10,7 @@ use crate::core::envelope::{
 };
 use crate::core::time;
 
-/// Every `activityStatus` eSputnik documents (esputnik.md §2.2).
+/// Every `activityStatus` eSputnik documents (docs/providers/esputnik.md, section 2).
 pub const KNOWN_STATUSES: &[&str] = &[
     "DELIVERED",
     "UNDELIVERED",
