@@ -1,18 +1,23 @@
-//! Ingest handlers against a moto server: what reaches the queue, and what never does.
+//! Ingest handlers against a moto server: what reaches the queue, and what never does; and
+//! their webhook secrets read from a Secrets Manager secret on moto.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_sqs::Client as SqsClient;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Response};
+use shared::adapters::secretsmanager::SecretsManagerSource;
 use shared::adapters::sqs::{SqsQueue, DEFAULT_MAX_MESSAGE_BYTES};
 use shared::core::envelope::{Envelope, Provider};
 use shared::core::esputnik::WebhookAuth;
 use shared::core::loops::SigningKeys;
 use shared::core::secret::Secret;
+use shared::core::secrets::needs;
 use shared::ingest::esputnik::EsputnikIngest;
 use shared::ingest::loops::LoopsIngest;
 use shared::ingest::sparkloop::SparkloopIngest;
+use shared::secrets::{Component, SecretValues, Secrets};
 use sparkbridge_tests::*;
 
 struct Kit {
@@ -630,4 +635,169 @@ async fn sparkloop_bad_input_is_refused_and_queues_nothing() {
         assert!(body_json(&resp)["error"].is_string(), "{name}");
     }
     assert!(drain(&k.sqs, &k.url).await.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Webhook secrets kept in a Secrets Manager secret (SECRETS_ARN) on moto
+
+/// The webhook secret settings of `component` from the moto secret `arn`, read again after
+/// `ttl`; nothing from the environment.
+async fn secrets_from(arn: &str, component: Component, ttl: Duration) -> Secrets {
+    let source = SecretsManagerSource::from_conf(&sdk_config().await, arn);
+    Secrets::managed(
+        Arc::new(source),
+        needs(component, None, false),
+        SecretValues::default(),
+        ttl,
+    )
+    .await
+    .expect("the secret holds what the function needs")
+}
+
+fn queue_of(k: &Kit) -> Arc<SqsQueue> {
+    Arc::new(SqsQueue::new(
+        k.sqs.clone(),
+        k.url.clone(),
+        DEFAULT_MAX_MESSAGE_BYTES,
+    ))
+}
+
+/// A SparkLoop sample carrying `token` in its `SparkLoop-Token` header.
+fn sparkloop_with_token(token: &str) -> lambda_http::Request {
+    let mut r =
+        load_request(&repo_root().join("events/sparkloop/new_partner_pending_referral.json"));
+    r.headers_mut()
+        .insert("sparkloop-token", token.parse().unwrap());
+    r
+}
+
+#[tokio::test]
+async fn sparkloop_ingest_takes_its_token_from_the_secret_and_a_new_one_only_after_the_ttl() {
+    let k = kit().await;
+    let arn = fresh_secret(&serde_json::json!({
+        "SPARKLOOP_WEBHOOK_TOKEN": "sl-secret-old",
+        "SPARKLOOP_API_KEY": "another function's key",
+    }))
+    .await;
+    let ttl = Duration::from_secs(2);
+    let secrets = secrets_from(&arn, Component::IngestSparkloop, ttl).await;
+    let read_at = std::time::Instant::now();
+    assert_eq!(
+        format!("{secrets:?}"),
+        r#"Secrets::Managed(SecretValues(["SPARKLOOP_WEBHOOK_TOKEN"]))"#,
+        "only the keys this function needs are kept"
+    );
+    let ingest = SparkloopIngest::from_secrets(queue_of(&k), &secrets).unwrap();
+    let status = |token: &'static str| {
+        let ingest = &ingest;
+        async move { ingest.handle(sparkloop_with_token(token)).await.status() }
+    };
+    assert_eq!(status("sl-secret-old").await, StatusCode::OK);
+    assert_eq!(
+        status(SPARKLOOP_TOKEN).await,
+        StatusCode::UNAUTHORIZED,
+        "only the secret's token"
+    );
+
+    put_secret(
+        &arn,
+        &serde_json::json!({"SPARKLOOP_WEBHOOK_TOKEN": "sl-secret-new"}),
+    )
+    .await;
+    assert_eq!(
+        status("sl-secret-old").await,
+        StatusCode::OK,
+        "before the TTL"
+    );
+    assert_eq!(status("sl-secret-new").await, StatusCode::UNAUTHORIZED);
+    assert!(
+        read_at.elapsed() < ttl,
+        "the checks before the TTL took longer than the TTL"
+    );
+
+    tokio::time::sleep(ttl.saturating_sub(read_at.elapsed())).await;
+    assert_eq!(
+        status("sl-secret-new").await,
+        StatusCode::OK,
+        "after the TTL"
+    );
+    assert_eq!(status("sl-secret-old").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(drain(&k.sqs, &k.url).await.len(), 3, "one event per 200");
+}
+
+/// A Loops sample signed now with `secret`, under a fresh webhook id.
+fn loops_signed_with(secret: &str) -> lambda_http::Request {
+    let mut r = load_request(&repo_root().join("events/loops/email.unsubscribed.json"));
+    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let ts = chrono_now();
+    let signature = SigningKeys::parse(secret)
+        .unwrap()
+        .sign(&id, ts, r.body().as_ref());
+    for (name, value) in [
+        ("webhook-id", id),
+        ("webhook-timestamp", ts.to_string()),
+        ("webhook-signature", signature),
+    ] {
+        r.headers_mut().insert(name, value.parse().unwrap());
+    }
+    r
+}
+
+#[tokio::test]
+async fn loops_signing_secret_rotation_works_through_the_secret() {
+    const OLD: &str = LOOPS_SECRET;
+    const NEW: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let k = kit().await;
+    let arn = fresh_secret(&serde_json::json!({ "LOOPS_SIGNING_SECRET": OLD })).await;
+    let ttl = Duration::from_secs(1);
+    let secrets = secrets_from(&arn, Component::IngestLoops, ttl).await;
+    let ingest = LoopsIngest::from_secrets(queue_of(&k), &secrets).unwrap();
+    let status = |secret: &'static str| {
+        let ingest = &ingest;
+        async move { ingest.handle(loops_signed_with(secret)).await.status() }
+    };
+    assert_eq!(status(OLD).await, StatusCode::OK);
+    assert_eq!(status(NEW).await, StatusCode::UNAUTHORIZED);
+
+    // during the rotation both are accepted, then only the new one
+    put_secret(
+        &arn,
+        &serde_json::json!({ "LOOPS_SIGNING_SECRET": format!("{OLD},{NEW}") }),
+    )
+    .await;
+    tokio::time::sleep(ttl).await;
+    assert_eq!(status(NEW).await, StatusCode::OK);
+    assert_eq!(status(OLD).await, StatusCode::OK);
+    put_secret(&arn, &serde_json::json!({ "LOOPS_SIGNING_SECRET": NEW })).await;
+    tokio::time::sleep(ttl).await;
+    assert_eq!(status(NEW).await, StatusCode::OK);
+    assert_eq!(status(OLD).await, StatusCode::UNAUTHORIZED);
+
+    // a malformed new secret is refused: the last good one stays in use
+    put_secret(
+        &arn,
+        &serde_json::json!({ "LOOPS_SIGNING_SECRET": "whsec_short" }),
+    )
+    .await;
+    tokio::time::sleep(ttl).await;
+    assert_eq!(status(NEW).await, StatusCode::OK);
+    assert_eq!(drain(&k.sqs, &k.url).await.len(), 5);
+}
+
+#[tokio::test]
+async fn an_ingest_function_refuses_to_start_when_the_secret_lacks_its_key() {
+    let arn = fresh_secret(&serde_json::json!({ "LOOPS_SIGNING_SECRET": LOOPS_SECRET })).await;
+    let source = SecretsManagerSource::from_conf(&sdk_config().await, &arn);
+    let err = Secrets::managed(
+        Arc::new(source),
+        needs(Component::IngestSparkloop, None, false),
+        SecretValues::default(),
+        Duration::from_secs(300),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "SPARKLOOP_WEBHOOK_TOKEN is in neither the secret (SECRETS_ARN) nor the environment"
+    );
 }

@@ -902,3 +902,93 @@ async fn an_older_event_never_reverts_a_contacts_address() {
         .unwrap();
     assert_eq!(recorded.email, "newest@example.com");
 }
+
+#[tokio::test]
+async fn the_sparkloop_key_comes_from_the_secret_and_a_new_key_is_used_after_the_ttl() {
+    use shared::adapters::secretsmanager::SecretsManagerSource;
+    use shared::adapters::sparkloop::{ClientSettings, SparkLoopClient};
+    use shared::adapters::sqs::SqsWorkQueue;
+    use shared::core::secrets::{needs, SPARKLOOP_API_KEY};
+    use shared::secrets::{Component, SecretValues, Secrets};
+    use shared::worker::Worker;
+    use sparkbridge_tests::{fresh_secret, put_secret, sdk_config};
+
+    let fake = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&fake)
+        .await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    let arn = fresh_secret(&serde_json::json!({
+        "SPARKLOOP_API_KEY": "sl-key-1",
+        "LOOPS_SIGNING_SECRET": "another function's secret",
+    }))
+    .await;
+    let ttl = Duration::from_secs(2);
+    let secrets = Secrets::managed(
+        Arc::new(SecretsManagerSource::from_conf(&sdk_config().await, &arn)),
+        needs(Component::Worker, None, false),
+        SecretValues::default(),
+        ttl,
+    )
+    .await
+    .unwrap();
+    let read_at = std::time::Instant::now();
+    let key = secrets
+        .live(|v| {
+            v.get(SPARKLOOP_API_KEY)
+                .cloned()
+                .ok_or_else(|| "no key".to_string())
+        })
+        .unwrap();
+    let settings = ClientSettings {
+        rate_per_min: 60_000,
+        ..ClientSettings::default()
+    };
+    let worker = Worker {
+        store: h.store.clone(),
+        subscribers: h.store.clone(),
+        sparkloop: Arc::new(SparkLoopClient::with_key(&fake.uri(), key, &settings)),
+        esp: Arc::new(shared::adapters::esp::DryRunEsp("none")),
+        queue: Arc::new(SqsWorkQueue::new(
+            h.sqs.clone(),
+            h.queue_url.clone(),
+            h.dlq_url.clone(),
+        )),
+        cfg: fast_config(),
+    };
+    let unsubscribe = |n: u32| {
+        let (h, worker) = (&h, &worker);
+        async move {
+            h.send(&unsub(
+                &format!("msg_key_{n}"),
+                &format!("k{n}@example.com"),
+            ))
+            .await;
+            let failed = h.invoke(worker, &h.batch().await).await;
+            assert!(failed.is_empty(), "call {n}");
+        }
+    };
+    unsubscribe(1).await;
+    put_secret(&arn, &serde_json::json!({"SPARKLOOP_API_KEY": "sl-key-2"})).await;
+    unsubscribe(2).await;
+    assert!(
+        read_at.elapsed() < ttl,
+        "the calls before the TTL took longer than the TTL"
+    );
+    tokio::time::sleep(ttl.saturating_sub(read_at.elapsed())).await;
+    unsubscribe(3).await;
+
+    let keys: Vec<String> = fake
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.headers["x-api-key"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        ["sl-key-1", "sl-key-1", "sl-key-2"],
+        "the key in the secret; the new one only after the TTL"
+    );
+}

@@ -7,6 +7,7 @@ mod dlq;
 mod reconcile;
 mod samples;
 mod send;
+mod smoke;
 mod state;
 
 use std::net::SocketAddr;
@@ -101,6 +102,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prove a deployed stack works end to end: one authenticated test event per provider,
+    /// watched in the state table until the worker has processed it
+    Smoke(smoke::SmokeArgs),
     /// Configuration tools
     Config {
         #[command(subcommand)]
@@ -217,6 +221,7 @@ async fn main() -> ExitCode {
         Command::Screen { dry_run, url, json } => {
             state::screen(dry_run, url.as_deref(), json).await
         }
+        Command::Smoke(args) => smoke::run(args).await,
         Command::Config {
             action: ConfigAction::Check { online, json },
         } => config_check::run(json, online).await,

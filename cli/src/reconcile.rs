@@ -1,5 +1,6 @@
 //! `sparkbridge reconcile [--dry-run] [--since DAYS] [--force]`: compare SparkLoop, the ESP and
-//! the state table, and queue the missed webhooks (TABLE_NAME, QUEUE_URL, the API keys).
+//! the state table, and queue the missed webhooks (TABLE_NAME, QUEUE_URL, the API keys from
+//! the environment or SECRETS_ARN, as the reconciler function reads them).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use shared::adapters::dynamodb::DynamoStore;
@@ -22,8 +23,10 @@ pub async fn run(
     let aws = shared::adapters::aws::sdk_config().await;
     let store = DynamoStore::from_env(&aws)?;
     let queue = SqsQueue::from_env(&aws)?;
-    let sparkloop = shared::adapters::sparkloop::from_env()?;
-    let esp = shared::adapters::esp::from_env()?;
+    let secrets =
+        shared::secrets::Secrets::from_env(&aws, shared::secrets::Component::Reconciler).await?;
+    let sparkloop = shared::adapters::sparkloop::from_secrets(&secrets)?;
+    let esp = shared::adapters::esp::from_secrets(&secrets)?;
     let mut cfg = ReconcileConfig::from_env()?;
     cfg.force = force;
     if let Some(days) = since_days {

@@ -55,7 +55,7 @@ async fn start_dev(port: u16, env: &[(&str, &str)], aws: bool) -> Dev {
         .env_remove("DLQ_URL")
         .env_remove("TABLE_NAME");
     if aws {
-        let name = format!("sb-dev-{port}-{}", std::process::id());
+        let name = dev_name(port);
         c.args(["--aws", "--create", "--name", &name])
             .env("AWS_ENDPOINT_URL", moto_endpoint());
     }
@@ -72,6 +72,11 @@ async fn start_dev(port: u16, env: &[(&str, &str)], aws: bool) -> Dev {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("sparkbridge dev did not become ready");
+}
+
+/// The queue (its DLQ: `<name>-dlq`) and the table `start_dev(port, .., true)` creates.
+fn dev_name(port: u16) -> String {
+    format!("sb-dev-{port}-{}", std::process::id())
 }
 
 async fn reqwest_get(url: &str) -> Option<u16> {
@@ -324,6 +329,7 @@ fn help_on_every_command() {
         vec!["subscriber", "show", "--help"],
         vec!["screen", "--help"],
         vec!["reconcile", "--help"],
+        vec!["smoke", "--help"],
     ] {
         let out = cli(&args, &[]);
         assert!(out.status.success(), "{args:?}");
@@ -777,4 +783,357 @@ async fn reconcile_refuses_unsubscribes_over_the_share_unless_forced() {
     assert!(queued
         .iter()
         .all(|q| q.envelope.kind == shared::core::reconcile::KIND_RECONCILE_UNSUBSCRIBE));
+}
+
+/// `smoke` against `dev --aws` on moto: every provider passes, with `--url` and with `--stack`
+/// (and without `--live` nothing calls out); without credentials nothing is sent; a table the
+/// worker does not write shows the events not processed; a wrong Loops secret is refused 401
+/// at ingest and fails the run; `--live` calls SparkLoop for the test address only, and what
+/// SparkLoop refuses is found parked on the DLQ with its reason.
+#[tokio::test]
+async fn smoke_proves_each_provider_end_to_end_on_dev_with_moto() {
+    use wiremock::matchers::path_regex;
+    let sparkloop = MockServer::start().await;
+    let sparkloop_url = sparkloop.uri();
+    let port = free_port();
+    let aws = [
+        ("AWS_ENDPOINT_URL", moto_endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+    ];
+    let mut dev_env: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    dev_env.extend([
+        ("SPARKLOOP_API_KEY", "k-test"),
+        ("SPARKLOOP_API_URL", sparkloop_url.as_str()),
+    ]);
+    let _dev = start_dev(port, &dev_env, true).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config().await);
+    let dlq = sqs
+        .get_queue_url()
+        .queue_name(format!("{}-dlq", dev_name(port)))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let table = dev_name(port);
+    let mut env: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend([("TABLE_NAME", table.as_str()), ("DLQ_URL", dlq.as_str())]);
+    let url = format!("http://127.0.0.1:{port}");
+    let line = |stdout: &str, provider: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{provider} ")))
+            .unwrap_or_else(|| panic!("no {provider} line in\n{stdout}"))
+            .to_string()
+    };
+
+    let out = cli(&["smoke", "--url", &url, "--timeout", "60"], &env);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for p in ["loops", "esputnik", "sparkloop"] {
+        let l = line(&stdout, p);
+        assert!(l.contains("PASS") && l.contains("HTTP 200 in"), "{l}");
+        assert!(l.contains("COMPLETED ("), "{l}");
+    }
+    assert!(stdout.contains("@example.invalid"), "{stdout}");
+
+    let out = cli(&["smoke", "--url", &url, "--json", "--timeout", "60"], &env);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["passed"], true, "{v}");
+    let providers = v["providers"].as_array().unwrap();
+    assert_eq!(providers.len(), 3);
+    for (p, kind, worker) in [
+        ("loops", "email.opened", "done"),
+        ("esputnik", "DELIVERED", "done"),
+        ("sparkloop", "new_offer_lead", "ignored"),
+    ] {
+        let r = providers.iter().find(|r| r["provider"] == p).unwrap();
+        assert_eq!(r["outcome"], "passed", "{r}");
+        assert_eq!(r["kind"], kind);
+        assert_eq!(r["http_status"], 200);
+        assert_eq!(r["record"], "COMPLETED");
+        assert_eq!(r["worker_outcome"], worker, "{r}");
+        assert!(r["completed_ms"].as_u64().is_some(), "{r}");
+    }
+    assert!(
+        sparkloop.received_requests().await.unwrap().is_empty(),
+        "without --live nothing calls out"
+    );
+
+    // --stack: the webhook URLs, the table and the DLQ from the stack's outputs (a stand-in
+    // stack on moto with the outputs template.yaml declares, pointing at the dev server)
+    let conf = sdk_config().await;
+    let stack = format!("sb-smoke-{}", dev_name(port));
+    let template = serde_json::json!({
+        "Parameters": {"DryRun": {"Type": "String", "Default": "true"}},
+        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {
+            "LoopsWebhookUrl": {"Value": format!("{url}/webhooks/loops")},
+            "EsputnikWebhookUrl": {"Value": format!("{url}/webhooks/esputnik")},
+            "SparkloopWebhookUrl": {"Value": format!("{url}/webhooks/sparkloop")},
+            "StateTableName": {"Value": table},
+            "DeadLetterQueueUrl": {"Value": dlq},
+        },
+    });
+    aws_sdk_cloudformation::Client::new(&conf)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    // not a loopback --url: the secrets come from the environment only (here dev's defaults)
+    let mut stack_env: Vec<(&str, &str)> = aws.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    stack_env.extend([
+        (
+            "LOOPS_SIGNING_SECRET",
+            "whsec_ZGV2LW9ubHktc2lnbmluZy1zZWNyZXQtc3Bhcmticmlk",
+        ),
+        ("ESPUTNIK_WEBHOOK_USER", "dev"),
+        ("ESPUTNIK_WEBHOOK_PASSWORD", "dev-password"),
+        ("SPARKLOOP_WEBHOOK_TOKEN", "dev-sparkloop-token"),
+    ]);
+    let out = cli(&["smoke", "--stack", &stack, "--timeout", "60"], &stack_env);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("smoke test of stack {stack} ")),
+        "{stdout}"
+    );
+    let out = cli(
+        &["smoke", "--stack", &stack, "--timeout", "60"],
+        &stack_env[..aws.len()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("loops not_sent, esputnik not_sent, sparkloop not_sent"),
+        "no credentials, nothing sent: {err}"
+    );
+
+    // queued, never COMPLETED in the table watched (one the worker does not write)
+    let other = format!("sb-smoke-empty-{}", dev_name(port));
+    shared::adapters::dynamodb::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&conf),
+        other.clone(),
+    )
+    .create_table_if_missing()
+    .await
+    .unwrap();
+    let elsewhere: Vec<(&str, &str)> = env
+        .iter()
+        .map(|&(k, v)| (k, if k == "TABLE_NAME" { other.as_str() } else { v }))
+        .collect();
+    let out = cli(
+        &["smoke", "--url", &url, "--json", "--timeout", "2"],
+        &elsewhere,
+    );
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for r in v["providers"].as_array().unwrap() {
+        assert_eq!(r["outcome"], "not_processed", "{r}");
+        assert!(
+            r["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not COMPLETED within 2 s"),
+            "{r}"
+        );
+    }
+
+    // a Loops secret that is not the deployed one: refused at ingest, the others still pass
+    let mut wrong = env.clone();
+    wrong.push((
+        "LOOPS_SIGNING_SECRET",
+        "whsec_YS13cm9uZy1zZWNyZXQtMjQtYnl0ZXMh",
+    ));
+    let out = cli(&["smoke", "--url", &url, "--timeout", "60"], &wrong);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let l = line(&stdout, "loops");
+    assert!(l.contains("FAIL refused") && l.contains("HTTP 401"), "{l}");
+    for p in ["esputnik", "sparkloop"] {
+        assert!(line(&stdout, p).contains("PASS"), "{stdout}");
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim(), "error: smoke failed: loops refused", "{err}");
+
+    // --live: the unsubscribes reach SparkLoop for the test address only (404: not a
+    // subscriber it tracks, which is done)
+    Mock::given(method("PUT"))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(serde_json::json!({"error": "not found"})),
+        )
+        .mount(&sparkloop)
+        .await;
+    let out = cli(
+        &[
+            "smoke",
+            "--url",
+            &url,
+            "--live",
+            "--json",
+            "--timeout",
+            "60",
+        ],
+        &env,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{v}");
+    let email = v["email"]
+        .as_str()
+        .unwrap()
+        .replace('+', "%2B")
+        .replace('@', "%40");
+    let calls = sparkloop.received_requests().await.unwrap();
+    assert_eq!(calls.len(), 2, "Loops and eSputnik unsubscribes");
+    for c in &calls {
+        assert_eq!(
+            c.url.path(),
+            format!("/v2/subscribers/{email}/unsubscribe"),
+            "the test address only"
+        );
+    }
+
+    // what SparkLoop refuses is parked, and smoke says so with the reason
+    sparkloop.reset().await;
+    Mock::given(method("PUT"))
+        .and(path_regex("^/v2/subscribers/.*/unsubscribe$"))
+        .respond_with(ResponseTemplate::new(400).set_body_string("smoke-refused"))
+        .mount(&sparkloop)
+        .await;
+    let out = cli(
+        &[
+            "smoke",
+            "--url",
+            &url,
+            "--live",
+            "--json",
+            "--timeout",
+            "60",
+        ],
+        &env,
+    );
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for r in v["providers"].as_array().unwrap() {
+        if r["provider"] == "sparkloop" {
+            assert_eq!(r["outcome"], "passed", "{r}");
+        } else {
+            assert_eq!(r["outcome"], "parked", "{r}");
+            let detail = r["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("400") && detail.contains("smoke-refused"),
+                "{r}"
+            );
+        }
+    }
+}
+
+/// `config check` with `SECRETS_ARN` pointing at a secret on moto: each key a function needs
+/// that is in neither the secret nor the environment fails, named, on the line of the function
+/// that needs it; the environment fills in what the secret lacks; no value is printed.
+#[tokio::test]
+async fn config_check_names_each_key_missing_from_the_secret_and_the_environment() {
+    let arn = sparkbridge_tests::fresh_secret(&serde_json::json!({
+        "LOOPS_SIGNING_SECRET": "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        "ESPUTNIK_WEBHOOK_TOKEN": "es-secret-token-555",
+        "SPARKLOOP_API_KEY": "sl-secret-key-321",
+    }))
+    .await;
+    let endpoint = moto_endpoint();
+    let base = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("SECRETS_ARN", arn.as_str()),
+        ("ESP", "loops"),
+    ];
+    let out = cli(&["config", "check"], &base);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{stdout}");
+    let line = |component: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(component))
+            .unwrap_or_else(|| panic!("no {component} line in\n{stdout}"))
+            .to_string()
+    };
+    for (component, missing) in [
+        ("ingest-sparkloop", "SPARKLOOP_WEBHOOK_TOKEN"),
+        ("esp", "LOOPS_API_KEY"),
+    ] {
+        let l = line(component);
+        assert!(l.starts_with("ERR"), "{l}");
+        assert!(
+            l.contains(&format!(
+                "{missing} is in neither the secret (SECRETS_ARN) nor the environment"
+            )),
+            "{l}"
+        );
+    }
+    for component in [
+        "secrets",
+        "ingest-loops",
+        "ingest-esputnik",
+        "sparkloop-api",
+    ] {
+        assert!(line(component).starts_with("ok"), "{}", line(component));
+    }
+    assert!(
+        line("secrets")
+            .contains("holds LOOPS_SIGNING_SECRET, ESPUTNIK_WEBHOOK_TOKEN, SPARKLOOP_API_KEY"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("2 configuration error(s)"), "{stderr}");
+    for value in ["es-secret-token-555", "sl-secret-key-321", "C2FVsBQIhrsc"] {
+        assert!(
+            !stdout.contains(value) && !stderr.contains(value),
+            "{value} shown"
+        );
+    }
+
+    // the environment fills in what the secret lacks
+    let mut filled = base.to_vec();
+    filled.extend([("SPARKLOOP_WEBHOOK_TOKEN", "t"), ("LOOPS_API_KEY", "k")]);
+    let out = cli(&["config", "check"], &filled);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // a secret that cannot be read fails, naming it
+    let mut unreadable = filled.clone();
+    let missing_arn = format!("{arn}-missing");
+    unreadable.retain(|(k, _)| *k != "SECRETS_ARN");
+    unreadable.push(("SECRETS_ARN", &missing_arn));
+    let out = cli(&["config", "check"], &unreadable);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    let secrets_line = stdout
+        .lines()
+        .find(|l| l.contains("secrets"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(secrets_line.starts_with("ERR"), "{secrets_line}");
+    assert!(
+        secrets_line.contains(&format!("SECRETS_ARN={missing_arn}")),
+        "{secrets_line}"
+    );
 }

@@ -13,5 +13,6 @@ pub mod local;
 pub mod ports;
 pub mod reconcile;
 pub mod screener;
+pub mod secrets;
 pub mod telemetry;
 pub mod worker;

@@ -184,3 +184,18 @@ pub trait WorkQueue: Send + Sync {
     /// Puts a message on the dead-letter queue, with its error in the attributes.
     async fn park(&self, message: OutboundMessage) -> Result<(), QueueError>;
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretReadError {
+    /// The secret could not be read (access, network, no such secret). The message is the
+    /// service's error, which never contains the secret's value.
+    #[error("cannot read the secret: {0}")]
+    Unavailable(String),
+}
+
+/// Where the secret settings are kept (one Secrets Manager secret, `SECRETS_ARN`).
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    /// The secret's current text (a JSON object of variable names to values).
+    async fn read(&self) -> Result<crate::core::secret::Secret, SecretReadError>;
+}

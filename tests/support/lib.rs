@@ -1,5 +1,5 @@
-//! Test kit: a moto server for SQS/DynamoDB (real protocol, real SDK) and the sample events
-//! of `events/`, authenticated at test time as the providers would.
+//! Test kit: a moto server for SQS/DynamoDB/Secrets Manager (real protocol, real SDK) and the
+//! sample events of `events/`, authenticated at test time as the providers would.
 
 pub mod chaos;
 
@@ -119,6 +119,34 @@ pub async fn fresh_queue(sqs: &SqsClient) -> String {
         .queue_url()
         .expect("queue url")
         .to_string()
+}
+
+/// A fresh, uniquely named Secrets Manager secret on moto whose SecretString is `values` (a
+/// JSON object of variable names to values); returns its ARN.
+pub async fn fresh_secret(values: &serde_json::Value) -> String {
+    let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
+    let name = format!("sb-test-{}", uuid::Uuid::new_v4().simple());
+    client
+        .create_secret()
+        .name(name)
+        .secret_string(values.to_string())
+        .send()
+        .await
+        .expect("moto server reachable at AWS_ENDPOINT_URL (start it with .ci/run or `make moto`)")
+        .arn()
+        .expect("secret arn")
+        .to_string()
+}
+
+/// Stores a new current version of the secret (a rotation).
+pub async fn put_secret(arn: &str, values: &serde_json::Value) {
+    aws_sdk_secretsmanager::Client::new(&sdk_config().await)
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string(values.to_string())
+        .send()
+        .await
+        .expect("put_secret_value");
 }
 
 /// A message read back from the queue.

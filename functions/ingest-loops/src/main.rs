@@ -6,6 +6,7 @@ use std::sync::Arc;
 use lambda_http::{run, service_fn, Error};
 use shared::adapters::sqs::SqsQueue;
 use shared::ingest::loops::LoopsIngest;
+use shared::secrets::{Component, Secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,7 +14,9 @@ async fn main() -> Result<(), Error> {
     // one configuration (region, credentials, HTTP client) for every AWS client
     let aws = shared::adapters::aws::sdk_config().await;
     let queue = Arc::new(SqsQueue::from_env(&aws)?);
-    let ingest = Arc::new(LoopsIngest::from_env(queue)?);
+    // the webhook secret: from SECRETS_ARN (read again after its TTL) or the environment
+    let secrets = Secrets::from_env(&aws, Component::IngestLoops).await?;
+    let ingest = Arc::new(LoopsIngest::from_secrets(queue, &secrets)?);
     run(service_fn(move |req| {
         let ingest = ingest.clone();
         async move { Ok::<_, Error>(ingest.handle(req).await) }

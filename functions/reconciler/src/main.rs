@@ -10,6 +10,7 @@ use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use shared::adapters::dynamodb::DynamoStore;
 use shared::adapters::sqs::SqsQueue;
 use shared::reconcile::{Deps, ReconcileConfig};
+use shared::secrets::{Component, Secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,8 +19,10 @@ async fn main() -> Result<(), Error> {
     let aws = shared::adapters::aws::sdk_config().await;
     let store = Arc::new(DynamoStore::from_env(&aws)?);
     let queue = Arc::new(SqsQueue::from_env(&aws)?);
-    let sparkloop = shared::adapters::sparkloop::from_env()?;
-    let esp = shared::adapters::esp::from_env()?;
+    // the API keys: from SECRETS_ARN (read again after its TTL) or the environment
+    let secrets = Secrets::from_env(&aws, Component::Reconciler).await?;
+    let sparkloop = shared::adapters::sparkloop::from_secrets(&secrets)?;
+    let esp = shared::adapters::esp::from_secrets(&secrets)?;
     let cfg = Arc::new(ReconcileConfig::from_env()?);
     let dry_run = shared::config::flag("RECONCILE_DRY_RUN");
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| {

@@ -9,13 +9,17 @@ use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Map, Value};
 
-use crate::adapters::sparkloop::{api_base, http_client, read_json, read_ok, send, ClientSettings};
+use crate::adapters::sparkloop::{
+    api_base, http_client, read_json, read_ok, send, send_reading, ClientSettings,
+};
 use crate::core::lifecycle::EspCall;
 use crate::core::mask::mask_email;
 use crate::core::outbound::{CallOutcome, Goal, Missing};
 use crate::core::reconcile::EspContact;
 use crate::core::secret::Secret;
+use crate::core::secrets::{ESPUTNIK_API_KEY, LOOPS_API_KEY};
 use crate::ports::{AccessCheck, EspApi};
+use crate::secrets::{Live, Secrets};
 
 /// GETs JSON, classifying failures like every other call. A 404 is a failure here: both
 /// ESPs answer a search with no match as 200 and an empty list, so a 404 is a wrong URL, and
@@ -106,7 +110,8 @@ fn limiter(per_sec: u32) -> DefaultDirectRateLimiter {
 pub struct LoopsClient {
     http: reqwest::Client,
     base: String,
-    key: Secret,
+    /// Read per call: a rotation in the secret reaches it without a restart.
+    key: Live<Secret>,
     names: PropertyNames,
     limiter: DefaultDirectRateLimiter,
 }
@@ -116,6 +121,17 @@ impl LoopsClient {
     pub fn new(
         base_url: &str,
         key: Secret,
+        names: PropertyNames,
+        settings: &ClientSettings,
+        per_sec: u32,
+    ) -> Self {
+        Self::with_key(base_url, Live::fixed(key), names, settings, per_sec)
+    }
+
+    /// A client whose key follows the secret settings (see `crate::secrets`).
+    pub fn with_key(
+        base_url: &str,
+        key: Live<Secret>,
         names: PropertyNames,
         settings: &ClientSettings,
         per_sec: u32,
@@ -171,12 +187,15 @@ impl EspApi for LoopsClient {
     async fn call(&self, call: &EspCall) -> CallOutcome {
         self.limiter.until_ready().await;
         let body = self.body(call);
+        let key = self.key.get().await;
         let req = self
             .http
             .put(format!("{}/api/v1/contacts/update", self.base))
-            .bearer_auth(self.key.expose())
+            .bearer_auth(key.expose())
             .json(&body);
-        match send(req, Goal::State, Missing::Failure).await {
+        // An upsert never answers "already": Loops documents 409 as a conflict (an email or
+        // userId another contact holds), a failure to park, not a state that holds.
+        match send(req, Goal::Value, Missing::Failure).await {
             // A 400 naming a property means it does not exist in Loops yet: say which to create.
             CallOutcome::Permanent {
                 status: 400,
@@ -203,11 +222,12 @@ impl EspApi for LoopsClient {
     /// `GET /api/v1/contacts/find?email=`: `[]` when absent, else the contact's `subscribed`.
     async fn lookup(&self, email: &str) -> Result<EspContact, CallOutcome> {
         self.limiter.until_ready().await;
+        let key = self.key.get().await;
         let req = self
             .http
             .get(format!("{}/api/v1/contacts/find", self.base))
             .query(&[("email", email)])
-            .bearer_auth(self.key.expose());
+            .bearer_auth(key.expose());
         let v = fetch_json(req).await?;
         Ok(match v.as_array().and_then(|a| a.first()) {
             None => EspContact::Absent,
@@ -226,7 +246,8 @@ impl EspApi for LoopsClient {
     async fn check_access(&self) -> Option<AccessCheck> {
         self.limiter.until_ready().await;
         let url = format!("{}/api/v1/api-key", self.base);
-        let req = self.http.get(&url).bearer_auth(self.key.expose());
+        let key = self.key.get().await;
+        let req = self.http.get(&url).bearer_auth(key.expose());
         let outcome = match read_json(req).await {
             Ok(v) if v.get("success").and_then(Value::as_bool) == Some(false) => {
                 Err(CallOutcome::Permanent {
@@ -244,7 +265,8 @@ impl EspApi for LoopsClient {
 pub struct EsputnikClient {
     http: reqwest::Client,
     base: String,
-    key: Secret,
+    /// Read per call: a rotation in the secret reaches it without a restart.
+    key: Live<Secret>,
     /// Logical property -> eSputnik additional-field id (`ESPUTNIK_FIELD_IDS`).
     field_ids: BTreeMap<String, i64>,
     limiter: DefaultDirectRateLimiter,
@@ -254,6 +276,17 @@ impl EsputnikClient {
     pub fn new(
         base_url: &str,
         key: Secret,
+        field_ids: BTreeMap<String, i64>,
+        settings: &ClientSettings,
+        per_sec: u32,
+    ) -> Self {
+        Self::with_key(base_url, Live::fixed(key), field_ids, settings, per_sec)
+    }
+
+    /// A client whose key follows the secret settings (see `crate::secrets`).
+    pub fn with_key(
+        base_url: &str,
+        key: Live<Secret>,
         field_ids: BTreeMap<String, i64>,
         settings: &ClientSettings,
         per_sec: u32,
@@ -319,17 +352,19 @@ impl EsputnikClient {
 
     async fn post(&self, path: &str, body: &Value) -> CallOutcome {
         self.limiter.until_ready().await;
+        let key = self.key.get().await;
         let req = self
             .http
             .post(format!("{}/api/v1/{path}", self.base))
-            .basic_auth("sparkbridge", Some(self.key.expose()))
+            .basic_auth("sparkbridge", Some(key.expose()))
             .json(body);
-        match send(req, Goal::State, Missing::Failure).await {
+        match send_reading(req, Goal::State, Missing::Failure).await {
             // eSputnik refuses an identical request made moments ago: it was applied.
-            CallOutcome::Permanent { body, .. } if body.contains("Duplicated request") => {
+            (CallOutcome::Permanent { body, .. }, _) if body.contains("Duplicated request") => {
                 CallOutcome::AlreadyDone
             }
-            other => other,
+            (CallOutcome::Done, text) => refused_in_import(&text).unwrap_or(CallOutcome::Done),
+            (other, _) => other,
         }
     }
 }
@@ -384,11 +419,12 @@ impl EspApi for EsputnikClient {
     /// whose email channel is missing) is read as unsubscribed, otherwise subscribed.
     async fn lookup(&self, email: &str) -> Result<EspContact, CallOutcome> {
         self.limiter.until_ready().await;
+        let key = self.key.get().await;
         let req = self
             .http
             .get(format!("{}/api/v1/contacts", self.base))
             .query(&[("email", email), ("startindex", "1"), ("maxrows", "1")])
-            .basic_auth("sparkbridge", Some(self.key.expose()));
+            .basic_auth("sparkbridge", Some(key.expose()));
         let v = fetch_json(req).await?;
         let Some(contact) = v.as_array().and_then(|a| a.first()) else {
             return Ok(EspContact::Absent);
@@ -421,13 +457,29 @@ impl EspApi for EsputnikClient {
     async fn check_access(&self) -> Option<AccessCheck> {
         self.limiter.until_ready().await;
         let url = format!("{}/api/v1/account/info", self.base);
+        let key = self.key.get().await;
         let req = self
             .http
             .get(&url)
-            .basic_auth("sparkbridge", Some(self.key.expose()));
+            .basic_auth("sparkbridge", Some(key.expose()));
         let outcome = read_json(req).await.map(|_| ());
         Some(AccessCheck { url, outcome })
     }
+}
+
+/// The bulk contacts import answers 200 with the contacts it refused (`failedContacts`): a
+/// refused contact was not added, so the call failed (parked with eSputnik's reasons) and is
+/// never recorded as an add the reconciler would later read as "vanished".
+fn refused_in_import(text: &str) -> Option<CallOutcome> {
+    let answer: Value = serde_json::from_str(text).ok()?;
+    let failed = answer.get("failedContacts")?.as_array()?;
+    (!failed.is_empty()).then(|| CallOutcome::Permanent {
+        status: 200,
+        body: format!(
+            "eSputnik refused the contact: {}",
+            crate::core::envelope::truncate(&Value::Array(failed.clone()).to_string(), 1_000)
+        ),
+    })
 }
 
 /// Used when no ESP is configured, its key is missing, or `DRY_RUN=true`.
@@ -452,6 +504,12 @@ impl EspApi for DryRunEsp {
 /// `ESP` (`loops` | `esputnik`), its `*_API_KEY` and `*_API_URL`, `ESP_PROPERTY_NAMES`,
 /// `ESPUTNIK_FIELD_IDS`, `LOOPS_RATE_PER_SEC` (10), `ESPUTNIK_RATE_PER_SEC` (5).
 pub fn from_env() -> Result<Arc<dyn EspApi>, String> {
+    from_secrets(&Secrets::environment())
+}
+
+/// As [`from_env`], with the ESP's API key from `secrets` (read per call, so a rotation in
+/// the secret needs no restart).
+pub fn from_secrets(secrets: &Secrets) -> Result<Arc<dyn EspApi>, String> {
     let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
     let dry = crate::config::flag("DRY_RUN");
     let settings = ClientSettings {
@@ -460,6 +518,18 @@ pub fn from_env() -> Result<Arc<dyn EspApi>, String> {
             10u64,
         )?),
         ..ClientSettings::default()
+    };
+    let key = |name: &'static str| -> Result<Option<Live<Secret>>, String> {
+        if dry || secrets.values().get(name).is_none() {
+            return Ok(None);
+        }
+        secrets
+            .live(move |v| {
+                v.get(name)
+                    .cloned()
+                    .ok_or_else(|| format!("{name} is not set"))
+            })
+            .map(Some)
     };
     match var("ESP").as_deref() {
         None => {
@@ -470,8 +540,8 @@ pub fn from_env() -> Result<Arc<dyn EspApi>, String> {
             let url = var("LOOPS_API_URL").unwrap_or_else(|| DEFAULT_LOOPS_URL.into());
             crate::config::check_api_url("LOOPS_API_URL", &url)?;
             let names = PropertyNames::from_json(var("ESP_PROPERTY_NAMES").as_deref())?;
-            match Secret::from_opt(var("LOOPS_API_KEY")).filter(|_| !dry) {
-                Some(key) => Ok(Arc::new(LoopsClient::new(
+            match key(LOOPS_API_KEY)? {
+                Some(key) => Ok(Arc::new(LoopsClient::with_key(
                     &url,
                     key,
                     names,
@@ -495,8 +565,8 @@ pub fn from_env() -> Result<Arc<dyn EspApi>, String> {
                 })?,
                 None => BTreeMap::new(),
             };
-            match Secret::from_opt(var("ESPUTNIK_API_KEY")).filter(|_| !dry) {
-                Some(key) => Ok(Arc::new(EsputnikClient::new(
+            match key(ESPUTNIK_API_KEY)? {
+                Some(key) => Ok(Arc::new(EsputnikClient::with_key(
                     &url,
                     key,
                     ids,
@@ -561,6 +631,27 @@ mod tests {
         );
         assert!(PropertyNames::from_json(Some(r#"{"nope":"x"}"#)).is_err());
         assert!(PropertyNames::from_json(Some("[]")).is_err());
+    }
+
+    #[test]
+    fn a_contact_refused_inside_the_import_is_a_failure() {
+        let refused = r#"{"asyncSessionId":"s1","failedContacts":[{"channels":[{"value":"a@b.c"}],"errors":["bad field"]}]}"#;
+        match refused_in_import(refused) {
+            Some(CallOutcome::Permanent { status, body }) => {
+                assert_eq!(status, 200);
+                assert!(body.contains("bad field"), "{body}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for accepted in [
+            r#"{"asyncSessionId":"s1","failedContacts":[]}"#,
+            r#"{"asyncSessionId":"s1"}"#,
+            r#"{"id":1}"#,
+            "",
+            "not json",
+        ] {
+            assert_eq!(refused_in_import(accepted), None, "{accepted}");
+        }
     }
 
     #[test]

@@ -14,7 +14,9 @@ use crate::core::outbound::{
 };
 use crate::core::reconcile::{parse_referral_page, ReferralPage};
 use crate::core::secret::Secret;
+use crate::core::secrets::SPARKLOOP_API_KEY;
 use crate::ports::{AccessCheck, SparkLoopApi};
+use crate::secrets::{Live, Secrets};
 
 pub const DEFAULT_API_URL: &str = "https://api.sparkloop.app";
 
@@ -79,18 +81,25 @@ pub fn api_base(url: &str, suffixes: &[&str]) -> String {
         .to_string()
 }
 
-/// What SparkLoop's docs print as its base URL, or part of it.
+/// SparkLoop's docs print `https://api.sparkloop.app/v2`; `/api/v2` and `/api` are common
+/// slips when copying a URL from other providers, accepted the same way.
 pub const SPARKLOOP_URL_SUFFIXES: &[&str] = &["/api/v2", "/v2", "/api"];
 
 pub struct SparkLoopClient {
     http: reqwest::Client,
     base: String,
-    key: Secret,
+    /// Read per call: a rotation in the secret reaches it without a restart.
+    key: Live<Secret>,
     limiter: DefaultDirectRateLimiter,
 }
 
 impl SparkLoopClient {
     pub fn new(base_url: &str, key: Secret, settings: &ClientSettings) -> Self {
+        Self::with_key(base_url, Live::fixed(key), settings)
+    }
+
+    /// A client whose key follows the secret settings (see `crate::secrets`).
+    pub fn with_key(base_url: &str, key: Live<Secret>, settings: &ClientSettings) -> Self {
         let per_min = NonZeroU32::new(settings.rate_per_min.max(1)).expect("max(1) is non-zero");
         Self {
             http: http_client(settings),
@@ -137,10 +146,11 @@ impl SparkLoopApi for SparkLoopClient {
     async fn call(&self, target: &str, call: &SparkLoopCall) -> CallOutcome {
         self.limiter.until_ready().await;
         let (method, url, body) = self.request(target, call);
+        let key = self.key.get().await;
         let mut req = self
             .http
             .request(method, url)
-            .header("X-Api-Key", self.key.expose());
+            .header("X-Api-Key", key.expose());
         req = match body {
             Some(b) => req.json(&b),
             None => req.header("content-type", "application/json; charset=utf-8"),
@@ -154,7 +164,8 @@ impl SparkLoopApi for SparkLoopClient {
             "{}/v2/subscribers?type=referrals&page={page}&per_page={per_page}",
             self.base
         );
-        let req = self.http.get(url).header("X-Api-Key", self.key.expose());
+        let key = self.key.get().await;
+        let req = self.http.get(url).header("X-Api-Key", key.expose());
         let text = read_ok(req).await?;
         serde_json::from_str(&text)
             .map(|v| parse_referral_page(&v))
@@ -172,7 +183,8 @@ impl SparkLoopApi for SparkLoopClient {
     async fn check_access(&self) -> Option<AccessCheck> {
         self.limiter.until_ready().await;
         let url = format!("{}/v2/subscribers?type=all&page=1&per_page=1", self.base);
-        let req = self.http.get(&url).header("X-Api-Key", self.key.expose());
+        let key = self.key.get().await;
+        let req = self.http.get(&url).header("X-Api-Key", key.expose());
         let outcome = read_json(req).await.map(|_| ());
         Some(AccessCheck { url, outcome })
     }
@@ -234,17 +246,27 @@ fn transport_failure(e: reqwest::Error) -> CallOutcome {
 
 /// Sends and classifies: the one path every outbound HTTP call shares.
 pub async fn send(req: reqwest::RequestBuilder, goal: Goal, missing: Missing) -> CallOutcome {
+    send_reading(req, goal, missing).await.0
+}
+
+/// [`send`], also handing back the answer's text, for calls whose 2xx body can still say
+/// something failed.
+pub async fn send_reading(
+    req: reqwest::RequestBuilder,
+    goal: Goal,
+    missing: Missing,
+) -> (CallOutcome, String) {
     let resp = match req.send().await {
         Ok(resp) => resp,
-        Err(e) => return transport_failure(e),
+        Err(e) => return (transport_failure(e), String::new()),
     };
     let status = resp.status().as_u16();
     if resp.status().is_redirection() {
-        return redirect_refused(status, location(&resp));
+        return (redirect_refused(status, location(&resp)), String::new());
     }
     let retry_after = retry_after(&resp);
     let text = resp.text().await.unwrap_or_default();
-    classify(goal, missing, status, &text, retry_after)
+    (classify(goal, missing, status, &text, retry_after), text)
 }
 
 /// Used without `SPARKLOOP_API_KEY` or with `DRY_RUN=true`: logs each call it would make.
@@ -284,9 +306,14 @@ pub fn rate_share(total: u32, worker_instances: Option<u32>) -> u32 {
 /// `SPARKLOOP_RATE_PER_MIN` (default 60, the stack's total: see [`rate_share`]). Without a
 /// key, or with `DRY_RUN=true`, calls are only logged.
 pub fn from_env() -> Result<std::sync::Arc<dyn SparkLoopApi>, String> {
-    let key = Secret::from_opt(std::env::var("SPARKLOOP_API_KEY").ok());
+    from_secrets(&Secrets::environment())
+}
+
+/// As [`from_env`], with `SPARKLOOP_API_KEY` from `secrets` (read per call, so a rotation
+/// in the secret needs no restart).
+pub fn from_secrets(secrets: &Secrets) -> Result<std::sync::Arc<dyn SparkLoopApi>, String> {
     let dry = crate::config::flag("DRY_RUN");
-    let Some(key) = key.filter(|_| !dry) else {
+    if secrets.values().get(SPARKLOOP_API_KEY).is_none() || dry {
         tracing::warn!(
             reason = if dry {
                 "DRY_RUN is on"
@@ -296,7 +323,7 @@ pub fn from_env() -> Result<std::sync::Arc<dyn SparkLoopApi>, String> {
             "SparkLoop calls run in dry-run: each is logged, none is made"
         );
         return Ok(std::sync::Arc::new(DryRunSparkLoop));
-    };
+    }
     let url = std::env::var("SPARKLOOP_API_URL")
         .ok()
         .filter(|v| !v.is_empty())
@@ -321,7 +348,12 @@ pub fn from_env() -> Result<std::sync::Arc<dyn SparkLoopApi>, String> {
         )?),
         ..ClientSettings::default()
     };
-    Ok(std::sync::Arc::new(SparkLoopClient::new(
+    let key = secrets.live(|v| {
+        v.get(SPARKLOOP_API_KEY)
+            .cloned()
+            .ok_or_else(|| format!("{SPARKLOOP_API_KEY} is not set"))
+    })?;
+    Ok(std::sync::Arc::new(SparkLoopClient::with_key(
         &url, key, &settings,
     )))
 }

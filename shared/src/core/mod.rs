@@ -11,6 +11,7 @@ pub mod outbound;
 pub mod reconcile;
 pub mod rules;
 pub mod secret;
+pub mod secrets;
 pub mod sender;
 pub mod sparkloop;
 pub mod sqs_text;

@@ -13,32 +13,49 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use super::{empty_ok, enqueue, finish, single_header, IngestError};
 use crate::core::envelope::{Envelope, Provider};
 use crate::core::esputnik::{self, WebhookAuth};
-use crate::core::secret::Secret;
+use crate::core::secrets::{
+    ESPUTNIK_WEBHOOK_PASSWORD, ESPUTNIK_WEBHOOK_TOKEN, ESPUTNIK_WEBHOOK_USER,
+};
 use crate::ports::EventQueue;
+use crate::secrets::{Live, Secrets};
 
 pub struct EsputnikIngest {
     queue: Arc<dyn EventQueue>,
-    auth: WebhookAuth,
+    /// Read per request: a rotation in the secret reaches it without a restart.
+    auth: Live<WebhookAuth>,
     tz: Tz,
 }
 
 impl EsputnikIngest {
     pub fn new(queue: Arc<dyn EventQueue>, auth: WebhookAuth, tz: Tz) -> Self {
-        Self { queue, auth, tz }
+        Self {
+            queue,
+            auth: Live::fixed(auth),
+            tz,
+        }
     }
 
     /// Reads `ESPUTNIK_WEBHOOK_USER`/`_PASSWORD`, `ESPUTNIK_WEBHOOK_TOKEN`,
     /// `ESPUTNIK_ALLOW_UNAUTHENTICATED` and `ESPUTNIK_TIMEZONE` (IANA name, default UTC).
     pub fn from_env(queue: Arc<dyn EventQueue>) -> Result<Self, String> {
+        Self::from_secrets(queue, &Secrets::environment())
+    }
+
+    /// As [`Self::from_env`], with the webhook credentials from `secrets` (read again
+    /// whenever the secret changes).
+    pub fn from_secrets(queue: Arc<dyn EventQueue>, secrets: &Secrets) -> Result<Self, String> {
         let var = |n: &str| std::env::var(n).ok();
-        let auth = WebhookAuth::new(
-            Secret::from_opt(var("ESPUTNIK_WEBHOOK_USER")),
-            Secret::from_opt(var("ESPUTNIK_WEBHOOK_PASSWORD")),
-            Secret::from_opt(var("ESPUTNIK_WEBHOOK_TOKEN")),
-            var("ESPUTNIK_ALLOW_UNAUTHENTICATED")
-                .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
-        )
-        .map_err(|e| e.to_string())?;
+        let allow_unauthenticated = var("ESPUTNIK_ALLOW_UNAUTHENTICATED")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+        let auth = secrets.live(move |v| {
+            WebhookAuth::new(
+                v.get(ESPUTNIK_WEBHOOK_USER).cloned(),
+                v.get(ESPUTNIK_WEBHOOK_PASSWORD).cloned(),
+                v.get(ESPUTNIK_WEBHOOK_TOKEN).cloned(),
+                allow_unauthenticated,
+            )
+            .map_err(|e| e.to_string())
+        })?;
         let tz_name = var("ESPUTNIK_TIMEZONE")
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "UTC".into());
@@ -47,7 +64,7 @@ impl EsputnikIngest {
                 "ESPUTNIK_TIMEZONE={tz_name:?} is not an IANA time zone (e.g. UTC, Europe/Kyiv)"
             )
         })?;
-        Ok(Self::new(queue, auth, tz))
+        Ok(Self { queue, auth, tz })
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
@@ -73,6 +90,8 @@ impl EsputnikIngest {
             .query_string_parameters_ref()
             .and_then(|q| q.first("token").map(str::to_string));
         self.auth
+            .get()
+            .await
             .check(
                 single_header(req.headers(), "authorization"),
                 token.as_deref(),

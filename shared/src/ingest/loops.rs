@@ -10,23 +10,36 @@ use lambda_http::{Body, Request, Response};
 use super::{enqueue, finish, single_header, IngestError};
 use crate::core::envelope::{Envelope, Provider};
 use crate::core::loops::{self, SigningKeys};
+use crate::core::secrets::LOOPS_SIGNING_SECRET;
 use crate::ports::EventQueue;
+use crate::secrets::{Live, Secrets};
 
 pub struct LoopsIngest {
     queue: Arc<dyn EventQueue>,
-    keys: SigningKeys,
+    /// Read per request: a rotation in the secret reaches it without a restart.
+    keys: Live<SigningKeys>,
 }
 
 impl LoopsIngest {
     pub fn new(queue: Arc<dyn EventQueue>, keys: SigningKeys) -> Self {
-        Self { queue, keys }
+        Self {
+            queue,
+            keys: Live::fixed(keys),
+        }
     }
 
-    /// Reads `LOOPS_SIGNING_SECRET` (one or more `whsec_` secrets, comma-separated).
+    /// Reads `LOOPS_SIGNING_SECRET` (one or more `whsec_` secrets, comma-separated) from the
+    /// environment.
     pub fn from_env(queue: Arc<dyn EventQueue>) -> Result<Self, String> {
-        let csv = std::env::var("LOOPS_SIGNING_SECRET").unwrap_or_default();
-        let keys = SigningKeys::parse(&csv).map_err(|e| e.to_string())?;
-        Ok(Self::new(queue, keys))
+        Self::from_secrets(queue, &Secrets::environment())
+    }
+
+    /// Reads `LOOPS_SIGNING_SECRET` from `secrets`, and again whenever the secret changes.
+    pub fn from_secrets(queue: Arc<dyn EventQueue>, secrets: &Secrets) -> Result<Self, String> {
+        let keys = secrets.live(|v| {
+            SigningKeys::parse(v.text(LOOPS_SIGNING_SECRET)).map_err(|e| e.to_string())
+        })?;
+        Ok(Self { queue, keys })
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
@@ -42,6 +55,8 @@ impl LoopsIngest {
         let id = single_header(h, "webhook-id");
         let body: &[u8] = req.body().as_ref();
         self.keys
+            .get()
+            .await
             .verify(
                 id,
                 single_header(h, "webhook-timestamp"),

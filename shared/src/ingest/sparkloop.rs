@@ -11,45 +11,36 @@ use lambda_http::{Body, Request, Response};
 use super::{enqueue, finish, single_header, IngestError};
 use crate::core::envelope::{Envelope, Provider};
 use crate::core::secret::Secret;
+use crate::core::secrets::SPARKLOOP_WEBHOOK_TOKEN;
 use crate::core::sparkloop;
 use crate::ports::EventQueue;
+use crate::secrets::{Live, Secrets};
 
 pub struct SparkloopIngest {
     queue: Arc<dyn EventQueue>,
-    /// One token, or several during a rotation.
-    tokens: Vec<Secret>,
+    /// One token, or several during a rotation. Read per request: a rotation in the secret
+    /// reaches it without a restart.
+    tokens: Live<Vec<Secret>>,
 }
 
 impl SparkloopIngest {
     pub fn new(queue: Arc<dyn EventQueue>, token: Secret) -> Self {
         Self {
             queue,
-            tokens: vec![token],
+            tokens: Live::fixed(vec![token]),
         }
     }
 
     /// Reads `SPARKLOOP_WEBHOOK_TOKEN` (comma-separated to accept an old and a new token
     /// while rotating); refuses to start without one.
     pub fn from_env(queue: Arc<dyn EventQueue>) -> Result<Self, String> {
-        let raw = std::env::var("SPARKLOOP_WEBHOOK_TOKEN").unwrap_or_default();
-        let tokens: Vec<Secret> = raw
-            .split(',')
-            .filter_map(|t| Secret::from_opt(Some(t.to_string())))
-            .collect();
-        if tokens.is_empty() {
-            return Err(
-                "SPARKLOOP_WEBHOOK_TOKEN is not set (copy it from SparkLoop's Webhooks page)"
-                    .into(),
-            );
-        }
-        Ok(Self { queue, tokens })
+        Self::from_secrets(queue, &Secrets::environment())
     }
 
-    /// Compares with every configured token (no early exit), each in constant time.
-    fn token_matches(&self, presented: &[u8]) -> bool {
-        self.tokens
-            .iter()
-            .fold(false, |found, t| found | t.matches(presented))
+    /// Reads `SPARKLOOP_WEBHOOK_TOKEN` from `secrets`, and again whenever the secret changes.
+    pub fn from_secrets(queue: Arc<dyn EventQueue>, secrets: &Secrets) -> Result<Self, String> {
+        let tokens = secrets.live(|v| parse_tokens(v.text(SPARKLOOP_WEBHOOK_TOKEN)))?;
+        Ok(Self { queue, tokens })
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
@@ -67,7 +58,7 @@ impl SparkloopIngest {
                     "missing SparkLoop-Token header".into(),
                 ))
             }
-            Some(t) if !self.token_matches(t.as_bytes()) => {
+            Some(t) if !token_matches(&self.tokens.get().await, t.as_bytes()) => {
                 return Err(IngestError::Unauthorized("wrong SparkLoop-Token".into()))
             }
             Some(_) => {}
@@ -87,25 +78,38 @@ impl SparkloopIngest {
     }
 }
 
+/// The configured tokens (comma-separated); none is an error.
+fn parse_tokens(raw: &str) -> Result<Vec<Secret>, String> {
+    let tokens: Vec<Secret> = raw
+        .split(',')
+        .filter_map(|t| Secret::from_opt(Some(t.to_string())))
+        .collect();
+    if tokens.is_empty() {
+        return Err(
+            "SPARKLOOP_WEBHOOK_TOKEN is not set (copy it from SparkLoop's Webhooks page)".into(),
+        );
+    }
+    Ok(tokens)
+}
+
+/// Compares with every configured token (no early exit), each in constant time.
+fn token_matches(tokens: &[Secret], presented: &[u8]) -> bool {
+    tokens
+        .iter()
+        .fold(false, |found, t| found | t.matches(presented))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::memory_queue::MemoryQueue;
 
     #[test]
     fn several_tokens_during_rotation() {
-        let queue = Arc::new(MemoryQueue::new(
-            std::time::Duration::from_secs(1),
-            3,
-            1_000,
-        ));
-        let ingest = SparkloopIngest {
-            queue,
-            tokens: vec![Secret::new("old"), Secret::new("new")],
-        };
-        assert!(ingest.token_matches(b"old"));
-        assert!(ingest.token_matches(b"new"));
-        assert!(!ingest.token_matches(b"other"));
-        assert!(!ingest.token_matches(b"old,new"));
+        let tokens = parse_tokens(" old , new,").unwrap();
+        assert!(token_matches(&tokens, b"old"));
+        assert!(token_matches(&tokens, b"new"));
+        assert!(!token_matches(&tokens, b"other"));
+        assert!(!token_matches(&tokens, b"old,new"));
+        assert!(parse_tokens(" , ").is_err());
     }
 }
