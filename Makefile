@@ -12,6 +12,9 @@ export VENV ARCH
 # sam deploy gets Architecture only when it isn't the template's default, so that the saved
 # parameter_overrides in samconfig.toml stay in effect for arm64.
 DEPLOY_ARCH := $(if $(filter-out arm64,$(ARCH)),--parameter-overrides Architecture=$(ARCH))
+# Before sam deploy: refuse binaries built for another CPU than the stack's functions (the
+# override above, else samconfig.toml's saved Architecture, else the deployed stack's).
+CHECK_ARCH := ARCH_OVERRIDE=$(filter-out arm64,$(ARCH)) scripts/check-deploy-arch.sh
 
 .PHONY: test dev moto tools validate build deploy deploy-guided bench
 
@@ -40,8 +43,10 @@ build: tools
 	scripts/sam-build.sh
 
 ## deploy: build and deploy with the settings saved in samconfig.toml; guided the first time
-## (while samconfig.toml holds no region, that is before `sam deploy --guided` saved one)
+## (while samconfig.toml holds no region, that is before `sam deploy --guided` saved one);
+## refuses binaries of another architecture than the stack's (scripts/check-deploy-arch.sh)
 deploy: validate build
+	@$(CHECK_ARCH)
 	@if grep -Eq '^[[:space:]]*region[[:space:]]*=' samconfig.toml; then \
 		sam deploy $(DEPLOY_ARCH); \
 	else \

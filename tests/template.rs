@@ -1,20 +1,27 @@
 //! Properties of `template.yaml` that cfn-lint and `sam validate --lint` do not check:
-//! least privilege, no plain-text secrets, the queue wiring, the routes, the build metadata,
-//! the state table's protection, and that the dashboard, the alarms, the code and
-//! docs/operations.md agree.
+//! least privilege (an allow-list of every role's actions and resources), no plain-text
+//! secrets and each secret on its own function only, nothing public, the queue wiring and
+//! protection, the routes and their throttling, the build metadata, the state table's
+//! protection, the schedules, the custom domain, and that the dashboard, the alarms, the code
+//! and docs/operations.md agree.
 //!
 //! The template is parsed with serde_yaml; CloudFormation's short tags (`!Ref`, `!GetAtt`,
 //! `!Sub`, `!If`, ...) arrive as `Value::Tagged` and are rewritten into their long JSON
 //! forms (`{"Ref": ...}`, `{"Fn::GetAtt": [...]}`), so each check handles one form only.
-//! Every check returns a list of problems; the tests below run each one on the real template
-//! (no problems) and on a broken copy or a tiny inline template (at least one problem).
+//! Every check returns a list of problems. The tests in `mod real_template` run each one on
+//! the template under test (no problems); the others run each one on a broken copy or a
+//! tiny inline template (at least one problem).
+//!
+//! The template under test is `SPARKBRIDGE_TEMPLATE` (a path) when set, else the
+//! repository's `template.yaml`: `scripts/template-mutants.sh` points it at broken copies
+//! and runs `real_template::` to show that every breakage is caught.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
-const TEMPLATE: &str = include_str!("../template.yaml");
 const OPERATIONS: &str = include_str!("../docs/operations.md");
 
 /// The metrics the code emits (shared::telemetry::metrics, the worker, the screener, the
@@ -242,9 +249,15 @@ fn role_statements<'a>(role_id: &'a str, role: &'a Value) -> Vec<Statement<'a>> 
         out: &mut Vec<Statement<'a>>,
     ) {
         if let Some(branches) = policy.get("Fn::If").and_then(Value::as_array) {
-            let cond = branches.first().map(compact);
-            for branch in branches.iter().skip(1) {
-                walk(role, branch, cond.clone(), out);
+            // the "then" branch holds under the condition, the "else" branch under its negation
+            let cond = branches.first().map(compact).unwrap_or_default();
+            for (i, branch) in branches.iter().enumerate().skip(1) {
+                let c = if i == 1 {
+                    cond.clone()
+                } else {
+                    format!("!{cond}")
+                };
+                walk(role, branch, Some(c), out);
             }
             return;
         }
@@ -267,7 +280,7 @@ fn role_statements<'a>(role_id: &'a str, role: &'a Value) -> Vec<Statement<'a>> 
 }
 
 /// Logical id of the role a function runs with (`Role: !GetAtt XRole.Arn`).
-fn role_of<'a>(f: &'a Value) -> Option<&'a str> {
+fn role_of(f: &Value) -> Option<&str> {
     match getatt(&f["Properties"]["Role"]) {
         Some((id, "Arn")) => Some(id),
         _ => None,
@@ -292,10 +305,6 @@ fn events<'a>(f: &'a Value, ty: &'a str) -> impl Iterator<Item = (&'a str, &'a V
         .map(|(k, v)| (k.as_str(), &v["Properties"]))
 }
 
-fn is_ingest(f: &Value) -> bool {
-    events(f, "HttpApi").next().is_some()
-}
-
 fn binary(f: &Value) -> Option<&str> {
     f["Metadata"]["BuildProperties"]["Binary"].as_str()
 }
@@ -305,8 +314,8 @@ fn binary(f: &Value) -> Option<&str> {
 // =========================================================================================
 
 /// One role per function, inline policies only, no wildcard actions, Resource "*" only for
-/// X-Ray under a condition; each ingest role may only send to EventQueue and write its own
-/// log group; every role writes only its own function's log group.
+/// X-Ray under a condition, every role writes only its own function's log group. (What else
+/// each role may do, exactly, is `check_role_allow_list`'s.)
 fn check_least_privilege(t: &Value) -> Vec<String> {
     let mut p = Vec::new();
     let mut users: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -386,49 +395,19 @@ fn check_least_privilege(t: &Value) -> Vec<String> {
             ));
         }
         let own_logs_arn = own_logs.map(|lg| json!({ "Fn::GetAtt": [lg, "Arn"] }));
-        let mut grants: BTreeSet<(String, String)> = BTreeSet::new();
         for s in role_statements(rid, role) {
             if s.stmt["Effect"] != "Allow" {
                 continue;
             }
-            let actions: Vec<String> = list(&s.stmt["Action"]).into_iter().map(compact).collect();
-            let resources = list(&s.stmt["Resource"]);
-            let xray_only = actions.iter().all(|a| XRAY_ACTIONS.contains(&a.as_str()));
-            for a in &actions {
-                for r in &resources {
-                    if a.starts_with("logs:") && Some(*r) != own_logs_arn.as_ref() {
+            for a in list(&s.stmt["Action"]).into_iter().map(compact) {
+                for r in list(&s.stmt["Resource"]) {
+                    if a.starts_with("logs:") && Some(r) != own_logs_arn.as_ref() {
                         p.push(format!(
                             "{fid}: {a} on {} is not the function's own log group",
                             compact(r)
                         ));
                     }
-                    if !(xray_only && s.condition.is_some()) {
-                        grants.insert((a.clone(), compact(r)));
-                    }
                 }
-            }
-        }
-        if is_ingest(f) {
-            let mut want: BTreeSet<(String, String)> = BTreeSet::new();
-            if let Some(arn) = &own_logs_arn {
-                want.insert(("logs:CreateLogStream".into(), compact(arn)));
-                want.insert(("logs:PutLogEvents".into(), compact(arn)));
-            }
-            want.insert((
-                "sqs:SendMessage".into(),
-                compact(&json!({ "Fn::GetAtt": ["EventQueue", "Arn"] })),
-            ));
-            for extra in grants.difference(&want) {
-                p.push(format!(
-                    "{fid} (ingest): extra grant {} on {}",
-                    extra.0, extra.1
-                ));
-            }
-            for missing in want.difference(&grants) {
-                p.push(format!(
-                    "{fid} (ingest): missing grant {} on {}",
-                    missing.0, missing.1
-                ));
             }
         }
     }
@@ -478,7 +457,18 @@ fn check_statement(s: &Statement<'_>, p: &mut Vec<String>) {
     }
 }
 
+/// Where the secrets live and how long they are cached: settings, not secrets.
+const NOT_SECRETS: [&str; 4] = [
+    "SecretsArn",
+    "SecretsTtlSecs",
+    "SECRETS_ARN",
+    "SECRETS_TTL_SECS",
+];
+
 fn is_secret_name(name: &str) -> bool {
+    if NOT_SECRETS.contains(&name) {
+        return false;
+    }
     let n = name.to_ascii_lowercase().replace('_', "");
     ["secret", "password", "token", "apikey", "user"]
         .iter()
@@ -678,6 +668,8 @@ fn worker(t: &Value) -> Result<(&str, &Value, &Value), String> {
     }
 }
 
+/// The worker's event source: the event queue, batch item failures reported, concurrency
+/// capped by `WorkerMaxConcurrency`.
 fn check_batch_failures(t: &Value) -> Vec<String> {
     let (fid, _, e) = match worker(t) {
         Ok(w) => w,
@@ -687,6 +679,12 @@ fn check_batch_failures(t: &Value) -> Vec<String> {
     if getatt(&e["Queue"]) != Some(("EventQueue", "Arn")) {
         p.push(format!(
             "{fid}: SQS event Queue must be !GetAtt EventQueue.Arn"
+        ));
+    }
+    if ref_of(&e["ScalingConfig"]["MaximumConcurrency"]) != Some("WorkerMaxConcurrency") {
+        p.push(format!(
+            "{fid}: SQS event ScalingConfig.MaximumConcurrency must be !Ref WorkerMaxConcurrency \
+             (else a backlog scales the worker, and its SparkLoop rate shares, without bound)"
         ));
     }
     if !list(&e["FunctionResponseTypes"])
@@ -816,8 +814,8 @@ fn check_build(t: &Value, workspace_bins: &BTreeSet<String>) -> Vec<String> {
     p
 }
 
-/// The state table survives stack deletion and replacement, expires records, and can be
-/// restored.
+/// The state table survives stack deletion and replacement, refuses deletion, expires
+/// records, can be restored, and has the one index the code queries.
 fn check_table(t: &Value) -> Vec<String> {
     let mut p = Vec::new();
     let tables: Vec<_> = of_type(t, "AWS::DynamoDB::Table").collect();
@@ -838,6 +836,21 @@ fn check_table(t: &Value) -> Vec<String> {
         if !truthy(props["PointInTimeRecoverySpecification"].get("PointInTimeRecoveryEnabled")) {
             p.push(format!("{id}: point-in-time recovery must be enabled"));
         }
+        if props["DeletionProtectionEnabled"] != json!(true) {
+            p.push(format!(
+                "{id}: DeletionProtectionEnabled must be true (DeleteTable is refused to anyone)"
+            ));
+        }
+        let indexes: Vec<String> = list(&props["GlobalSecondaryIndexes"])
+            .into_iter()
+            .map(|i| compact(&i["IndexName"]))
+            .collect();
+        if indexes != [shared::adapters::dynamodb::INDEX] {
+            p.push(format!(
+                "{id}: GlobalSecondaryIndexes are {indexes:?}, the code queries only {:?}",
+                shared::adapters::dynamodb::INDEX
+            ));
+        }
     }
     p
 }
@@ -845,6 +858,13 @@ fn check_table(t: &Value) -> Vec<String> {
 /// The dashboard body with `${...}` substituted, parsed as JSON. A Number parameter stands
 /// unquoted (an annotation's `"value": ${Threshold}`), so it becomes its default.
 fn dashboard(t: &Value) -> Result<Value, String> {
+    dashboard_with(t, false)
+}
+
+/// The dashboard body parsed as JSON. With `keep_refs`, every `${...}` stays as written, and
+/// an unquoted Number parameter becomes the string `"${Name}"`, so a threshold annotation
+/// shows which parameter it comes from; without, `${...}` become defaults or `SUBSTITUTED`.
+fn dashboard_with(t: &Value, keep_refs: bool) -> Result<Value, String> {
     let (id, d) = of_type(t, "AWS::CloudWatch::Dashboard")
         .next()
         .ok_or("no AWS::CloudWatch::Dashboard")?;
@@ -860,14 +880,58 @@ fn dashboard(t: &Value) -> Result<Value, String> {
         let end = rest[start..]
             .find('}')
             .ok_or_else(|| format!("{id}: unclosed ${{ in DashboardBody"))?;
-        match t["Parameters"].get(&rest[start + 2..start + end]) {
-            Some(param) if param["Type"] == "Number" => out.push_str(&compact(&param["Default"])),
+        let name = &rest[start + 2..start + end];
+        let unquoted = matches!(out.trim_end().chars().last(), Some(':' | ',' | '['));
+        match t["Parameters"].get(name) {
+            Some(param) if param["Type"] == "Number" => match (keep_refs, unquoted) {
+                (false, _) => out.push_str(&compact(&param["Default"])),
+                (true, true) => out.push_str(&format!("\"${{{name}}}\"")),
+                (true, false) => out.push_str(&format!("${{{name}}}")),
+            },
+            _ if keep_refs => out.push_str(&format!("${{{name}}}")),
             _ => out.push_str("SUBSTITUTED"),
         }
         rest = &rest[start + end + 1..];
     }
     out.push_str(rest);
     serde_json::from_str(&out).map_err(|e| format!("{id}: DashboardBody is not JSON: {e}"))
+}
+
+/// The metric rows of a dashboard widget, `[namespace, metric, dim, value, ...]`, with `"."`
+/// (same as the row above) and a leading `"..."` (the row above's head) resolved; expression
+/// rows are left out.
+fn metric_rows(widget: &Value) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut prev: Vec<String> = Vec::new();
+    for row in list(&widget["properties"]["metrics"]) {
+        let cells = list(row);
+        if cells.first().is_some_and(|c| c.get("expression").is_some()) {
+            continue;
+        }
+        let strs: Vec<String> = cells
+            .iter()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect();
+        let resolved: Vec<String> = if strs.first().map(String::as_str) == Some("...") {
+            let tail = &strs[1..];
+            let keep = prev.len().saturating_sub(tail.len());
+            prev[..keep].iter().chain(tail).cloned().collect()
+        } else {
+            strs.iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    if s == "." {
+                        prev.get(i).cloned().unwrap_or_default()
+                    } else {
+                        s.clone()
+                    }
+                })
+                .collect()
+        };
+        rows.push(resolved.clone());
+        prev = resolved;
+    }
+    rows
 }
 
 /// Metric names of namespace `sparkbridge` that the dashboard or an alarm shows.
@@ -883,10 +947,8 @@ fn shown_metrics(t: &Value) -> (BTreeSet<String>, Vec<String>) {
         Err(e) => p.push(e),
         Ok(body) => {
             for w in list(&body["widgets"]) {
-                let mut prev: Vec<String> = Vec::new();
                 for row in list(&w["properties"]["metrics"]) {
-                    let cells = list(row);
-                    if let Some(expr) = cells.first().and_then(|c| c["expression"].as_str()) {
+                    if let Some(expr) = list(row).first().and_then(|c| c["expression"].as_str()) {
                         if expr.contains("Namespace=\"sparkbridge\"") {
                             for part in expr.split("MetricName=\"").skip(1) {
                                 if let Some((name, _)) = part.split_once('"') {
@@ -894,36 +956,14 @@ fn shown_metrics(t: &Value) -> (BTreeSet<String>, Vec<String>) {
                                 }
                             }
                         }
-                        continue;
                     }
-                    // [namespace, metric, dim, value, ..., {options}] with "." (same as
-                    // the row above) and a leading "..." (repeat the row above's head).
-                    let strs: Vec<String> = cells
-                        .iter()
-                        .filter_map(|c| c.as_str().map(str::to_owned))
-                        .collect();
-                    let resolved: Vec<String> = if strs.first().map(String::as_str) == Some("...") {
-                        let tail = &strs[1..];
-                        let keep = prev.len().saturating_sub(tail.len());
-                        prev[..keep].iter().chain(tail).cloned().collect()
-                    } else {
-                        strs.iter()
-                            .enumerate()
-                            .map(|(i, s)| {
-                                if s == "." {
-                                    prev.get(i).cloned().unwrap_or_default()
-                                } else {
-                                    s.clone()
-                                }
-                            })
-                            .collect()
-                    };
+                }
+                for resolved in metric_rows(w) {
                     if resolved.first().map(String::as_str) == Some("sparkbridge") {
                         if let Some(m) = resolved.get(1) {
                             names.insert(m.clone());
                         }
                     }
-                    prev = resolved;
                 }
             }
         }
@@ -1013,6 +1053,1144 @@ fn check_alarms(t: &Value, doc: &str) -> Vec<String> {
 }
 
 // =========================================================================================
+// Allow-lists: roles, resource types, nothing public
+// =========================================================================================
+
+/// One grant: the condition it sits under (`!C` for an `!If`'s else branch), the action and
+/// the resource in its long form.
+type Grant = (Option<String>, String, String);
+
+/// A role, the function it runs, and everything it may do: exactly these grants, no more
+/// and no fewer. Resources are compared in their long form, so `!Sub ${StateTable.Arn}/index/*`
+/// is not `!Sub ${StateTable.Arn}/index/by_deadline`.
+struct RoleSpec {
+    role: &'static str,
+    function: &'static str,
+    grants: BTreeSet<Grant>,
+}
+
+fn grant(cond: Option<&str>, action: &str, resource: Value) -> Grant {
+    (
+        cond.map(str::to_owned),
+        action.to_owned(),
+        compact(&resource),
+    )
+}
+
+fn role_specs() -> Vec<RoleSpec> {
+    use shared::adapters::dynamodb::INDEX;
+    let arn = |id: &str| json!({ "Fn::GetAtt": [id, "Arn"] });
+    let index = json!({ "Fn::Sub": format!("${{StateTable.Arn}}/index/{INDEX}") });
+    let base = |log_group: &str| {
+        vec![
+            grant(None, "logs:CreateLogStream", arn(log_group)),
+            grant(None, "logs:PutLogEvents", arn(log_group)),
+            grant(Some("TracingEnabled"), "xray:PutTraceSegments", json!("*")),
+            grant(
+                Some("TracingEnabled"),
+                "xray:PutTelemetryRecords",
+                json!("*"),
+            ),
+        ]
+    };
+    let secrets = grant(
+        Some("HasSecretsArn"),
+        "secretsmanager:GetSecretValue",
+        json!({ "Ref": "SecretsArn" }),
+    );
+    let enqueue = grant(None, "sqs:SendMessage", arn("EventQueue"));
+    let table = |action: &str| grant(None, action, arn("StateTable"));
+    let ingest = |role, function, log_group| RoleSpec {
+        role,
+        function,
+        grants: base(log_group)
+            .into_iter()
+            .chain([enqueue.clone(), secrets.clone()])
+            .collect(),
+    };
+    vec![
+        ingest(
+            "IngestLoopsRole",
+            "IngestLoopsFunction",
+            "IngestLoopsLogGroup",
+        ),
+        ingest(
+            "IngestEsputnikRole",
+            "IngestEsputnikFunction",
+            "IngestEsputnikLogGroup",
+        ),
+        ingest(
+            "IngestSparkloopRole",
+            "IngestSparkloopFunction",
+            "IngestSparkloopLogGroup",
+        ),
+        RoleSpec {
+            role: "WorkerRole",
+            function: "WorkerFunction",
+            // every worker access to the table is by key: no Query, no index
+            grants: base("WorkerLogGroup")
+                .into_iter()
+                .chain(
+                    [
+                        "sqs:ReceiveMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:GetQueueAttributes",
+                        "sqs:ChangeMessageVisibility",
+                    ]
+                    .map(|a| grant(None, a, arn("EventQueue"))),
+                )
+                .chain([grant(None, "sqs:SendMessage", arn("DeadLetterQueue"))])
+                .chain(
+                    [
+                        "dynamodb:GetItem",
+                        "dynamodb:PutItem",
+                        "dynamodb:UpdateItem",
+                        "dynamodb:DeleteItem",
+                    ]
+                    .map(table),
+                )
+                .chain([secrets.clone()])
+                .collect(),
+        },
+        RoleSpec {
+            role: "ScreenerRole",
+            function: "ScreenerFunction",
+            grants: base("ScreenerLogGroup")
+                .into_iter()
+                .chain([enqueue.clone()])
+                .chain(["dynamodb:GetItem", "dynamodb:UpdateItem"].map(table))
+                .chain([grant(None, "dynamodb:Query", index.clone())])
+                .collect(),
+        },
+        RoleSpec {
+            role: "ReconcilerRole",
+            function: "ReconcilerFunction",
+            grants: base("ReconcilerLogGroup")
+                .into_iter()
+                .chain([enqueue.clone()])
+                .chain(
+                    [
+                        "dynamodb:GetItem",
+                        "dynamodb:PutItem",
+                        "dynamodb:DeleteItem",
+                    ]
+                    .map(table),
+                )
+                .chain([grant(None, "dynamodb:Query", index), secrets])
+                .collect(),
+        },
+    ]
+}
+
+/// The conditions the allow-list's grants sit under, as they must be defined.
+fn grant_conditions() -> [(&'static str, Value); 2] {
+    [
+        (
+            "TracingEnabled",
+            json!({ "Fn::Equals": [{ "Ref": "EnableTracing" }, "true"] }),
+        ),
+        (
+            "HasSecretsArn",
+            json!({ "Fn::Not": [{ "Fn::Equals": [{ "Ref": "SecretsArn" }, ""] }] }),
+        ),
+    ]
+}
+
+/// Every role is in the allow-list, runs its function, and holds exactly the grants listed;
+/// a statement has no Condition, NotAction, NotResource or Principal to widen or blur it.
+fn check_role_allow_list(t: &Value, specs: &[RoleSpec]) -> Vec<String> {
+    let mut p = Vec::new();
+    let roles: BTreeSet<&str> = of_type(t, "AWS::IAM::Role").map(|(id, _)| id).collect();
+    for rid in &roles {
+        if !specs.iter().any(|s| s.role == *rid) {
+            p.push(format!(
+                "role {rid} is not in the allow-list of tests/template.rs"
+            ));
+        }
+    }
+    for (name, want) in grant_conditions() {
+        if t["Conditions"].get(name) != Some(&want) {
+            p.push(format!(
+                "condition {name} is {}, expected {}",
+                t["Conditions"].get(name).map_or("missing".into(), compact),
+                compact(&want)
+            ));
+        }
+    }
+    for spec in specs {
+        let rid = spec.role;
+        let Some(role) = resource(t, rid).filter(|_| roles.contains(rid)) else {
+            p.push(format!("no role {rid}"));
+            continue;
+        };
+        let f = &t["Resources"][spec.function];
+        if role_of(f) != Some(rid) {
+            p.push(format!("{}: Role must be !GetAtt {rid}.Arn", spec.function));
+        }
+        let mut got: BTreeSet<Grant> = BTreeSet::new();
+        for s in role_statements(rid, role) {
+            if let Some(stmt) = s.stmt.as_object() {
+                for key in stmt.keys() {
+                    if !["Sid", "Effect", "Action", "Resource"].contains(&key.as_str()) {
+                        p.push(format!(
+                            "{rid}: a statement has {key} (only Sid, Effect, Action and \
+                             Resource are allowed)"
+                        ));
+                    }
+                }
+            }
+            if s.stmt["Effect"] != "Allow" {
+                continue;
+            }
+            for a in list(&s.stmt["Action"]) {
+                for r in list(&s.stmt["Resource"]) {
+                    got.insert((s.condition.clone(), compact(a), compact(r)));
+                }
+            }
+        }
+        let show = |g: &Grant| match &g.0 {
+            Some(c) => format!("{} on {} (under {c})", g.1, g.2),
+            None => format!("{} on {}", g.1, g.2),
+        };
+        for extra in got.difference(&spec.grants) {
+            p.push(format!(
+                "{rid}: grant {} is not in the allow-list",
+                show(extra)
+            ));
+        }
+        for missing in spec.grants.difference(&got) {
+            p.push(format!("{rid}: missing grant {}", show(missing)));
+        }
+    }
+    p
+}
+
+/// Resource types this stack may declare. A new type (a policy, a function URL, a
+/// permission, a topic policy) is reviewed for what it exposes before it is added here.
+const RESOURCE_TYPES: [&str; 15] = [
+    "AWS::Serverless::Function",
+    "AWS::Serverless::HttpApi",
+    "AWS::Logs::LogGroup",
+    "AWS::IAM::Role",
+    "AWS::SQS::Queue",
+    "AWS::SQS::QueuePolicy",
+    "AWS::DynamoDB::Table",
+    "AWS::SNS::Topic",
+    "AWS::SNS::Subscription",
+    "AWS::CloudWatch::Alarm",
+    "AWS::CloudWatch::Dashboard",
+    "AWS::ApiGatewayV2::DomainName",
+    "AWS::ApiGatewayV2::ApiMapping",
+    "AWS::Route53::RecordSet",
+    "AWS::Lambda::EventInvokeConfig",
+];
+
+fn check_resource_types(t: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    for (id, r) in resources(t) {
+        let ty = compact(&r["Type"]);
+        if ty.starts_with("AWS::IAM::") && ty != "AWS::IAM::Role" {
+            p.push(format!(
+                "{id}: {ty} is not allowed: each role's permissions are its inline policies, \
+                 checked against the allow-list"
+            ));
+        } else if !RESOURCE_TYPES.contains(&ty.as_str()) {
+            p.push(format!(
+                "{id}: resource type {ty} is not in the allow-list (review what it exposes, \
+                 then add it to RESOURCE_TYPES)"
+            ));
+        }
+    }
+    p
+}
+
+fn is_anyone(principal: &Value) -> bool {
+    principal == "*" || list(&principal["AWS"]).iter().any(|a| *a == "*")
+}
+
+/// The TLS-only statement: Deny every SQS action to anyone over plain HTTP.
+fn is_tls_only_deny(stmt: &Value) -> bool {
+    let secure = &stmt["Condition"]["Bool"]["aws:SecureTransport"];
+    stmt["Effect"] == "Deny"
+        && is_anyone(&stmt["Principal"])
+        && list(&stmt["Action"])
+            .iter()
+            .any(|a| *a == "sqs:*" || *a == "*")
+        && (secure == "false" || *secure == json!(false))
+        && stmt["Condition"].as_object().is_some_and(|c| c.len() == 1)
+        && stmt["Condition"]["Bool"]
+            .as_object()
+            .is_some_and(|c| c.len() == 1)
+}
+
+/// Nothing is reachable except through the HTTP API: no queue policy allows anything (the
+/// only statement for Principal "*" is the TLS-only Deny), and no function has a URL.
+fn check_public_access(t: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    for (id, qp) in of_type(t, "AWS::SQS::QueuePolicy") {
+        for stmt in list(&qp["Properties"]["PolicyDocument"]["Statement"]) {
+            if stmt["Effect"] != "Deny" {
+                p.push(format!(
+                    "{id}: a queue policy statement that is not a Deny ({}); the stack's \
+                     roles need no queue policy to reach the queues",
+                    compact(stmt)
+                ));
+            }
+            if (is_anyone(&stmt["Principal"]) || stmt.get("NotPrincipal").is_some())
+                && !is_tls_only_deny(stmt)
+            {
+                p.push(format!(
+                    "{id}: a statement for Principal \"*\" other than the TLS-only Deny: {}",
+                    compact(stmt)
+                ));
+            }
+        }
+    }
+    for (id, _) in of_type(t, "AWS::Lambda::Url") {
+        p.push(format!(
+            "{id}: AWS::Lambda::Url: a function URL bypasses the API's throttling and access log"
+        ));
+    }
+    if t["Globals"]["Function"].get("FunctionUrlConfig").is_some() {
+        p.push("Globals: FunctionUrlConfig gives every function a URL".into());
+    }
+    for (fid, f) in functions(t) {
+        if let Some(cfg) = f["Properties"].get("FunctionUrlConfig") {
+            p.push(format!(
+                "{fid}: FunctionUrlConfig (AuthType {}): a function URL bypasses the API",
+                compact(&cfg["AuthType"])
+            ));
+        }
+    }
+    p
+}
+
+// =========================================================================================
+// Queues, secrets, schedules, the API, the custom domain
+// =========================================================================================
+
+/// An environment variable of a function, falling back to `Globals`.
+fn env_var<'a>(t: &'a Value, f: &'a Value, name: &str) -> Option<&'a Value> {
+    f["Properties"]["Environment"]["Variables"]
+        .get(name)
+        .or_else(|| t["Globals"]["Function"]["Environment"]["Variables"].get(name))
+}
+
+/// Both queues are encrypted, sized as the code assumes and reachable over TLS only; the
+/// functions learn the same message size.
+fn check_queues(t: &Value) -> Vec<String> {
+    use shared::adapters::sqs::DEFAULT_MAX_MESSAGE_BYTES;
+    let mut p = Vec::new();
+    for q in ["EventQueue", "DeadLetterQueue"] {
+        let props = &t["Resources"][q]["Properties"];
+        if !truthy(props.get("SqsManagedSseEnabled")) && props.get("KmsMasterKeyId").is_none() {
+            p.push(format!(
+                "{q}: not encrypted at rest (SqsManagedSseEnabled: true, or KmsMasterKeyId)"
+            ));
+        }
+        let size = number(props.get("MaximumMessageSize"));
+        if size != Some(DEFAULT_MAX_MESSAGE_BYTES as f64) {
+            p.push(format!(
+                "{q}: MaximumMessageSize is {size:?}, not the code's MAX_MESSAGE_BYTES \
+                 default {DEFAULT_MAX_MESSAGE_BYTES}"
+            ));
+        }
+        let queue_ref = json!({ "Ref": q });
+        let queue_arn = json!({ "Fn::GetAtt": [q, "Arn"] });
+        let tls_only = of_type(t, "AWS::SQS::QueuePolicy").any(|(_, qp)| {
+            list(&qp["Properties"]["Queues"]).contains(&&queue_ref)
+                && list(&qp["Properties"]["PolicyDocument"]["Statement"])
+                    .into_iter()
+                    .any(|s| is_tls_only_deny(s) && list(&s["Resource"]).contains(&&queue_arn))
+        });
+        if !tls_only {
+            p.push(format!(
+                "{q}: no TLS-only queue policy (Deny sqs:* to \"*\" when aws:SecureTransport \
+                 is false, on this queue)"
+            ));
+        }
+    }
+    for (fid, f) in functions(t) {
+        let got = env_var(t, f, "MAX_MESSAGE_BYTES").map(compact);
+        if got != Some(DEFAULT_MAX_MESSAGE_BYTES.to_string()) {
+            p.push(format!(
+                "{fid}: MAX_MESSAGE_BYTES is {got:?}, not the queues' {DEFAULT_MAX_MESSAGE_BYTES}"
+            ));
+        }
+    }
+    p
+}
+
+/// Each secret's environment variable, its NoEcho parameter, and the only functions that
+/// may hold it.
+const SECRET_ENV: [(&str, &str, &[&str]); 8] = [
+    (
+        "LOOPS_SIGNING_SECRET",
+        "LoopsSigningSecret",
+        &["IngestLoopsFunction"],
+    ),
+    (
+        "ESPUTNIK_WEBHOOK_USER",
+        "EsputnikWebhookUser",
+        &["IngestEsputnikFunction"],
+    ),
+    (
+        "ESPUTNIK_WEBHOOK_PASSWORD",
+        "EsputnikWebhookPassword",
+        &["IngestEsputnikFunction"],
+    ),
+    (
+        "ESPUTNIK_WEBHOOK_TOKEN",
+        "EsputnikWebhookToken",
+        &["IngestEsputnikFunction"],
+    ),
+    (
+        "SPARKLOOP_WEBHOOK_TOKEN",
+        "SparkloopWebhookToken",
+        &["IngestSparkloopFunction"],
+    ),
+    (
+        "SPARKLOOP_API_KEY",
+        "SparkloopApiKey",
+        &["WorkerFunction", "ReconcilerFunction"],
+    ),
+    (
+        "LOOPS_API_KEY",
+        "LoopsApiKey",
+        &["WorkerFunction", "ReconcilerFunction"],
+    ),
+    (
+        "ESPUTNIK_API_KEY",
+        "EsputnikApiKey",
+        &["WorkerFunction", "ReconcilerFunction"],
+    ),
+];
+
+/// The functions that read a secret, and so may read SecretsArn.
+fn secret_readers() -> BTreeSet<&'static str> {
+    SECRET_ENV
+        .iter()
+        .flat_map(|(_, _, f)| f.iter().copied())
+        .collect()
+}
+
+/// Every place in `v` that names parameter `name` (`!Ref name` or `${name}` in a `!Sub`),
+/// as JSON pointers.
+fn references(v: &Value, name: &str, at: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if m.get("Ref").and_then(Value::as_str) == Some(name)
+                || sub_string(v).is_some_and(|s| s.contains(&format!("${{{name}}}")))
+            {
+                out.push(at.to_string());
+            }
+            for (k, x) in m {
+                references(x, name, &format!("{at}/{k}"), out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                references(x, name, &format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Each secret reaches only its own functions, and nothing else in the stack names it; the
+/// functions that read a secret (and only they) learn SecretsArn and its TTL.
+fn check_secret_placement(t: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let env = |fid: &str, var: &str| {
+        t["Resources"][fid]["Properties"]["Environment"]["Variables"]
+            .get(var)
+            .cloned()
+    };
+    let fids: Vec<&str> = functions(t).into_iter().map(|(id, _)| id).collect();
+    for (var, param, allowed) in SECRET_ENV {
+        if t["Globals"]["Function"]["Environment"]["Variables"]
+            .get(var)
+            .is_some()
+        {
+            p.push(format!("Globals: {var} would reach every function"));
+        }
+        for fid in &fids {
+            match (allowed.contains(fid), env(fid, var)) {
+                (true, Some(v)) if ref_of(&v) == Some(param) => {}
+                (true, _) => p.push(format!("{fid}: {var} is not !Ref {param}")),
+                (false, Some(_)) => p.push(format!(
+                    "{fid}: has {var}, a secret that belongs only to {allowed:?}"
+                )),
+                (false, None) => {}
+            }
+        }
+        let allowed_at: Vec<String> = allowed
+            .iter()
+            .map(|f| format!("/Resources/{f}/Properties/Environment/Variables/{var}"))
+            .collect();
+        let mut found = Vec::new();
+        for section in ["Globals", "Resources", "Outputs", "Conditions"] {
+            references(&t[section], param, &format!("/{section}"), &mut found);
+        }
+        for at in found {
+            if !allowed_at.contains(&at) {
+                p.push(format!("{at}: names secret parameter {param}"));
+            }
+        }
+    }
+    let readers = secret_readers();
+    for (var, param) in [
+        ("SECRETS_ARN", "SecretsArn"),
+        ("SECRETS_TTL_SECS", "SecretsTtlSecs"),
+    ] {
+        let want =
+            json!({ "Fn::If": ["HasSecretsArn", { "Ref": param }, { "Ref": "AWS::NoValue" }] });
+        for fid in &fids {
+            match (readers.contains(fid), env(fid, var)) {
+                (true, Some(v)) if v == want => {}
+                (true, got) => p.push(format!(
+                    "{fid}: {var} is {}, expected !If [HasSecretsArn, !Ref {param}, !Ref AWS::NoValue]",
+                    got.as_ref().map_or("missing".into(), compact)
+                )),
+                (false, Some(_)) => {
+                    p.push(format!("{fid}: gets {var} but reads no secret"))
+                }
+                (false, None) => {}
+            }
+        }
+    }
+    let arn = &t["Parameters"]["SecretsArn"];
+    if arn["Type"] != "String" || arn["Default"] != "" {
+        p.push("parameter SecretsArn: must be a String defaulting to \"\"".into());
+    }
+    match arn["AllowedPattern"]
+        .as_str()
+        .map(|pat| pattern_samples(pat, 200))
+    {
+        None => p.push("parameter SecretsArn: no AllowedPattern".into()),
+        Some(Err(e)) => p.push(format!("parameter SecretsArn: AllowedPattern: {e}")),
+        Some(Ok(samples)) => {
+            for s in samples {
+                if s.contains(['*', '?']) || !s.contains(":secretsmanager:") {
+                    p.push(format!(
+                        "parameter SecretsArn: AllowedPattern admits {s:?}, not one secret's ARN"
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    let ttl = &t["Parameters"]["SecretsTtlSecs"];
+    if ttl["Type"] != "Number" || number(ttl.get("Default")) != Some(300.0) {
+        p.push("parameter SecretsTtlSecs: must be a Number defaulting to 300".into());
+    }
+    p
+}
+
+/// Strings an AllowedPattern admits (besides the empty string of a leading `^$|`), drawn
+/// deterministically. CloudFormation matches the whole value, so the pattern's outer
+/// anchors are dropped.
+fn pattern_samples(pattern: &str, n: usize) -> Result<Vec<String>, String> {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    let body = pattern.strip_prefix("^$|").unwrap_or(pattern);
+    let body = body.strip_prefix('^').unwrap_or(body);
+    let body = body.strip_suffix('$').unwrap_or(body);
+    let strategy = proptest::string::string_regex(body).map_err(|e| e.to_string())?;
+    let mut runner = TestRunner::deterministic();
+    (0..n)
+        .map(|_| {
+            strategy
+                .new_tree(&mut runner)
+                .map(|tree| tree.current())
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// The shortest time between two runs of an EventBridge schedule expression, when it can be
+/// told: `rate(N unit)` exactly; a `cron(...)` whose minutes field is one number runs at
+/// most hourly, any other at most every minute. None when it is not an expression.
+fn min_interval_secs(expr: &str) -> Option<u64> {
+    if let Some(rate) = expr.strip_prefix("rate(").and_then(|r| r.strip_suffix(')')) {
+        let (n, unit) = rate.split_once(' ')?;
+        if n.starts_with('0') || !n.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let n: u64 = n.parse().ok()?;
+        let secs = match (n == 1, unit) {
+            (true, "minute") | (false, "minutes") => 60,
+            (true, "hour") | (false, "hours") => 3600,
+            (true, "day") | (false, "days") => 86_400,
+            _ => return None,
+        };
+        return Some(n * secs);
+    }
+    let cron = expr.strip_prefix("cron(")?.strip_suffix(')')?;
+    let fields: Vec<&str> = cron.split(' ').collect();
+    if fields.len() != 6 || fields.iter().any(|f| f.is_empty()) {
+        return None;
+    }
+    let one_minute = fields[0].len() <= 2
+        && fields[0].chars().all(|c| c.is_ascii_digit())
+        && fields[0].parse::<u8>().is_ok_and(|m| m < 60);
+    Some(if one_minute { 3600 } else { 60 })
+}
+
+/// Scheduled runs are never retried (by EventBridge or by Lambda's asynchronous retries),
+/// and never overlap: a schedule runs no more often than its function's Timeout, and the
+/// reconcile schedule parameter admits only such schedules.
+fn check_schedules(t: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    for (fid, f) in functions(t) {
+        let schedules: Vec<(&str, &Value)> = events(f, "Schedule")
+            .chain(events(f, "ScheduleV2"))
+            .collect();
+        if schedules.is_empty() {
+            continue;
+        }
+        if number(f["Properties"]["EventInvokeConfig"].get("MaximumRetryAttempts")) != Some(0.0) {
+            p.push(format!(
+                "{fid}: EventInvokeConfig.MaximumRetryAttempts must be 0 (Lambda retries a \
+                 failed scheduled run twice, overlapping the next)"
+            ));
+        }
+        let timeout = number(fn_prop(t, f, "Timeout")).unwrap_or(3.0);
+        for (name, e) in schedules {
+            if number(e["RetryPolicy"].get("MaximumRetryAttempts")) != Some(0.0) {
+                p.push(format!(
+                    "{fid}.{name}: RetryPolicy.MaximumRetryAttempts must be 0"
+                ));
+            }
+            let expr = match (&e["Schedule"], &e["ScheduleExpression"]) {
+                (Value::String(s), _) | (_, Value::String(s)) => s.clone(),
+                (v, _) => ref_of(v)
+                    .and_then(|r| t["Parameters"][r]["Default"].as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            };
+            match min_interval_secs(&expr) {
+                Some(secs) if secs as f64 >= timeout => {}
+                other => p.push(format!(
+                    "{fid}.{name}: schedule {expr:?} (every {other:?} s) may start a run while \
+                     the last one (Timeout {timeout} s) is still going"
+                )),
+            }
+        }
+    }
+    for fid in ["ScreenerFunction", "ReconcilerFunction"] {
+        let f = &t["Resources"][fid];
+        if events(f, "Schedule")
+            .chain(events(f, "ScheduleV2"))
+            .next()
+            .is_none()
+        {
+            p.push(format!("{fid}: no schedule"));
+        }
+    }
+    let f = &t["Resources"]["ReconcilerFunction"];
+    let scheduled_by_param = events(f, "Schedule")
+        .chain(events(f, "ScheduleV2"))
+        .any(|(_, e)| ref_of(&e["Schedule"]) == Some("ReconcileSchedule"));
+    if !scheduled_by_param {
+        p.push("ReconcilerFunction: its schedule is not !Ref ReconcileSchedule".into());
+    }
+    let timeout = number(fn_prop(t, f, "Timeout")).unwrap_or(3.0);
+    let param = &t["Parameters"]["ReconcileSchedule"];
+    if !param["Description"]
+        .as_str()
+        .is_some_and(|d| d.contains("overlap"))
+    {
+        p.push(
+            "parameter ReconcileSchedule: its Description must say why runs may not overlap".into(),
+        );
+    }
+    match param["AllowedPattern"].as_str() {
+        None => p.push(
+            "parameter ReconcileSchedule: no AllowedPattern (a schedule shorter than the \
+             reconciler's Timeout would overlap runs on one checkpoint)"
+                .into(),
+        ),
+        Some(pattern) => match pattern_samples(pattern, 300) {
+            Err(e) => p.push(format!("parameter ReconcileSchedule: AllowedPattern: {e}")),
+            Ok(samples) => {
+                if let Some(bad) = samples.iter().find(|s| {
+                    min_interval_secs(s).is_none_or(|secs| (secs as f64) < timeout.max(3600.0))
+                }) {
+                    p.push(format!(
+                        "parameter ReconcileSchedule: AllowedPattern admits {bad:?}, which is \
+                         not hourly or coarser (the reconciler's Timeout is {timeout} s)"
+                    ));
+                }
+            }
+        },
+    }
+    p
+}
+
+/// The HTTP API throttles every route, the catch-all `ANY` routes below the rest, and logs
+/// each request without its query string.
+fn check_api_guardrails(t: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let api = &t["Resources"]["HttpApi"]["Properties"];
+    let default = &api["DefaultRouteSettings"];
+    let limits = |s: &Value| {
+        Some((
+            number(s.get("ThrottlingBurstLimit")).filter(|n| *n > 0.0)?,
+            number(s.get("ThrottlingRateLimit")).filter(|n| *n > 0.0)?,
+        ))
+    };
+    let default_limits = limits(default);
+    if default_limits.is_none() {
+        p.push(
+            "HttpApi: DefaultRouteSettings needs ThrottlingBurstLimit and ThrottlingRateLimit"
+                .into(),
+        );
+    }
+    let (burst, rate) = default_limits.unwrap_or((f64::MAX, f64::MAX));
+    for (method, path, _) in ROUTES.iter().filter(|(m, _, _)| *m == "ANY") {
+        let key = format!("{method} {path}");
+        match api["RouteSettings"].get(&key).and_then(limits) {
+            None => p.push(format!(
+                "HttpApi: RouteSettings has no throttling of its own for {key:?}"
+            )),
+            Some((b, r)) if b >= burst || r >= rate => p.push(format!(
+                "HttpApi: {key:?} is throttled at burst {b} / rate {r}, not below the \
+                 default route's {burst} / {rate}"
+            )),
+            Some(_) => {}
+        }
+    }
+    for key in api["RouteSettings"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+    {
+        if !ROUTES.iter().any(|(m, pa, _)| format!("{m} {pa}") == *key) {
+            p.push(format!("HttpApi: RouteSettings names {key:?}, not a route"));
+        }
+    }
+    let log = &api["AccessLogSettings"];
+    if getatt(&log["DestinationArn"]) != Some(("ApiAccessLogGroup", "Arn"))
+        || !is_type(t, "ApiAccessLogGroup", "AWS::Logs::LogGroup")
+    {
+        p.push(
+            "HttpApi: AccessLogSettings.DestinationArn must be !GetAtt ApiAccessLogGroup.Arn"
+                .into(),
+        );
+    }
+    match log["Format"].as_str().map(serde_json::from_str::<Value>) {
+        Some(Ok(format)) => {
+            let text = format.to_string();
+            for field in ["$context.requestId", "$context.status", "$context.routeKey"] {
+                if !text.contains(field) {
+                    p.push(format!(
+                        "HttpApi: the access log format does not log {field}"
+                    ));
+                }
+            }
+            if text.to_ascii_lowercase().contains("querystring") {
+                p.push(
+                    "HttpApi: the access log format logs the query string (the eSputnik \
+                     ?token= would reach the logs)"
+                        .into(),
+                );
+            }
+        }
+        _ => p.push("HttpApi: AccessLogSettings.Format must be a JSON object".into()),
+    }
+    if ref_of(&t["Resources"]["ApiAccessLogGroup"]["Properties"]["RetentionInDays"])
+        != Some("LogRetentionDays")
+    {
+        p.push("ApiAccessLogGroup: RetentionInDays is not !Ref LogRetentionDays".into());
+    }
+    p
+}
+
+/// The optional custom domain: nothing exists while DomainName is empty; the domain maps to
+/// the HTTP API's stage with a regional TLS 1.2 endpoint; the Route 53 alias exists only with
+/// a zone; the webhook URL outputs follow it.
+fn check_custom_domain(t: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    for name in ["DomainName", "CertificateArn", "HostedZoneId"] {
+        let param = &t["Parameters"][name];
+        if param["Type"] != "String" || param["Default"] != "" {
+            p.push(format!(
+                "parameter {name}: must be a String defaulting to \"\" (the domain is optional)"
+            ));
+        }
+    }
+    let not_empty = |name: &str| json!({ "Fn::Not": [{ "Fn::Equals": [{ "Ref": name }, ""] }] });
+    let conditions = [
+        ("HasDomainName", not_empty("DomainName")),
+        (
+            "HasHostedZone",
+            json!({ "Fn::And": [{ "Condition": "HasDomainName" }, not_empty("HostedZoneId")] }),
+        ),
+    ];
+    for (name, want) in &conditions {
+        if t["Conditions"].get(*name) != Some(want) {
+            p.push(format!(
+                "condition {name} is {}, expected {}",
+                t["Conditions"].get(*name).map_or("missing".into(), compact),
+                compact(want)
+            ));
+        }
+    }
+    let certificate_rule = t["Rules"].as_object().into_iter().flatten().any(|(_, r)| {
+        r["RuleCondition"] == not_empty("DomainName")
+            && list(&r["Assertions"])
+                .iter()
+                .any(|a| a["Assert"] == not_empty("CertificateArn"))
+    });
+    if !certificate_rule {
+        p.push("Rules: nothing requires CertificateArn when DomainName is set".into());
+    }
+    let condition = |r: &Value| r["Condition"].as_str().map(str::to_owned);
+    let domains: Vec<(&str, &Value)> = of_type(t, "AWS::ApiGatewayV2::DomainName").collect();
+    if domains.len() != 1 {
+        p.push(format!(
+            "expected one AWS::ApiGatewayV2::DomainName, found {}",
+            domains.len()
+        ));
+    }
+    for (id, d) in &domains {
+        let props = &d["Properties"];
+        if condition(d).as_deref() != Some("HasDomainName") {
+            p.push(format!("{id}: Condition must be HasDomainName"));
+        }
+        if ref_of(&props["DomainName"]) != Some("DomainName") {
+            p.push(format!("{id}: DomainName is not !Ref DomainName"));
+        }
+        let cfg = list(&props["DomainNameConfigurations"]);
+        let good = cfg.len() == 1
+            && ref_of(&cfg[0]["CertificateArn"]) == Some("CertificateArn")
+            && cfg[0]["EndpointType"] == "REGIONAL"
+            && cfg[0]["SecurityPolicy"] == "TLS_1_2";
+        if !good {
+            p.push(format!(
+                "{id}: DomainNameConfigurations must be one REGIONAL endpoint with !Ref \
+                 CertificateArn and SecurityPolicy TLS_1_2"
+            ));
+        }
+    }
+    let domain_id = domains
+        .first()
+        .map(|(id, _)| *id)
+        .unwrap_or("ApiDomainName");
+    let mappings: Vec<(&str, &Value)> = of_type(t, "AWS::ApiGatewayV2::ApiMapping").collect();
+    if mappings.len() != 1 {
+        p.push(format!(
+            "expected one AWS::ApiGatewayV2::ApiMapping, found {}",
+            mappings.len()
+        ));
+    }
+    for (id, m) in &mappings {
+        let props = &m["Properties"];
+        if condition(m).as_deref() != Some("HasDomainName")
+            || ref_of(&props["DomainName"]) != Some(domain_id)
+            || ref_of(&props["ApiId"]) != Some("HttpApi")
+            || ref_of(&props["Stage"]) != Some("HttpApi.Stage")
+            || props.get("ApiMappingKey").is_some()
+        {
+            p.push(format!(
+                "{id}: must map !Ref {domain_id} to !Ref HttpApi, stage !Ref HttpApi.Stage, \
+                 at the root, under Condition HasDomainName"
+            ));
+        }
+    }
+    let records: Vec<(&str, &Value)> = of_type(t, "AWS::Route53::RecordSet").collect();
+    if records.len() != 1 {
+        p.push(format!(
+            "expected one AWS::Route53::RecordSet, found {}",
+            records.len()
+        ));
+    }
+    for (id, r) in &records {
+        let props = &r["Properties"];
+        let alias = &props["AliasTarget"];
+        if condition(r).as_deref() != Some("HasHostedZone")
+            || ref_of(&props["HostedZoneId"]) != Some("HostedZoneId")
+            || ref_of(&props["Name"]) != Some("DomainName")
+            || props["Type"] != "A"
+            || getatt(&alias["DNSName"]) != Some((domain_id, "RegionalDomainName"))
+            || getatt(&alias["HostedZoneId"]) != Some((domain_id, "RegionalHostedZoneId"))
+        {
+            p.push(format!(
+                "{id}: must be the A alias of DomainName to {domain_id}'s regional target, in \
+                 !Ref HostedZoneId, under Condition HasHostedZone"
+            ));
+        }
+    }
+    for (output, path) in [
+        ("LoopsWebhookUrl", "/webhooks/loops"),
+        ("EsputnikWebhookUrl", "/webhooks/esputnik"),
+        ("SparkloopWebhookUrl", "/webhooks/sparkloop"),
+    ] {
+        let want = json!({ "Fn::If": [
+            "HasDomainName",
+            { "Fn::Sub": format!("https://${{DomainName}}{path}") },
+            { "Fn::Sub": format!("https://${{HttpApi}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}{path}") },
+        ] });
+        if t["Outputs"][output]["Value"] != want {
+            p.push(format!(
+                "output {output}: must be !If [HasDomainName, https://<DomainName>{path}, \
+                 the execute-api URL], got {}",
+                compact(&t["Outputs"][output]["Value"])
+            ));
+        }
+    }
+    p
+}
+
+// =========================================================================================
+// The dashboard: every function, the alarms' own thresholds
+// =========================================================================================
+
+/// The dashboard's per-function widgets (title prefix, the AWS/Lambda metric they chart):
+/// each has a row for every function.
+const FUNCTION_WIDGETS: [(&str, &str); 2] =
+    [("Lambda errors", "Errors"), ("Lambda duration", "Duration")];
+
+fn check_dashboard_coverage(t: &Value) -> Vec<String> {
+    let body = match dashboard_with(t, true) {
+        Ok(b) => b,
+        Err(e) => return vec![e],
+    };
+    let mut p = Vec::new();
+    for (title, metric) in FUNCTION_WIDGETS {
+        let widgets: Vec<&Value> = list(&body["widgets"])
+            .into_iter()
+            .filter(|w| {
+                w["properties"]["title"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with(title))
+            })
+            .collect();
+        let [widget] = widgets.as_slice() else {
+            p.push(format!(
+                "dashboard: expected one widget titled {title:?}, found {}",
+                widgets.len()
+            ));
+            continue;
+        };
+        let shown: BTreeSet<String> = metric_rows(widget)
+            .into_iter()
+            .filter_map(|row| match row.as_slice() {
+                [ns, m, dim, value, ..]
+                    if ns == "AWS/Lambda" && m == metric && dim == "FunctionName" =>
+                {
+                    Some(value.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for (fid, _) in functions(t) {
+            if !shown.contains(&format!("${{{fid}}}")) {
+                p.push(format!(
+                    "dashboard: widget {title:?} has no AWS/Lambda {metric} row for {fid}"
+                ));
+            }
+        }
+    }
+    p
+}
+
+/// Every alarm is drawn as a threshold line on the dashboard (an annotation whose label
+/// names it), at the alarm's own threshold: the same parameter (`${Param}`) when the alarm
+/// uses one, the same number otherwise.
+fn check_dashboard_thresholds(t: &Value) -> Vec<String> {
+    let body = match dashboard_with(t, true) {
+        Ok(b) => b,
+        Err(e) => return vec![e],
+    };
+    let alarms: BTreeMap<&str, &Value> = of_type(t, "AWS::CloudWatch::Alarm")
+        .map(|(id, a)| (id, &a["Properties"]["Threshold"]))
+        .collect();
+    let mut p = Vec::new();
+    let mut drawn = BTreeSet::new();
+    for w in list(&body["widgets"]) {
+        for a in list(&w["properties"]["annotations"]["horizontal"]) {
+            let label = a["label"].as_str().unwrap_or_default();
+            for word in label.split(|c: char| !c.is_ascii_alphanumeric()) {
+                let Some(threshold) = alarms.get(word) else {
+                    continue;
+                };
+                drawn.insert(word);
+                let want = match ref_of(threshold) {
+                    Some(param) => json!(format!("${{{param}}}")),
+                    None => json!(number(Some(threshold))),
+                };
+                let got = match &a["value"] {
+                    Value::String(s) => json!(s),
+                    other => json!(number(Some(other))),
+                };
+                if got != want {
+                    p.push(format!(
+                        "dashboard: the {label:?} line is at {}, alarm {word} fires above {}",
+                        compact(&got),
+                        compact(&want)
+                    ));
+                }
+            }
+        }
+    }
+    for id in alarms.keys() {
+        if !drawn.contains(id) {
+            p.push(format!(
+                "dashboard: no threshold line (annotation) names alarm {id}"
+            ));
+        }
+    }
+    p
+}
+
+// =========================================================================================
+// docs/operations.md: guardrails, secret holders, log groups, parameter groups
+// =========================================================================================
+
+/// What docs/operations.md must say about each guardrail the template has.
+const GUARDRAIL_DOCS: [(&str, &str); 12] = [
+    (
+        "`DeletionProtectionEnabled: true`",
+        "the state table's deletion protection",
+    ),
+    ("`MaximumRetryAttempts: 0`", "no retries of scheduled runs"),
+    (
+        "`MaximumConcurrency`",
+        "the worker's event source concurrency cap",
+    ),
+    ("`DefaultRouteSettings`", "the API's throttling"),
+    (
+        "`RouteSettings`",
+        "the catch-all ANY routes' own throttling",
+    ),
+    (
+        "/aws/vendedlogs/apigateway/<stack>-http-api",
+        "the API access log",
+    ),
+    ("`SqsManagedSseEnabled`", "queue encryption"),
+    ("`aws:SecureTransport`", "the queues' TLS-only policy"),
+    ("`MaximumMessageSize`", "the queues' message size"),
+    ("`secretsmanager:GetSecretValue`", "the SecretsArn grant"),
+    ("--no-enabled", "the kill switch"),
+    ("cargo install --locked --path cli", "installing the CLI"),
+];
+
+fn check_guardrail_docs(doc: &str) -> Vec<String> {
+    GUARDRAIL_DOCS
+        .iter()
+        .filter(|(needle, _)| !doc.contains(needle))
+        .map(|(needle, what)| format!("docs/operations.md does not describe {what} ({needle})"))
+        .collect()
+}
+
+/// The body of a docs section, from its heading (`## 2. Secrets`) to the next heading of the
+/// same or a higher level.
+fn doc_section<'a>(doc: &'a str, heading: &str) -> &'a str {
+    let Some(start) = doc.find(heading) else {
+        return "";
+    };
+    let level = heading.chars().take_while(|c| *c == '#').count();
+    let rest = &doc[start + heading.len()..];
+    let end = rest
+        .match_indices("\n#")
+        .find(|(i, _)| rest[i + 1..].chars().take_while(|c| *c == '#').count() <= level)
+        .map_or(rest.len(), |(i, _)| i);
+    &rest[..end]
+}
+
+/// docs/operations.md names the functions the template gives each secret (section 2) and
+/// every function's log group (5.3).
+fn check_docs_match_functions(t: &Value, doc: &str) -> Vec<String> {
+    let mut p = Vec::new();
+    let bins: BTreeMap<&str, &str> = functions(t)
+        .into_iter()
+        .filter_map(|(fid, f)| Some((fid, binary(f)?)))
+        .collect();
+    let secrets = doc_section(doc, "## 2. Secrets");
+    for (var, _, _) in SECRET_ENV {
+        let actual: BTreeSet<&str> = functions(t)
+            .into_iter()
+            .filter(|(_, f)| {
+                f["Properties"]["Environment"]["Variables"]
+                    .get(var)
+                    .is_some()
+            })
+            .filter_map(|(fid, _)| bins.get(fid).copied())
+            .collect();
+        let mut documented = BTreeSet::new();
+        for line in secrets.lines() {
+            let Some((who, what)) = line
+                .trim_start()
+                .strip_prefix("- ")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            if what.contains(&format!("`{var}`")) {
+                for bin in bins.values() {
+                    if who.split([' ', ',']).any(|w| w == *bin) {
+                        documented.insert(*bin);
+                    }
+                }
+            }
+        }
+        if documented != actual {
+            p.push(format!(
+                "docs/operations.md (2. Secrets) gives {var} to {documented:?}, the template to \
+                 {actual:?}"
+            ));
+        }
+    }
+    let logs = doc_section(doc, "### 5.3");
+    let groups = logs
+        .split("Log groups:")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").next())
+        .unwrap_or_default();
+    for bin in bins.values() {
+        if !groups.contains(&format!("-{bin}`")) {
+            p.push(format!(
+                "docs/operations.md (5.3 Log groups) does not list the {bin} log group"
+            ));
+        }
+    }
+    p
+}
+
+/// Every parameter is in exactly one of the console's parameter groups, and the groups name
+/// only parameters.
+fn check_parameter_groups(t: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for g in list(&t["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]) {
+        for name in list(&g["Parameters"]) {
+            *seen.entry(compact(name)).or_default() += 1;
+        }
+    }
+    for name in t["Parameters"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+    {
+        match seen.get(name) {
+            None => p.push(format!("parameter {name} is in no ParameterGroup")),
+            Some(1) => {}
+            Some(n) => p.push(format!("parameter {name} is in {n} ParameterGroups")),
+        }
+    }
+    for name in seen.keys() {
+        if t["Parameters"].get(name).is_none() {
+            p.push(format!("ParameterGroups name {name}, not a parameter"));
+        }
+    }
+    p
+}
+
+// =========================================================================================
 // Workspace facts
 // =========================================================================================
 
@@ -1085,8 +2263,21 @@ fn count_calls(text: &str) -> Vec<String> {
 // Tests: the real template passes every check
 // =========================================================================================
 
+/// The text of the template under test (see the module comment).
+fn template_text() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| {
+        let path = std::env::var_os("SPARKBRIDGE_TEMPLATE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join("template.yaml"));
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    })
+}
+
 fn real() -> Value {
-    parse(TEMPLATE)
+    static PARSED: OnceLock<Value> = OnceLock::new();
+    PARSED.get_or_init(|| parse(template_text())).clone()
 }
 
 /// Settings a deployed function reads that must reach it from a stack parameter: without
@@ -1371,7 +2562,85 @@ fn alarm_specs() -> Vec<AlarmSpec> {
             threshold: json!(0),
             chart: r#""sparkbridge", "ReconcileRefused""#,
         },
+        AlarmSpec {
+            id: "DeadLetterQueueNotEmptyAlarm",
+            namespace: "AWS/SQS",
+            metric: "ApproximateNumberOfMessagesVisible",
+            dimensions: vec![(
+                "QueueName",
+                json!({"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}),
+            )],
+            statistic: "Maximum",
+            period: 300.0,
+            threshold: json!(0),
+            chart: r#""ApproximateNumberOfMessagesVisible", "QueueName", "${DeadLetterQueue.QueueName}""#,
+        },
+        AlarmSpec {
+            id: "EventQueueBacklogAlarm",
+            namespace: "AWS/SQS",
+            metric: "ApproximateAgeOfOldestMessage",
+            dimensions: vec![(
+                "QueueName",
+                json!({"Fn::GetAtt": ["EventQueue", "QueueName"]}),
+            )],
+            statistic: "Maximum",
+            period: 300.0,
+            // the promise: alarmed within 15 minutes
+            threshold: json!(900),
+            chart: r#""ApproximateAgeOfOldestMessage", "QueueName", "${EventQueue.QueueName}""#,
+        },
+        lambda_errors("WorkerErrorsAlarm", "WorkerFunction", 300.0),
+        lambda_errors("ScreenerErrorsAlarm", "ScreenerFunction", 3600.0),
+        lambda_errors("ReconcilerErrorsAlarm", "ReconcilerFunction", 86_400.0),
+        AlarmSpec {
+            id: "ReconcileRepairsAlarm",
+            namespace: "sparkbridge",
+            metric: "ReconcileRepairedTotal",
+            dimensions: vec![],
+            statistic: "Sum",
+            period: 86_400.0,
+            threshold: json!({"Ref": "ReconcileRepairAlarmThreshold"}),
+            chart: r#""sparkbridge", "ReconcileRepairedTotal""#,
+        },
+        AlarmSpec {
+            id: "HttpApi5xxAlarm",
+            namespace: "AWS/ApiGateway",
+            metric: "5xx",
+            dimensions: vec![("ApiId", json!({"Ref": "HttpApi"}))],
+            statistic: "Sum",
+            period: 300.0,
+            threshold: json!(0),
+            chart: r#""5xx", ".", ".""#,
+        },
+        AlarmSpec {
+            id: "AuthFailuresAlarm",
+            namespace: "sparkbridge",
+            metric: "AuthFailures",
+            dimensions: vec![],
+            statistic: "Sum",
+            period: 300.0,
+            threshold: json!({"Ref": "AuthFailuresAlarmThreshold"}),
+            chart: r#""sparkbridge", "AuthFailures""#,
+        },
     ]
+}
+
+/// An alarm on a function's whole-invocation failures: any in one period.
+fn lambda_errors(id: &'static str, function: &str, period: f64) -> AlarmSpec {
+    AlarmSpec {
+        id,
+        namespace: "AWS/Lambda",
+        metric: "Errors",
+        dimensions: vec![("FunctionName", json!({ "Ref": function }))],
+        statistic: "Sum",
+        period,
+        threshold: json!(0),
+        chart: match function {
+            "WorkerFunction" => r#""...", "${WorkerFunction}", { "label": "worker" }"#,
+            "ScreenerFunction" => r#""Errors", "FunctionName", "${ScreenerFunction}""#,
+            _ => r#""...", "${ReconcilerFunction}", { "label": "reconciler errors" }"#,
+        },
+    }
 }
 
 fn check_alarm_specs(t: &Value, specs: &[AlarmSpec]) -> Vec<String> {
@@ -1381,6 +2650,13 @@ fn check_alarm_specs(t: &Value, specs: &[AlarmSpec]) -> Vec<String> {
         .and_then(|(_, d)| sub_string(&d["Properties"]["DashboardBody"]))
         .unwrap_or_default();
     let topic = json!([{"Ref": "AlarmTopic"}]);
+    for (id, _) in of_type(t, "AWS::CloudWatch::Alarm") {
+        if !specs.iter().any(|s| s.id == id) {
+            p.push(format!(
+                "alarm {id} has no AlarmSpec in tests/template.rs: state what it watches"
+            ));
+        }
+    }
     for spec in specs {
         let id = spec.id;
         if !is_type(t, id, "AWS::CloudWatch::Alarm") {
@@ -1453,18 +2729,8 @@ fn check_alarm_specs(t: &Value, specs: &[AlarmSpec]) -> Vec<String> {
 const PROMISE: &str = "every effect is retried for `RETRY_WINDOW_SECS`, in order per \
                        subscriber, and alarmed within 15 minutes";
 
-/// Parameters whose row the parameter table of docs/operations.md must have.
-const DOCUMENTED_PARAMETERS: [&str; 7] = [
-    "RetryWindowSecs",
-    "RetryMaxDelaySecs",
-    "MaxAttempts",
-    "RedriveMaxReceiveCount",
-    "OutboundRetryAlarmThreshold",
-    "ReconcileMaxUnsubscribeShare",
-    "ReconcileRepairAlarmThreshold",
-];
-
-/// Rows of docs/operations.md's "Parameters" table: (parameter, default cell).
+/// Rows of docs/operations.md's "Parameters" table: (parameter, default cell), one per
+/// parameter named in code in the first cell (`` `A` / `B` `` names two).
 fn documented_parameters(doc: &str) -> Vec<(String, String)> {
     let mut in_section = false;
     let mut rows = Vec::new();
@@ -1478,31 +2744,48 @@ fn documented_parameters(doc: &str) -> Vec<(String, String)> {
         }
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         if let (Some(first), Some(default)) = (cells.get(1), cells.get(2)) {
-            if let Some((name, _)) = first.strip_prefix('`').and_then(|r| r.split_once('`')) {
-                rows.push((name.to_string(), default.to_string()));
+            for (i, part) in first.split('`').enumerate() {
+                if i % 2 == 1 && !part.is_empty() {
+                    rows.push((part.to_string(), default.to_string()));
+                }
             }
         }
     }
     rows
 }
 
-/// The parameter table lists the retry and alarm parameters, and every default it shows as
-/// code (`` `338` ``) is the template's; the delivery promise is stated.
+/// The parameter table lists every parameter of the template and nothing else, each once,
+/// with the template's default (`` `338` ``, `` `""` ``; "required" when there is none); the
+/// delivery promise is stated.
 fn check_parameter_docs(t: &Value, doc: &str) -> Vec<String> {
     let mut p = Vec::new();
     let rows = documented_parameters(doc);
-    for name in DOCUMENTED_PARAMETERS {
-        if !rows.iter().any(|(n, _)| n == name) {
-            p.push(format!(
-                "parameter {name} is not in docs/operations.md's table"
-            ));
+    let params = t["Parameters"].as_object().cloned().unwrap_or_default();
+    for name in params.keys() {
+        match rows.iter().filter(|(n, _)| n == name).count() {
+            0 => p.push(format!(
+                "parameter {name} is not in docs/operations.md's table (1.4)"
+            )),
+            1 => {}
+            n => p.push(format!(
+                "parameter {name} has {n} rows in docs/operations.md's table"
+            )),
         }
     }
     for (name, cell) in &rows {
-        let Some(param) = t["Parameters"].get(name) else {
+        let Some(param) = params.get(name) else {
             p.push(format!(
                 "docs/operations.md documents parameter {name}, not in the template"
             ));
+            continue;
+        };
+        let Some(default) = param.get("Default").map(compact) else {
+            if cell != "required" {
+                p.push(format!(
+                    "docs/operations.md shows {name} defaulting to {cell:?}; it has no \
+                     default: write \"required\""
+                ));
+            }
             continue;
         };
         let Some(shown) = cell
@@ -1510,10 +2793,13 @@ fn check_parameter_docs(t: &Value, doc: &str) -> Vec<String> {
             .and_then(|c| c.strip_suffix('`'))
             .filter(|c| !c.contains('`'))
         else {
+            p.push(format!(
+                "docs/operations.md shows {name}'s default as {cell:?}; write the template's \
+                 default in code, `{default}`"
+            ));
             continue;
         };
         let shown = if shown == "\"\"" { "" } else { shown };
-        let default = param.get("Default").map(compact).unwrap_or_default();
         if shown != default {
             p.push(format!(
                 "docs/operations.md shows {name} defaulting to {shown:?}, the template to {default:?}"
@@ -1549,94 +2835,6 @@ fn fails(problems: Vec<String>, needle: &str) {
     );
 }
 
-#[test]
-fn least_privilege_per_function() {
-    ok(check_least_privilege(&real()));
-}
-
-#[test]
-fn no_plain_text_secrets() {
-    ok(check_secrets(&real()));
-}
-
-#[test]
-fn event_queue_redrives_to_the_dlq() {
-    ok(check_dlq(&real()));
-}
-
-#[test]
-fn worker_reports_batch_item_failures() {
-    ok(check_batch_failures(&real()));
-}
-
-#[test]
-fn visibility_timeout_is_six_times_the_worker_timeout() {
-    ok(check_visibility(&real()));
-}
-
-#[test]
-fn documented_switches_reach_the_deployed_functions() {
-    ok(check_wiring(&real()));
-    let mut t = real();
-    t.pointer_mut("/Resources/WorkerFunction/Properties/Environment/Variables")
-        .and_then(Value::as_object_mut)
-        .unwrap()
-        .remove("DETECT_EMAIL_CHANGES");
-    fails(
-        check_wiring(&t),
-        "DETECT_EMAIL_CHANGES is not !Ref DetectEmailChanges",
-    );
-}
-
-#[test]
-fn api_urls_default_like_the_clients() {
-    ok(check_api_defaults(&real()));
-    let t = set(
-        real(),
-        "/Parameters/SparkloopApiUrl/Default",
-        json!("https://api.sparkloop.app/v2"),
-    );
-    fails(check_api_defaults(&t), "SparkloopApiUrl defaults to");
-}
-
-#[test]
-fn webhook_routes() {
-    ok(check_routes(&real()));
-}
-
-#[test]
-fn functions_build_with_cargo_lambda() {
-    ok(check_build(&real(), &workspace_bins()));
-}
-
-#[test]
-fn state_table_is_protected() {
-    ok(check_table(&real()));
-}
-
-#[test]
-fn every_metric_is_on_the_dashboard_or_alarmed() {
-    ok(check_metrics(&real(), &fixed_metrics()));
-}
-
-#[test]
-fn every_metric_the_code_emits_is_shown() {
-    let in_code = metrics_in_code();
-    // The scanner must find what we know is there, or it proves nothing.
-    for m in [
-        "WebhooksReceived",
-        "WebhooksRefused",
-        "AuthFailures",
-        "Parked",
-    ] {
-        assert!(in_code.contains(m), "scanner missed {m}: {in_code:?}");
-    }
-    ok(check_metrics(
-        &real(),
-        &not_pending(&real(), in_code, &PENDING),
-    ));
-}
-
 /// The emitted metrics less those of `pending` whose binary no template function builds.
 fn not_pending(
     t: &Value,
@@ -1653,6 +2851,193 @@ fn not_pending(
         }
     }
     emitted
+}
+
+/// Every check on the template under test (`SPARKBRIDGE_TEMPLATE`, else template.yaml):
+/// `scripts/template-mutants.sh` runs exactly these on each broken copy.
+mod real_template {
+    use super::*;
+
+    #[test]
+    fn least_privilege_per_function() {
+        ok(check_least_privilege(&real()));
+    }
+
+    #[test]
+    fn every_role_holds_exactly_its_allow_list() {
+        ok(check_role_allow_list(&real(), &role_specs()));
+    }
+
+    #[test]
+    fn only_allow_listed_resource_types() {
+        ok(check_resource_types(&real()));
+    }
+
+    #[test]
+    fn nothing_is_public() {
+        ok(check_public_access(&real()));
+    }
+
+    #[test]
+    fn no_plain_text_secrets() {
+        ok(check_secrets(&real()));
+    }
+
+    #[test]
+    fn each_secret_reaches_only_its_functions() {
+        ok(check_secret_placement(&real()));
+    }
+
+    #[test]
+    fn queues_are_encrypted_tls_only_and_sized_as_the_code_assumes() {
+        ok(check_queues(&real()));
+    }
+
+    #[test]
+    fn event_queue_redrives_to_the_dlq() {
+        ok(check_dlq(&real()));
+    }
+
+    #[test]
+    fn worker_reports_batch_item_failures() {
+        ok(check_batch_failures(&real()));
+    }
+
+    #[test]
+    fn visibility_timeout_is_six_times_the_worker_timeout() {
+        ok(check_visibility(&real()));
+    }
+
+    #[test]
+    fn documented_switches_reach_the_deployed_functions() {
+        ok(check_wiring(&real()));
+    }
+
+    #[test]
+    fn api_urls_default_like_the_clients() {
+        ok(check_api_defaults(&real()));
+    }
+
+    #[test]
+    fn webhook_routes() {
+        ok(check_routes(&real()));
+    }
+
+    #[test]
+    fn api_is_throttled_and_logged() {
+        ok(check_api_guardrails(&real()));
+    }
+
+    #[test]
+    fn custom_domain_is_optional_and_followed_by_the_urls() {
+        ok(check_custom_domain(&real()));
+    }
+
+    #[test]
+    fn scheduled_runs_never_retry_or_overlap() {
+        ok(check_schedules(&real()));
+    }
+
+    #[test]
+    fn functions_build_with_cargo_lambda() {
+        ok(check_build(&real(), &workspace_bins()));
+    }
+
+    #[test]
+    fn state_table_is_protected() {
+        ok(check_table(&real()));
+    }
+
+    #[test]
+    fn every_metric_is_on_the_dashboard_or_alarmed() {
+        ok(check_metrics(&real(), &fixed_metrics()));
+    }
+
+    #[test]
+    fn every_metric_the_code_emits_is_shown() {
+        let in_code = metrics_in_code();
+        // The scanner must find what we know is there, or it proves nothing.
+        for m in [
+            "WebhooksReceived",
+            "WebhooksRefused",
+            "AuthFailures",
+            "Parked",
+        ] {
+            assert!(in_code.contains(m), "scanner missed {m}: {in_code:?}");
+        }
+        ok(check_metrics(
+            &real(),
+            &not_pending(&real(), in_code, &PENDING),
+        ));
+    }
+
+    #[test]
+    fn dashboard_shows_every_function() {
+        ok(check_dashboard_coverage(&real()));
+    }
+
+    #[test]
+    fn dashboard_draws_each_alarm_at_its_threshold() {
+        ok(check_dashboard_thresholds(&real()));
+    }
+
+    #[test]
+    fn documented_alarms_exist() {
+        ok(check_alarms(&real(), OPERATIONS));
+    }
+
+    #[test]
+    fn retry_window_and_redrive_follow_the_workers_rule() {
+        ok(check_retry_budget(&real()));
+    }
+
+    #[test]
+    fn every_alarm_watches_what_its_spec_says() {
+        ok(check_alarm_specs(&real(), &alarm_specs()));
+    }
+
+    #[test]
+    fn parameter_table_and_promise_match_the_template() {
+        ok(check_parameter_docs(&real(), OPERATIONS));
+    }
+
+    #[test]
+    fn every_parameter_is_in_one_group() {
+        ok(check_parameter_groups(&real()));
+    }
+
+    #[test]
+    fn docs_describe_the_guardrails() {
+        ok(check_guardrail_docs(OPERATIONS));
+    }
+
+    #[test]
+    fn docs_name_each_secrets_functions_and_every_log_group() {
+        ok(check_docs_match_functions(&real(), OPERATIONS));
+    }
+}
+
+#[test]
+fn wiring_check_fails() {
+    let mut t = real();
+    t.pointer_mut("/Resources/WorkerFunction/Properties/Environment/Variables")
+        .and_then(Value::as_object_mut)
+        .unwrap()
+        .remove("DETECT_EMAIL_CHANGES");
+    fails(
+        check_wiring(&t),
+        "DETECT_EMAIL_CHANGES is not !Ref DetectEmailChanges",
+    );
+}
+
+#[test]
+fn api_defaults_check_fails() {
+    let t = set(
+        real(),
+        "/Parameters/SparkloopApiUrl/Default",
+        json!("https://api.sparkloop.app/v2"),
+    );
+    fails(check_api_defaults(&t), "SparkloopApiUrl defaults to");
 }
 
 #[test]
@@ -1677,26 +3062,6 @@ fn pending_metrics_count_once_their_function_is_deployed() {
     );
 }
 
-#[test]
-fn documented_alarms_exist() {
-    ok(check_alarms(&real(), OPERATIONS));
-}
-
-#[test]
-fn retry_window_and_redrive_follow_the_workers_rule() {
-    ok(check_retry_budget(&real()));
-}
-
-#[test]
-fn outage_alarms_watch_the_emitted_metrics() {
-    ok(check_alarm_specs(&real(), &alarm_specs()));
-}
-
-#[test]
-fn parameter_table_and_promise_match_the_template() {
-    ok(check_parameter_docs(&real(), OPERATIONS));
-}
-
 // =========================================================================================
 // Tests: every check can fail
 // =========================================================================================
@@ -1711,15 +3076,20 @@ fn set(mut t: Value, pointer: &str, v: Value) -> Value {
     t.pointer_mut(parent)
         .and_then(Value::as_object_mut)
         .unwrap_or_else(|| panic!("no {parent} in the template"))
-        .insert(key.to_string(), v);
+        .insert(unescape(key), v);
     t
+}
+
+/// A JSON pointer token as the key it names (`~1` is `/`, `~0` is `~`).
+fn unescape(token: &str) -> String {
+    token.replace("~1", "/").replace("~0", "~")
 }
 
 fn remove(mut t: Value, pointer: &str) -> Value {
     let (parent, key) = pointer.rsplit_once('/').expect("pointer");
     t.pointer_mut(parent)
         .and_then(Value::as_object_mut)
-        .and_then(|m| m.remove(key))
+        .and_then(|m| m.remove(&unescape(key)))
         .unwrap_or_else(|| panic!("no {pointer} in the template"));
     t
 }
@@ -1800,9 +3170,10 @@ Resources:
     fails(p.clone(), "wildcard action \"sqs:*\"");
     fails(p.clone(), "must sit under !If");
     fails(p.clone(), "NotAction");
-    fails(p.clone(), "no AWS::Logs::LogGroup");
-    fails(p.clone(), "F (ingest): extra grant");
-    fails(p, "F (ingest): missing grant sqs:SendMessage");
+    fails(p, "no AWS::Logs::LogGroup");
+    let p = check_role_allow_list(&t, &role_specs());
+    fails(p.clone(), "role R is not in the allow-list");
+    fails(p, "no role WorkerRole");
 }
 
 #[test]
@@ -1813,14 +3184,22 @@ fn least_privilege_fails_on_broken_copies() {
         &format!("{LOOPS_POLICIES}/1/PolicyDocument/Statement/0/Action"),
         json!(["sqs:SendMessage", "sqs:ReceiveMessage"]),
     );
-    fails(check_least_privilege(&t), "extra grant sqs:ReceiveMessage");
+    fails(
+        check_role_allow_list(&t, &role_specs()),
+        "IngestLoopsRole: grant sqs:ReceiveMessage on {\"Fn::GetAtt\":[\"EventQueue\",\"Arn\"]} is not in the allow-list",
+    );
     // Sending to the DLQ instead of the event queue.
     let t = set(
         real(),
         &format!("{LOOPS_POLICIES}/1/PolicyDocument/Statement/0/Resource"),
         json!({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}),
     );
-    fails(check_least_privilege(&t), "missing grant sqs:SendMessage");
+    let p = check_role_allow_list(&t, &role_specs());
+    fails(p.clone(), "IngestLoopsRole: missing grant sqs:SendMessage");
+    fails(
+        p,
+        "grant sqs:SendMessage on {\"Fn::GetAtt\":[\"DeadLetterQueue\",\"Arn\"]} is not",
+    );
     // Writing another function's logs.
     let t = set(
         real(),
@@ -1985,6 +3364,11 @@ fn batch_failures_check_fails() {
         json!({"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}),
     );
     fails(check_batch_failures(&t), "must be !GetAtt EventQueue.Arn");
+    let t = remove(real(), &format!("{events}/ScalingConfig"));
+    fails(
+        check_batch_failures(&t),
+        "ScalingConfig.MaximumConcurrency must be !Ref WorkerMaxConcurrency",
+    );
 }
 
 #[test]
@@ -2396,5 +3780,655 @@ fn wiring_check_fails_for_the_retry_budget() {
     fails(
         check_wiring(&t),
         "RECONCILE_MAX_UNSUBSCRIBE_SHARE is not !Ref ReconcileMaxUnsubscribeShare",
+    );
+}
+
+/// Appends `v` to the array at `pointer`.
+fn push(mut t: Value, pointer: &str, v: Value) -> Value {
+    t.pointer_mut(pointer)
+        .and_then(Value::as_array_mut)
+        .unwrap_or_else(|| panic!("no array at {pointer} in the template"))
+        .push(v);
+    t
+}
+
+/// The dashboard body with `from` replaced by `to` (exactly one occurrence).
+fn edit_dashboard(t: Value, from: &str, to: &str) -> Value {
+    let body = sub_string(&t["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
+        .expect("dashboard is a !Sub")
+        .to_string();
+    assert_eq!(body.matches(from).count(), 1, "{from:?} in the dashboard");
+    set(
+        t,
+        "/Resources/Dashboard/Properties/DashboardBody",
+        json!({ "Fn::Sub": body.replace(from, to) }),
+    )
+}
+
+const WORKER_STATE: &str = "/Resources/WorkerRole/Properties/Policies/2/PolicyDocument/Statement/0";
+const SCREENER_QUERY: &str =
+    "/Resources/ScreenerRole/Properties/Policies/2/PolicyDocument/Statement/1";
+
+#[test]
+fn role_allow_list_check_fails() {
+    let specs = role_specs();
+    // The worker queries again, and on every index.
+    let t = push(
+        real(),
+        &format!("{WORKER_STATE}/Action"),
+        json!("dynamodb:Query"),
+    );
+    fails(
+        check_role_allow_list(&t, &specs),
+        "WorkerRole: grant dynamodb:Query on {\"Fn::GetAtt\":[\"StateTable\",\"Arn\"]} is not in the allow-list",
+    );
+    // Every table in every account.
+    let t = set(
+        real(),
+        &format!("{WORKER_STATE}/Resource"),
+        json!({ "Fn::Sub": "arn:aws:dynamodb:*:*:table/*" }),
+    );
+    let p = check_role_allow_list(&t, &specs);
+    fails(p.clone(), "table/*\"} is not in the allow-list");
+    fails(p, "WorkerRole: missing grant dynamodb:GetItem");
+    // A !Sub is not enough: it must be the expected one.
+    let t = set(
+        real(),
+        &format!("{SCREENER_QUERY}/Resource"),
+        json!({ "Fn::Sub": "${StateTable.Arn}/index/*" }),
+    );
+    fails(
+        check_role_allow_list(&t, &specs),
+        "ScreenerRole: grant dynamodb:Query on {\"Fn::Sub\":\"${StateTable.Arn}/index/*\"}",
+    );
+    // The screener reads the secrets.
+    let secrets = real()["Resources"]["ReconcilerRole"]["Properties"]["Policies"][4].clone();
+    let t = push(
+        real(),
+        "/Resources/ScreenerRole/Properties/Policies",
+        secrets,
+    );
+    fails(
+        check_role_allow_list(&t, &specs),
+        "ScreenerRole: grant secretsmanager:GetSecretValue",
+    );
+    // The secrets grant on the wrong side of its condition.
+    let loops_secrets = format!("{LOOPS_POLICIES}/3/Fn::If");
+    let policy = real()
+        .pointer(&format!("{loops_secrets}/1"))
+        .cloned()
+        .unwrap();
+    let t = set(
+        real(),
+        &format!("{loops_secrets}/1"),
+        json!({"Ref": "AWS::NoValue"}),
+    );
+    let t = set(t, &format!("{loops_secrets}/2"), policy);
+    fails(
+        check_role_allow_list(&t, &specs),
+        "(under !HasSecretsArn) is not in the allow-list",
+    );
+    // A condition that is always true, and a statement narrowed by a Condition.
+    let t = set(
+        real(),
+        "/Conditions/HasSecretsArn",
+        json!({ "Fn::Equals": ["a", "a"] }),
+    );
+    fails(
+        check_role_allow_list(&t, &specs),
+        "condition HasSecretsArn is",
+    );
+    let t = set(
+        real(),
+        &format!("{WORKER_STATE}/Condition"),
+        json!({ "StringEquals": { "aws:RequestedRegion": "eu-west-1" } }),
+    );
+    fails(
+        check_role_allow_list(&t, &specs),
+        "WorkerRole: a statement has Condition",
+    );
+    // A role nobody reviewed.
+    let role = real()["Resources"]["ScreenerRole"].clone();
+    let t = set(real(), "/Resources/ExtraRole", role);
+    fails(
+        check_role_allow_list(&t, &specs),
+        "role ExtraRole is not in the allow-list",
+    );
+}
+
+#[test]
+fn resource_types_check_fails() {
+    let t = set(
+        real(),
+        "/Resources/WorkerExtraPolicy",
+        json!({ "Type": "AWS::IAM::RolePolicy", "Properties": {
+            "RoleName": { "Ref": "WorkerRole" }, "PolicyName": "more",
+            "PolicyDocument": { "Statement": [{ "Effect": "Allow", "Action": "sqs:*", "Resource": "*" }] } } }),
+    );
+    fails(
+        check_resource_types(&t),
+        "WorkerExtraPolicy: AWS::IAM::RolePolicy is not allowed",
+    );
+    let t = set(
+        real(),
+        "/Resources/Invoke",
+        json!({ "Type": "AWS::Lambda::Permission", "Properties": {
+            "Action": "lambda:InvokeFunction", "Principal": "*",
+            "FunctionName": { "Ref": "WorkerFunction" } } }),
+    );
+    fails(
+        check_resource_types(&t),
+        "resource type AWS::Lambda::Permission is not in the allow-list",
+    );
+}
+
+#[test]
+fn public_access_check_fails() {
+    let policy = "/Resources/QueuesTlsOnlyPolicy/Properties/PolicyDocument/Statement";
+    let t = push(
+        real(),
+        policy,
+        json!({ "Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage",
+                "Resource": { "Fn::GetAtt": ["EventQueue", "Arn"] } }),
+    );
+    let p = check_public_access(&t);
+    fails(p.clone(), "is not a Deny");
+    fails(p, "for Principal \"*\" other than the TLS-only Deny");
+    let t = push(
+        real(),
+        policy,
+        json!({ "Effect": "Allow", "Principal": { "AWS": "*" }, "Action": "sqs:ReceiveMessage",
+                "Resource": { "Fn::GetAtt": ["DeadLetterQueue", "Arn"] } }),
+    );
+    fails(check_public_access(&t), "other than the TLS-only Deny");
+    let t = set(
+        real(),
+        "/Resources/IngestLoopsFunction/Properties/FunctionUrlConfig",
+        json!({ "AuthType": "NONE" }),
+    );
+    fails(
+        check_public_access(&t),
+        "IngestLoopsFunction: FunctionUrlConfig (AuthType NONE)",
+    );
+    let t = set(
+        real(),
+        "/Resources/WorkerUrl",
+        json!({ "Type": "AWS::Lambda::Url", "Properties": {
+            "AuthType": "AWS_IAM", "TargetFunctionArn": { "Fn::GetAtt": ["WorkerFunction", "Arn"] } } }),
+    );
+    fails(check_public_access(&t), "WorkerUrl: AWS::Lambda::Url");
+}
+
+#[test]
+fn queues_check_fails() {
+    let t = set(
+        real(),
+        "/Resources/EventQueue/Properties/SqsManagedSseEnabled",
+        json!(false),
+    );
+    fails(check_queues(&t), "EventQueue: not encrypted at rest");
+    let t = set(
+        real(),
+        "/Resources/DeadLetterQueue/Properties/MaximumMessageSize",
+        json!(1_048_576),
+    );
+    fails(
+        check_queues(&t),
+        "DeadLetterQueue: MaximumMessageSize is Some(1048576.0)",
+    );
+    let t = set(
+        real(),
+        "/Resources/QueuesTlsOnlyPolicy/Properties/Queues",
+        json!([{ "Ref": "EventQueue" }]),
+    );
+    fails(
+        check_queues(&t),
+        "DeadLetterQueue: no TLS-only queue policy",
+    );
+    let t = remove(
+        real(),
+        "/Resources/QueuesTlsOnlyPolicy/Properties/PolicyDocument/Statement/0/Condition",
+    );
+    fails(check_queues(&t), "EventQueue: no TLS-only queue policy");
+    let t = set(
+        real(),
+        "/Globals/Function/Environment/Variables/MAX_MESSAGE_BYTES",
+        json!("1048576"),
+    );
+    fails(
+        check_queues(&t),
+        "IngestLoopsFunction: MAX_MESSAGE_BYTES is Some(\"1048576\")",
+    );
+}
+
+#[test]
+fn secret_placement_check_fails() {
+    let env = |f: &str, var: &str| format!("/Resources/{f}/Properties/Environment/Variables/{var}");
+    let t = set(
+        real(),
+        &env("IngestSparkloopFunction", "SPARKLOOP_API_KEY"),
+        json!({ "Ref": "SparkloopApiKey" }),
+    );
+    fails(
+        check_secret_placement(&t),
+        "IngestSparkloopFunction: has SPARKLOOP_API_KEY, a secret that belongs only to",
+    );
+    let t = set(
+        real(),
+        &env("ScreenerFunction", "LOOPS_API_KEY"),
+        json!({ "Ref": "LoopsApiKey" }),
+    );
+    fails(
+        check_secret_placement(&t),
+        "ScreenerFunction: has LOOPS_API_KEY",
+    );
+    let t = set(
+        real(),
+        &env("WorkerFunction", "LOOPS_SIGNING_SECRET"),
+        json!({ "Ref": "LoopsSigningSecret" }),
+    );
+    fails(
+        check_secret_placement(&t),
+        "WorkerFunction: has LOOPS_SIGNING_SECRET",
+    );
+    let t = remove(real(), &env("ReconcilerFunction", "ESPUTNIK_API_KEY"));
+    fails(
+        check_secret_placement(&t),
+        "ReconcilerFunction: ESPUTNIK_API_KEY is not !Ref EsputnikApiKey",
+    );
+    // A secret under another name, or in a description.
+    let t = set(
+        real(),
+        &env("ScreenerFunction", "KEY"),
+        json!({ "Ref": "SparkloopApiKey" }),
+    );
+    fails(
+        check_secret_placement(&t),
+        "/Resources/ScreenerFunction/Properties/Environment/Variables/KEY: names secret parameter SparkloopApiKey",
+    );
+    let t = set(
+        real(),
+        "/Resources/AlarmTopic/Properties/DisplayName",
+        json!({ "Fn::Sub": "alarms ${EsputnikWebhookToken}" }),
+    );
+    fails(
+        check_secret_placement(&t),
+        "/Resources/AlarmTopic/Properties/DisplayName: names secret parameter",
+    );
+    let t = set(
+        real(),
+        &env("ScreenerFunction", "SECRETS_ARN"),
+        json!({ "Fn::If": ["HasSecretsArn", { "Ref": "SecretsArn" }, { "Ref": "AWS::NoValue" }] }),
+    );
+    fails(
+        check_secret_placement(&t),
+        "ScreenerFunction: gets SECRETS_ARN but reads no secret",
+    );
+    let t = set(
+        real(),
+        &env("WorkerFunction", "SECRETS_TTL_SECS"),
+        json!("300"),
+    );
+    fails(
+        check_secret_placement(&t),
+        "WorkerFunction: SECRETS_TTL_SECS is 300, expected",
+    );
+    let t = set(
+        real(),
+        "/Parameters/SecretsArn/AllowedPattern",
+        json!("^$|^arn:aws:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/*?-]+$"),
+    );
+    fails(
+        check_secret_placement(&t),
+        "parameter SecretsArn: AllowedPattern admits",
+    );
+    let t = set(real(), "/Parameters/SecretsTtlSecs/Default", json!(0));
+    fails(check_secret_placement(&t), "parameter SecretsTtlSecs");
+}
+
+#[test]
+fn schedules_check_fails() {
+    let screener = "/Resources/ScreenerFunction/Properties";
+    let reconciler = "/Resources/ReconcilerFunction/Properties";
+    let t = set(
+        real(),
+        &format!("{screener}/Events/Hourly/Properties/RetryPolicy/MaximumRetryAttempts"),
+        json!(2),
+    );
+    fails(
+        check_schedules(&t),
+        "ScreenerFunction.Hourly: RetryPolicy.MaximumRetryAttempts must be 0",
+    );
+    let t = remove(real(), &format!("{reconciler}/EventInvokeConfig"));
+    fails(
+        check_schedules(&t),
+        "ReconcilerFunction: EventInvokeConfig.MaximumRetryAttempts must be 0",
+    );
+    let t = set(real(), &format!("{screener}/Timeout"), json!(900));
+    let t = set(
+        t,
+        &format!("{screener}/Events/Hourly/Properties/Schedule"),
+        json!("rate(5 minutes)"),
+    );
+    fails(
+        check_schedules(&t),
+        "ScreenerFunction.Hourly: schedule \"rate(5 minutes)\"",
+    );
+    let pattern = "/Parameters/ReconcileSchedule/AllowedPattern";
+    let widened = real()["Parameters"]["ReconcileSchedule"]["AllowedPattern"]
+        .as_str()
+        .unwrap()
+        .replace("(1 hour|", "([1-9][0-9]? minutes|1 hour|");
+    let t = set(real(), pattern, json!(widened));
+    fails(
+        check_schedules(&t),
+        "parameter ReconcileSchedule: AllowedPattern admits",
+    );
+    let t = set(real(), pattern, json!("cron\\([0-9/*]+ .*\\)"));
+    fails(check_schedules(&t), "which is not hourly or coarser");
+    let t = remove(real(), pattern);
+    fails(check_schedules(&t), "ReconcileSchedule: no AllowedPattern");
+    let t = set(
+        real(),
+        "/Parameters/ReconcileSchedule/Description",
+        json!("When the reconciler runs."),
+    );
+    fails(check_schedules(&t), "must say why runs may not overlap");
+    let t = set(
+        real(),
+        &format!("{reconciler}/Events/Daily/Properties/Schedule"),
+        json!("rate(1 day)"),
+    );
+    fails(check_schedules(&t), "is not !Ref ReconcileSchedule");
+    // The interval reader.
+    for (expr, secs) in [
+        ("rate(1 hour)", Some(3600)),
+        ("rate(2 hours)", Some(7200)),
+        ("rate(1 day)", Some(86_400)),
+        ("rate(15 minutes)", Some(900)),
+        ("rate(1 hours)", None),
+        ("rate(2 hour)", None),
+        ("rate(0 days)", None),
+        ("rate(01 days)", None),
+        ("cron(0 3 * * ? *)", Some(3600)),
+        ("cron(15 */2 ? * MON-FRI *)", Some(3600)),
+        ("cron(0/5 * * * ? *)", Some(60)),
+        ("cron(0,30 * * * ? *)", Some(60)),
+        ("cron(0 3 * *)", None),
+        ("at(2030-01-01T00:00:00)", None),
+    ] {
+        assert_eq!(min_interval_secs(expr), secs, "{expr}");
+    }
+}
+
+#[test]
+fn api_guardrails_check_fails() {
+    let api = "/Resources/HttpApi/Properties";
+    let t = remove(real(), &format!("{api}/DefaultRouteSettings"));
+    fails(check_api_guardrails(&t), "DefaultRouteSettings needs");
+    let t = remove(
+        real(),
+        &format!("{api}/RouteSettings/ANY ~1webhooks~1esputnik"),
+    );
+    fails(
+        check_api_guardrails(&t),
+        "no throttling of its own for \"ANY /webhooks/esputnik\"",
+    );
+    let t = set(
+        real(),
+        &format!("{api}/RouteSettings/ANY ~1webhooks~1loops/ThrottlingRateLimit"),
+        json!(100),
+    );
+    fails(check_api_guardrails(&t), "not below the default route's");
+    let t = set(
+        real(),
+        &format!("{api}/RouteSettings/ANY ~1webhooks~1sparkloop"),
+        json!({}),
+    );
+    fails(check_api_guardrails(&t), "\"ANY /webhooks/sparkloop\"");
+    let t = set(
+        real(),
+        &format!("{api}/RouteSettings/GET ~1healthz"),
+        json!({ "ThrottlingBurstLimit": 1, "ThrottlingRateLimit": 1 }),
+    );
+    fails(
+        check_api_guardrails(&t),
+        "names \"GET /healthz\", not a route",
+    );
+    let t = remove(real(), &format!("{api}/AccessLogSettings"));
+    fails(check_api_guardrails(&t), "AccessLogSettings.DestinationArn");
+    let t = set(
+        real(),
+        &format!("{api}/AccessLogSettings/Format"),
+        json!("{\"requestId\":\"$context.requestId\",\"status\":\"$context.status\",\"routeKey\":\"$context.routeKey\",\"token\":\"$request.querystring.token\"}"),
+    );
+    fails(check_api_guardrails(&t), "logs the query string");
+}
+
+#[test]
+fn custom_domain_check_fails() {
+    let t = remove(real(), "/Resources/ApiDomainRecord/Condition");
+    fails(
+        check_custom_domain(&t),
+        "ApiDomainRecord: must be the A alias",
+    );
+    let t = set(
+        real(),
+        "/Resources/ApiDomainRecord/Condition",
+        json!("HasDomainName"),
+    );
+    fails(check_custom_domain(&t), "under Condition HasHostedZone");
+    let t = set(
+        real(),
+        "/Resources/ApiDomainName/Properties/DomainNameConfigurations/0/SecurityPolicy",
+        json!("TLS_1_0"),
+    );
+    fails(check_custom_domain(&t), "SecurityPolicy TLS_1_2");
+    let t = set(
+        real(),
+        "/Resources/ApiDomainMapping/Properties/Stage",
+        json!("prod"),
+    );
+    fails(check_custom_domain(&t), "ApiDomainMapping: must map");
+    let t = set(
+        real(),
+        "/Outputs/LoopsWebhookUrl/Value",
+        json!({ "Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/webhooks/loops" }),
+    );
+    fails(check_custom_domain(&t), "output LoopsWebhookUrl");
+    let t = set(
+        real(),
+        "/Outputs/SparkloopWebhookUrl/Value/Fn::If/1",
+        json!({ "Fn::Sub": "https://${DomainName}/webhooks/loops" }),
+    );
+    fails(check_custom_domain(&t), "output SparkloopWebhookUrl");
+    let t = set(
+        real(),
+        "/Conditions/HasDomainName",
+        json!({ "Fn::Equals": [{ "Ref": "DomainName" }, ""] }),
+    );
+    fails(check_custom_domain(&t), "condition HasDomainName is");
+    let t = remove(real(), "/Rules/CertificateWithDomainName");
+    fails(check_custom_domain(&t), "nothing requires CertificateArn");
+    let t = remove(real(), "/Parameters/HostedZoneId/Default");
+    fails(check_custom_domain(&t), "parameter HostedZoneId");
+}
+
+#[test]
+fn dashboard_coverage_check_fails() {
+    let t = edit_dashboard(
+        real(),
+        "[ \"...\", \"${ReconcilerFunction}\", { \"label\": \"reconciler\" } ],",
+        "",
+    );
+    fails(
+        check_dashboard_coverage(&t),
+        "dashboard: widget \"Lambda errors\" has no AWS/Lambda Errors row for ReconcilerFunction",
+    );
+    let t = edit_dashboard(
+        real(),
+        ",\n          [ \"...\", \"${ScreenerFunction}\", { \"label\": \"screener\" } ],\n          [ \"...\", \"${ReconcilerFunction}\", { \"label\": \"reconciler\" } ]\n",
+        "\n",
+    );
+    let p = check_dashboard_coverage(&t);
+    fails(p.clone(), "no AWS/Lambda Duration row for ScreenerFunction");
+    fails(p, "no AWS/Lambda Duration row for ReconcilerFunction");
+    let t = edit_dashboard(
+        real(),
+        "\"title\": \"Lambda errors\"",
+        "\"title\": \"Errors\"",
+    );
+    fails(
+        check_dashboard_coverage(&t),
+        "expected one widget titled \"Lambda errors\", found 0",
+    );
+}
+
+#[test]
+fn dashboard_thresholds_check_fails() {
+    let t = edit_dashboard(real(), "${AuthFailuresAlarmThreshold}", "20");
+    fails(
+        check_dashboard_thresholds(&t),
+        "the \"AuthFailuresAlarm\" line is at 20.0, alarm AuthFailuresAlarm fires above ${AuthFailuresAlarmThreshold}",
+    );
+    let t = edit_dashboard(
+        real(),
+        "\"label\": \"EventQueueBacklogAlarm\", \"value\": 900",
+        "\"label\": \"EventQueueBacklogAlarm\", \"value\": 1800",
+    );
+    fails(
+        check_dashboard_thresholds(&t),
+        "alarm EventQueueBacklogAlarm fires above 900",
+    );
+    let t = edit_dashboard(
+        real(),
+        "\"label\": \"WorkerErrorsAlarm (any)\"",
+        "\"label\": \"errors\"",
+    );
+    fails(
+        check_dashboard_thresholds(&t),
+        "no threshold line (annotation) names alarm WorkerErrorsAlarm",
+    );
+    // The retries line follows its parameter (the real template's dashboard parses).
+    let body = dashboard_with(&real(), true).expect("dashboard parses");
+    assert!(
+        body.to_string()
+            .contains("\"value\":\"${OutboundRetryAlarmThreshold}\""),
+        "{body}"
+    );
+}
+
+#[test]
+fn guardrail_docs_check_fails() {
+    let doc = OPERATIONS.replace("--no-enabled", "--disable");
+    fails(
+        check_guardrail_docs(&doc),
+        "does not describe the kill switch",
+    );
+    let doc = OPERATIONS.replace("`DeletionProtectionEnabled: true`", "deletion protection");
+    fails(
+        check_guardrail_docs(&doc),
+        "the state table's deletion protection",
+    );
+}
+
+#[test]
+fn docs_functions_check_fails() {
+    let doc = OPERATIONS.replace(
+        "  - worker and reconciler: `SPARKLOOP_API_KEY`",
+        "  - worker: `SPARKLOOP_API_KEY`",
+    );
+    fails(
+        check_docs_match_functions(&real(), &doc),
+        "gives SPARKLOOP_API_KEY to {\"worker\"}, the template to {\"reconciler\", \"worker\"}",
+    );
+    let doc = OPERATIONS.replace(" and `-reconciler`", "");
+    fails(
+        check_docs_match_functions(&real(), &doc),
+        "does not list the reconciler log group",
+    );
+    assert_eq!(
+        doc_section("# A\nx\n## B\ny\n### C\nz\n## D\nw", "## B"),
+        "\ny\n### C\nz"
+    );
+}
+
+#[test]
+fn parameter_groups_check_fails() {
+    let t = set(
+        real(),
+        "/Parameters/Extra",
+        json!({ "Type": "String", "Default": "" }),
+    );
+    fails(
+        check_parameter_groups(&t),
+        "parameter Extra is in no ParameterGroup",
+    );
+    let groups = "/Metadata/AWS::CloudFormation::Interface/ParameterGroups";
+    let t = push(real(), &format!("{groups}/0/Parameters"), json!("Esp"));
+    fails(
+        check_parameter_groups(&t),
+        "parameter Esp is in 2 ParameterGroups",
+    );
+    let t = push(real(), &format!("{groups}/0/Parameters"), json!("Nope"));
+    fails(
+        check_parameter_groups(&t),
+        "ParameterGroups name Nope, not a parameter",
+    );
+}
+
+#[test]
+fn new_guardrails_fail_in_older_checks() {
+    // The state table without deletion protection, or with another index.
+    let t = set(
+        real(),
+        "/Resources/StateTable/Properties/DeletionProtectionEnabled",
+        json!(false),
+    );
+    fails(check_table(&t), "DeletionProtectionEnabled must be true");
+    let t = set(
+        real(),
+        "/Resources/StateTable/Properties/GlobalSecondaryIndexes/0/IndexName",
+        json!("by_time"),
+    );
+    fails(check_table(&t), "the code queries only \"by_deadline\"");
+    // Every alarm has a spec, and a changed threshold is seen.
+    let alarm = real()["Resources"]["ParkedAlarm"].clone();
+    let t = set(real(), "/Resources/ParkedAgainAlarm", alarm);
+    fails(
+        check_alarm_specs(&t, &alarm_specs()),
+        "alarm ParkedAgainAlarm has no AlarmSpec",
+    );
+    let t = set(
+        real(),
+        "/Resources/WorkerErrorsAlarm/Properties/Threshold",
+        json!(5),
+    );
+    fails(
+        check_alarm_specs(&t, &alarm_specs()),
+        "WorkerErrorsAlarm: Threshold is 5",
+    );
+    // Every parameter in the table, with its default.
+    let t = set(
+        real(),
+        "/Parameters/Extra",
+        json!({ "Type": "String", "Default": "" }),
+    );
+    fails(
+        check_parameter_docs(&t, OPERATIONS),
+        "parameter Extra is not in docs/operations.md's table",
+    );
+    let doc = OPERATIONS.replace(
+        "| `SecretsTtlSecs` | `300` |",
+        "| `SecretsTtlSecs` | 5 minutes |",
+    );
+    fails(
+        check_parameter_docs(&real(), &doc),
+        "shows SecretsTtlSecs's default as \"5 minutes\"",
+    );
+    let t = remove(real(), "/Parameters/SparkloopApiKey/Default");
+    fails(
+        check_parameter_docs(&t, OPERATIONS),
+        "shows SparkloopApiKey defaulting to \"`\\\"\\\"`\"; it has no default",
     );
 }
