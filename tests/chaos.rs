@@ -45,6 +45,10 @@ fn worker_config() -> WorkerConfig {
     // 30, not 20: with retries 0-1 s apart, copies racing one another for a lease spend
     // attempts fast; at 100,000 events a few exhausted 20 (docs/reliability.md, 5.1).
     cfg.retry.max_attempts = env_or("CHAOS_MAX_ATTEMPTS", 30);
+    // Invocations here last 2 to 10 s (`CHAOS_BUDGET_SECS`), with a 400 ms client timeout:
+    // start a call with a second left, give it up 300 ms before the deadline.
+    cfg.call_reserve_ms = CLIENT_TIMEOUT.as_millis() as i64 + 600;
+    cfg.settle_ms = 300;
     cfg
 }
 

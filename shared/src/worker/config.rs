@@ -14,6 +14,9 @@ pub struct WorkerConfig {
     /// Time kept free before the invocation's deadline to start a record or a call: the HTTP
     /// client's timeout (`HTTP_TIMEOUT_SECS`) plus a margin to settle and answer.
     pub call_reserve_ms: i64,
+    /// Kept free after a call to settle the record and answer Lambda (1.5 s): a call still
+    /// running this close to the deadline is given up and retried.
+    pub settle_ms: i64,
     /// `DEDUPE_WINDOW_DAYS` (default 30): how long a processed id is remembered.
     pub window_secs: i64,
     /// Records of one batch processed at once (`WORKER_CONCURRENCY`, default 10).
@@ -33,6 +36,7 @@ impl Default for WorkerConfig {
             backoff: BackoffPolicy::default(),
             retry: RetryBudget::default(),
             call_reserve_ms: 12_000,
+            settle_ms: 1_500,
             window_secs: 30 * 86_400,
             concurrency: 10,
             lease_budget_ms: 60_000,
@@ -56,6 +60,7 @@ impl WorkerConfig {
             },
             retry: retry_budget()?,
             call_reserve_ms: number("HTTP_TIMEOUT_SECS", 10i64)?.max(1) * 1000 + 2_000,
+            settle_ms: d.settle_ms,
             window_secs: number("DEDUPE_WINDOW_DAYS", 30i64)?.max(1) * 86_400,
             concurrency: number("WORKER_CONCURRENCY", d.concurrency)?.max(1),
             lease_budget_ms: number("LEASE_SECS", 60i64)? * 1000,

@@ -17,7 +17,7 @@ use crate::core::backoff::{visibility_left, Attempt, NextStep};
 use crate::core::dedupe::{Acquire, LeaseRequest};
 use crate::core::envelope::{truncate, Envelope, Provider, ENVELOPE_VERSION};
 use crate::core::lifecycle::{StateWrite, TransitionResult};
-use crate::core::mask::{mask_opt, sanitize, scrub};
+use crate::core::mask::{scrub, MaskedOpt, Sanitized};
 use crate::core::outbound::CallOutcome;
 use crate::core::rules::{self, Action, Decision, Known};
 use crate::ports::{
@@ -614,7 +614,7 @@ impl Worker {
         if left < self.cfg.call_reserve_ms {
             return Err(Failure::Deadline);
         }
-        let budget = std::time::Duration::from_millis((left - SETTLE_MARGIN_MS).max(0) as u64);
+        let budget = std::time::Duration::from_millis((left - self.cfg.settle_ms).max(0) as u64);
         Ok(tokio::time::timeout(budget, call)
             .await
             .unwrap_or_else(|_| CallOutcome::Retry {
@@ -740,9 +740,6 @@ struct Trace {
     error: Option<String>,
 }
 
-/// Kept free after the last call to settle the record and answer Lambda.
-const SETTLE_MARGIN_MS: i64 = 1_500;
-
 enum Failure {
     /// Not started: the invocation's deadline is too near for another call.
     Deadline,
@@ -789,22 +786,40 @@ fn log_record(rec: &Record<'_>, trace: &Trace, verdict: &Verdict, started: Insta
         Verdict::Retry { delay_secs, .. } => ("retry", *delay_secs),
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // One line per record, its fields written straight into it; a note or an error is a
+    // field only when there is one.
+    let scrubbed = |text: &str| (!text.is_empty()).then(|| tracing::field::display(scrub(text)));
     tracing::info!(
         message_id = %rec.id,
         attempt = rec.receive_count,
         provider = env.map(|e| e.provider.as_str()).unwrap_or("-"),
-        kind = %sanitize(env.map(|e| e.kind.as_str()).unwrap_or("-")),
-        dedupe_id = %sanitize(env.map(|e| e.dedupe_id.as_str()).unwrap_or("-")),
-        email = %mask_opt(env.and_then(|e| e.subscriber.email.as_deref())),
+        kind = %Sanitized(env.map(|e| e.kind.as_str()).unwrap_or("-")),
+        dedupe_id = %Sanitized(env.map(|e| e.dedupe_id.as_str()).unwrap_or("-")),
+        email = %MaskedOpt(env.and_then(|e| e.subscriber.email.as_deref())),
         dedupe = trace.dedupe,
-        calls = %trace.calls.join(","),
-        note = %scrub(&trace.note),
-        error = %scrub(trace.error.as_deref().unwrap_or("")),
+        calls = %Comma(&trace.calls),
+        note = scrubbed(&trace.note),
+        error = trace.error.as_deref().and_then(scrubbed),
         outcome,
         delay_secs = delay,
         latency_ms,
         "record"
     );
+}
+
+/// Comma-separated, written as the log line is.
+struct Comma<'a>(&'a [String]);
+
+impl std::fmt::Display for Comma<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(s)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
