@@ -51,6 +51,11 @@ bt = OUT / "build-times.txt"
 if bt.exists():
     parts = [f"{l.split()[0]} {int(l.split()[1]) / 1000:.1f} s" for l in bt.read_text().split("\n") if l.strip()]
     say(f"- Builds in this run (warm target/ when quick): {', '.join(parts)}")
+ph = OUT / "phases.txt"
+if ph.exists():
+    secs = dict((l.split()[0], int(l.split()[1])) for l in ph.read_text().split("\n") if l.strip())
+    say(f"- Wall time: builds {secs.get('build', 0)} s, measuring {secs.get('measure', 0)} s "
+        f"(setup {secs.get('setup', 0)} s)")
 say("")
 
 # ---------------------------------------------------------------- figure 1
@@ -343,8 +348,10 @@ if lam and wk and "per_event_kind" in wk.get("moto", {}):
     def worker_ms(kind, batch):
         # The records of a batch run concurrently: one record's chain of waits, plus the CPU
         # of the whole batch (measured for 10 unsubscribes; scaled to the batch size).
+        # DynamoDB requests of one record are made one after the other.
         k = kinds[kind]["requests_per_event"]
-        wait = LAT["ddb_put"] + (LAT["ddb_tx"] if "TransactWriteItems" in k else LAT["ddb_update"])
+        wait = (LAT["ddb_put"] * k.get("PutItem", 0) + LAT["ddb_update"] * k.get("UpdateItem", 0)
+                + LAT["ddb_tx"] * k.get("TransactWriteItems", 0))
         if kind == "loops email.unsubscribed":
             wait += LAT["sparkloop"]
         return cpu_wrk * batch / per_batch + wait

@@ -75,6 +75,7 @@ FUNCS=$(for f in functions/*/Cargo.toml; do sed -n 's/^name = "\(.*\)"/\1/p' "$f
 pkgs() { for f in $FUNCS; do printf -- '-p %s ' "$f"; done; }
 : > "$OUT/build-times.txt"
 step "build (release; warm target/ makes these quick)"
+t_build=$(date +%s)
 # benchkit serves figures 3-7 (`benchkit lambda` for 5-7); one invocation, as before, so that
 # the features cargo unifies (and so the cached artifacts) stay the same from run to run.
 any 2 3 4 5 6 7 && timed cli_and_benchkit cargo build --release -q -p sparkbridge-cli -p sparkbridge-bench
@@ -92,6 +93,8 @@ if has 5; then
   fi
 fi
 BENCHKIT=target/release/benchkit
+t_measure=$(date +%s)
+echo "== builds took $(( t_measure - t_build )) s; measuring starts"
 
 started_moto=""
 if any 4 5 6 7; then
@@ -181,6 +184,12 @@ PY
   fi
 fi
 
+t_done=$(date +%s)
+# Wall time by phase (setup: tools and the venv; builds; measuring: the figures themselves).
+printf 'setup %s\nbuild %s\nmeasure %s\n' "$(( t_build - t0 ))" "$(( t_measure - t_build ))" \
+  "$(( t_done - t_measure ))" > "$OUT/phases.txt"
 step "report"
 "$PY" bench/report.py "$OUT" > "$OUT/report.md"
-echo "report: $OUT/report.md (results: $OUT/*.json); took $(( $(date +%s) - t0 )) s"
+echo "report: $OUT/report.md (results: $OUT/*.json); took $(( $(date +%s) - t0 )) s:" \
+  "setup $(( t_build - t0 )) s, builds $(( t_measure - t_build )) s," \
+  "measuring $(( t_done - t_measure )) s (figures $FIGURES)"

@@ -4,7 +4,8 @@
 //! named by `BENCH_LOOPS_REQUEST`, the same file the Python `standardwebhooks` baseline
 //! verifies (`bench/python/standardwebhooks_baseline.py`); without it, the sample
 //! `events/loops/email.unsubscribed.json` is signed here. Run: `make bench FIGURES=1` or
-//! `cargo bench -p shared --bench ingest_core`.
+//! `cargo bench -p shared --bench ingest_core`. The `ingest_log` group (figure 2's log line)
+//! runs after it: `cargo bench -p shared --bench ingest_core -- ingest_log`.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -182,6 +183,116 @@ fn bench(c: &mut Criterion) {
             serde_json::to_string(&env).expect("serializes")
         })
     });
+    g.finish();
+    log_line(c, &req, &keys);
+}
+
+/// Figure 2's question on one core: what the log line costs on the ingest request path. The
+/// whole `LoopsIngest::handle` (verify, parse, envelope, a queue that drops what it is given,
+/// the log line), with logs off, with the subscriber `telemetry` builds (JSON as on Lambda,
+/// inside a span like the runtime's; text as `sparkbridge dev` writes to a file), and with
+/// `tracing-subscriber`'s own JSON format as `lambda_runtime` configured it (what the
+/// functions used before), all writing to a sink.
+fn log_line(c: &mut Criterion, req: &LoopsRequest, keys: &SigningKeys) {
+    use std::sync::Arc;
+
+    use shared::ingest::loops::LoopsIngest;
+    use shared::ports::{EventQueue, OutboundMessage, QueueError};
+    use shared::telemetry::{self, LevelFilter, LogFormat};
+    use tracing::Dispatch;
+
+    struct Discard;
+    #[async_trait::async_trait]
+    impl EventQueue for Discard {
+        async fn enqueue(&self, messages: Vec<OutboundMessage>) -> Result<(), QueueError> {
+            black_box(messages);
+            Ok(())
+        }
+        fn max_message_bytes(&self) -> usize {
+            262_144
+        }
+    }
+
+    let ingest = LoopsIngest::new(Arc::new(Discard), keys.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let ts = Utc::now().timestamp();
+    let signature = keys.sign(&req.id, ts, req.body.as_bytes());
+    let request = || {
+        http::Request::builder()
+            .method("POST")
+            .uri("/webhooks/loops")
+            .header("webhook-id", req.id.as_str())
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature.as_str())
+            .body(lambda_http::Body::Text(req.body.clone()))
+            .expect("a request")
+    };
+    let builtin_json: Dispatch = tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::sink)
+        .json()
+        .finish()
+        .into();
+    let info = LevelFilter::INFO;
+    let cases: [(&str, Option<Dispatch>, bool); 5] = [
+        ("loops_request_logs_off", None, false),
+        (
+            "loops_request_json",
+            Some(telemetry::dispatch(
+                LogFormat::Json,
+                info,
+                false,
+                std::io::sink,
+            )),
+            true,
+        ),
+        ("loops_request_json_builtin", Some(builtin_json), true),
+        (
+            "loops_request_text",
+            Some(telemetry::dispatch(
+                LogFormat::Text,
+                info,
+                false,
+                std::io::sink,
+            )),
+            false,
+        ),
+        (
+            "loops_request_text_ansi",
+            Some(telemetry::dispatch(
+                LogFormat::Text,
+                info,
+                true,
+                std::io::sink,
+            )),
+            false,
+        ),
+    ];
+    let mut g = c.benchmark_group("ingest_log");
+    for (name, dispatch, in_span) in cases {
+        let dispatch =
+            dispatch.unwrap_or_else(|| Dispatch::new(tracing::subscriber::NoSubscriber::new()));
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = tracing::info_span!(
+                "Lambda runtime invoke",
+                requestId = "8476a536-e9f4-11e8-9739-2dfe598c3fcd",
+                xrayTraceId =
+                    "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1"
+            );
+            let _entered = in_span.then(|| span.enter());
+            g.bench_function(name, |b| {
+                b.iter_batched(
+                    request,
+                    |r| rt.block_on(ingest.handle(r)),
+                    criterion::BatchSize::SmallInput,
+                )
+            });
+        });
+    }
     g.finish();
 }
 

@@ -272,26 +272,33 @@ impl IdempotencyStore for DynamoStore {
         use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
         if writes.is_empty() {
             // The common case stays a plain UpdateItem: one round trip.
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(idem_key(key)))
-                .update_expression(COMPLETE_EXPRESSION)
-                .condition_expression(OWNER_CONDITION)
-                .set_expression_attribute_names(Some(complete_names()))
-                .set_expression_attribute_values(Some(complete_values(owner, keep_until, outcome)))
-                .send()
-                .await;
-            return match result {
-                Ok(_) => Ok(true),
-                Err(SdkError::ServiceError(se))
-                    if se.err().is_conditional_check_failed_exception() =>
-                {
-                    Ok(false)
-                }
-                Err(e) => Err(unavailable(e)),
-            };
+            return self.complete_alone(key, owner, keep_until, outcome).await;
+        }
+        if writes
+            .iter()
+            .all(|w| matches!(w, StateWrite::EspStatus { .. }))
+        {
+            // An ESP status (an ESP-side unsubscribe, or an ESP call that succeeded) is a
+            // fact about the contact, true whether or not this attempt's completion lands: it
+            // is written on its own, first, as a plain UpdateItem (1 WRU), then the completion
+            // (1 WRU); a transaction of the two costs 2 WRU per item. A status write that fails
+            // fails the completion, so the retry writes it again; a completion lost after it
+            // only repeats it (one more history line).
+            for w in writes {
+                let StateWrite::EspStatus { email, status, at } = w else {
+                    unreachable!("only ESP statuses here");
+                };
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", s(sub_key(email)))
+                    .update_expression(ESP_STATUS_EXPRESSION)
+                    .set_expression_attribute_values(Some(esp_status_values(email, status, *at)))
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+            }
+            return self.complete_alone(key, owner, keep_until, outcome).await;
         }
         // State writes ride in the same transaction: they happen exactly when the event is
         // marked processed, and not at all if the lease was lost.
@@ -461,6 +468,24 @@ fn transition_change(t: &Transition) -> TransitionChange {
     }
 }
 
+/// The subscriber's ESP status, with a history line.
+const ESP_STATUS_EXPRESSION: &str = "SET email = if_not_exists(email, :email), esp_status = :st, \
+     esp_status_at = :at, history = list_append(if_not_exists(history, :empty), :h)";
+
+fn esp_status_values(
+    email: &str,
+    status: &str,
+    at: DateTime<Utc>,
+) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (":email".to_string(), s(email.to_ascii_lowercase())),
+        (":st".to_string(), s(status)),
+        (":at".to_string(), s(ts(at))),
+        (":empty".to_string(), AttributeValue::L(vec![])),
+        (":h".to_string(), history_line(at, &format!("esp {status}"))),
+    ])
+}
+
 const COMPLETE_EXPRESSION: &str =
     "SET #status = :completed, expires_at = :keep, outcome = :outcome REMOVE lease_until_ms";
 const OWNER_CONDITION: &str = "#status = :in_progress AND #owner = :me";
@@ -506,6 +531,35 @@ fn history_line(at: DateTime<Utc>, what: &str) -> AttributeValue {
 }
 
 impl DynamoStore {
+    /// The completion on its own: one conditional UpdateItem; `false` when the lease is no
+    /// longer ours.
+    async fn complete_alone(
+        &self,
+        key: &str,
+        owner: &str,
+        keep_until: i64,
+        outcome: &str,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(idem_key(key)))
+            .update_expression(COMPLETE_EXPRESSION)
+            .condition_expression(OWNER_CONDITION)
+            .set_expression_attribute_names(Some(complete_names()))
+            .set_expression_attribute_values(Some(complete_values(owner, keep_until, outcome)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     fn state_items(
         &self,
         w: &StateWrite,
@@ -557,15 +611,8 @@ impl DynamoStore {
                 let u = Update::builder()
                     .table_name(&self.table)
                     .key("pk", s(sub_key(email)))
-                    .update_expression(
-                        "SET email = if_not_exists(email, :email), esp_status = :st, esp_status_at = :at, \
-                         history = list_append(if_not_exists(history, :empty), :h)",
-                    )
-                    .expression_attribute_values(":email", s(email.to_ascii_lowercase()))
-                    .expression_attribute_values(":st", s(status))
-                    .expression_attribute_values(":at", s(ts(*at)))
-                    .expression_attribute_values(":empty", AttributeValue::L(vec![]))
-                    .expression_attribute_values(":h", history_line(*at, &format!("esp {status}")));
+                    .update_expression(ESP_STATUS_EXPRESSION)
+                    .set_expression_attribute_values(Some(esp_status_values(email, status, *at)));
                 Ok(vec![TransactWriteItem::builder()
                     .update(u.build().map_err(unavailable)?)
                     .build()])

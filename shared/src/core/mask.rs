@@ -1,29 +1,56 @@
 //! Masking of personal data before it reaches a log line.
 
+use std::fmt::{self, Write};
+
 /// `jane.doe@example.com` -> `j***@e***.com`. Keeps enough to tell addresses apart in a
 /// log search without revealing them; anything that is not an address is masked whole.
 pub fn mask_email(email: &str) -> String {
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return "***".to_string();
-    };
-    let first = |s: &str| s.chars().next().map(|c| c.to_string()).unwrap_or_default();
-    let (host, tld) = domain.rsplit_once('.').unwrap_or((domain, ""));
-    let tld = if tld.is_empty() {
-        String::new()
-    } else {
-        format!(".{}", sanitize(tld))
-    };
-    format!(
-        "{}***@{}***{}",
-        sanitize(&first(local)),
-        sanitize(&first(host)),
-        tld
-    )
+    Masked(email).to_string()
 }
 
 /// Masks an optional address, for log fields.
 pub fn mask_opt(email: Option<&str>) -> String {
-    email.map(mask_email).unwrap_or_else(|| "-".to_string())
+    MaskedOpt(email).to_string()
+}
+
+/// [`mask_email`] as it is written, for log fields: nothing is allocated.
+#[derive(Clone, Copy)]
+pub struct Masked<'a>(pub &'a str);
+
+impl fmt::Display for Masked<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some((local, domain)) = self.0.rsplit_once('@') else {
+            return f.write_str("***");
+        };
+        let (host, tld) = domain.rsplit_once('.').unwrap_or((domain, ""));
+        let first = |s: &str| s.chars().next().map(printable);
+        if let Some(c) = first(local) {
+            f.write_char(c)?;
+        }
+        f.write_str("***@")?;
+        if let Some(c) = first(host) {
+            f.write_char(c)?;
+        }
+        f.write_str("***")?;
+        if !tld.is_empty() {
+            f.write_char('.')?;
+            Sanitized(tld).fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// [`mask_opt`] as it is written: the masked address, or `-`.
+#[derive(Clone, Copy)]
+pub struct MaskedOpt<'a>(pub Option<&'a str>);
+
+impl fmt::Display for MaskedOpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(email) => Masked(email).fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// Masks every address inside free text (an API's error message may echo one), then
@@ -62,9 +89,31 @@ pub fn scrub(text: &str) -> String {
 
 /// Keeps log lines single-line and printable: attacker-controlled text must not forge entries.
 pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    s.chars().map(printable).collect()
+}
+
+fn printable(c: char) -> char {
+    if c.is_control() {
+        '?'
+    } else {
+        c
+    }
+}
+
+/// [`sanitize`] as it is written, for log fields: nothing is allocated.
+#[derive(Clone, Copy)]
+pub struct Sanitized<'a>(pub &'a str);
+
+impl fmt::Display for Sanitized<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while let Some((i, c)) = rest.char_indices().find(|(_, c)| c.is_control()) {
+            f.write_str(&rest[..i])?;
+            f.write_char('?')?;
+            rest = &rest[i + c.len_utf8()..];
+        }
+        f.write_str(rest)
+    }
 }
 
 #[cfg(test)]
@@ -102,6 +151,25 @@ mod tests {
             ("é@ü.de", "é***@ü***.de"),
         ] {
             assert_eq!(scrub(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn sanitized_writes_what_sanitize_returns() {
+        for input in [
+            "",
+            "plain",
+            "a\nb\rc\u{0}d",
+            "\u{7f}é\u{85}z",
+            "\n",
+            "tab\tend\u{1b}[31m",
+        ] {
+            let want: String = input
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            assert_eq!(sanitize(input), want, "{input:?}");
+            assert_eq!(Sanitized(input).to_string(), want, "{input:?}");
         }
     }
 

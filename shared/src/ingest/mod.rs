@@ -7,6 +7,7 @@ pub mod loops;
 pub mod sparkloop;
 
 use std::collections::BTreeMap;
+use std::fmt::{self, Display};
 use std::time::Instant;
 
 use lambda_http::http::{header, HeaderMap, StatusCode};
@@ -16,7 +17,7 @@ pub use error::IngestError;
 
 use crate::adapters::sqs::sqs_safe;
 use crate::core::envelope::{truncate, Envelope};
-use crate::core::mask::{mask_opt, sanitize};
+use crate::core::mask::{MaskedOpt, Sanitized};
 use crate::ports::{EventQueue, OutboundMessage};
 use crate::telemetry::metrics;
 
@@ -151,20 +152,16 @@ pub(crate) fn finish(
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
         Ok(envs) => {
-            let kinds: Vec<&str> = envs.iter().map(|e| e.kind.as_str()).collect();
-            let ids: Vec<&str> = envs.iter().map(|e| e.dedupe_id.as_str()).collect();
-            let emails: Vec<String> = envs
-                .iter()
-                .map(|e| mask_opt(e.subscriber.email.as_deref()))
-                .collect();
+            // Each field is written straight into the log line: nothing is built for it
+            // on the request path.
             tracing::info!(
                 provider,
                 outcome = "queued",
                 status = 200,
                 events = envs.len(),
-                kind = %sanitize(&kinds.join(",")),
-                dedupe_id = %ids.join(","),
-                email = %emails.join(","),
+                kind = %joined(&envs, |e, f| Sanitized(&e.kind).fmt(f)),
+                dedupe_id = %joined(&envs, |e, f| f.write_str(&e.dedupe_id)),
+                email = %joined(&envs, |e, f| MaskedOpt(e.subscriber.email.as_deref()).fmt(f)),
                 latency_ms,
                 "webhook"
             );
@@ -178,12 +175,37 @@ pub(crate) fn finish(
             };
             let status = err.status().as_u16();
             if status >= 500 {
-                tracing::error!(provider, outcome = err.reason(), status, error = %sanitize(&detail), latency_ms, "webhook");
+                tracing::error!(provider, outcome = err.reason(), status, error = %Sanitized(&detail), latency_ms, "webhook");
             } else {
-                tracing::warn!(provider, outcome = err.reason(), status, error = %sanitize(&detail), latency_ms, "webhook");
+                tracing::warn!(provider, outcome = err.reason(), status, error = %Sanitized(&detail), latency_ms, "webhook");
             }
             metrics::webhook_refused(provider, err.reason());
             error_response(&err)
         }
+    }
+}
+
+/// One field per envelope, comma-separated, written as the log line is.
+struct Joined<'a, F>(&'a [Envelope], F);
+
+fn joined<F>(envs: &[Envelope], field: F) -> Joined<'_, F>
+where
+    F: Fn(&Envelope, &mut fmt::Formatter<'_>) -> fmt::Result,
+{
+    Joined(envs, field)
+}
+
+impl<F> Display for Joined<'_, F>
+where
+    F: Fn(&Envelope, &mut fmt::Formatter<'_>) -> fmt::Result,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, env) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            (self.1)(env, f)?;
+        }
+        Ok(())
     }
 }

@@ -19,8 +19,22 @@ fn enabled() -> bool {
 
 /// Builds one EMF document (pure, for tests).
 pub fn document(name: &str, value: f64, dimensions: &[(&str, &str)], timestamp_ms: i64) -> Value {
+    document_of(&[(name, value)], dimensions, timestamp_ms)
+}
+
+/// One EMF document carrying several metrics of the same dimensions: one log line for all
+/// of them. Metrics of value 0 are left out (as [`count`] leaves them out).
+pub fn document_of(
+    metrics: &[(&str, f64)],
+    dimensions: &[(&str, &str)],
+    timestamp_ms: i64,
+) -> Value {
     let mut root = Map::new();
     let dims: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
+    let names: Vec<Value> = metrics
+        .iter()
+        .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
+        .collect();
     root.insert(
         "_aws".into(),
         json!({
@@ -28,34 +42,46 @@ pub fn document(name: &str, value: f64, dimensions: &[(&str, &str)], timestamp_m
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
                 "Dimensions": [dims],
-                "Metrics": [{"Name": name, "Unit": "Count"}]
+                "Metrics": names
             }]
         }),
     );
     for (k, v) in dimensions {
         root.insert((*k).into(), Value::String((*v).into()));
     }
-    root.insert(name.into(), json!(value));
+    for (name, value) in metrics {
+        root.insert((*name).into(), json!(value));
+    }
     Value::Object(root)
 }
 
 pub fn count(name: &str, value: usize, dimensions: &[(&str, &str)]) {
-    if !enabled() || value == 0 {
+    counts(&[(name, value)], dimensions);
+}
+
+/// Several counts of the same dimensions, in one line.
+pub fn counts(metrics: &[(&str, usize)], dimensions: &[(&str, &str)]) {
+    if !enabled() {
         return;
     }
-    let doc = document(
-        name,
-        value as f64,
-        dimensions,
-        chrono::Utc::now().timestamp_millis(),
-    );
+    let metrics: Vec<(&str, f64)> = metrics
+        .iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(name, v)| (*name, *v as f64))
+        .collect();
+    if metrics.is_empty() {
+        return;
+    }
+    let doc = document_of(&metrics, dimensions, chrono::Utc::now().timestamp_millis());
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{doc}");
 }
 
 pub fn webhook_received(provider: &str, events: usize) {
-    count("WebhooksReceived", 1, &[("Provider", provider)]);
-    count("EventsQueued", events, &[("Provider", provider)]);
+    counts(
+        &[("WebhooksReceived", 1), ("EventsQueued", events)],
+        &[("Provider", provider)],
+    );
 }
 
 pub fn webhook_refused(provider: &str, reason: &str) {
@@ -97,5 +123,23 @@ mod tests {
         assert_eq!(d["Provider"], "loops");
         assert_eq!(d["WebhooksRefused"], 1.0);
         assert_eq!(d["_aws"]["Timestamp"], 42);
+    }
+
+    #[test]
+    fn several_metrics_share_one_document() {
+        let d = document_of(
+            &[("WebhooksReceived", 1.0), ("EventsQueued", 4.0)],
+            &[("Provider", "esputnik")],
+            7,
+        );
+        let directive = &d["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Dimensions"][0], json!(["Provider"]));
+        assert_eq!(
+            directive["Metrics"],
+            json!([{"Name": "WebhooksReceived", "Unit": "Count"}, {"Name": "EventsQueued", "Unit": "Count"}])
+        );
+        assert_eq!(d["Provider"], "esputnik");
+        assert_eq!(d["WebhooksReceived"], 1.0);
+        assert_eq!(d["EventsQueued"], 4.0);
     }
 }

@@ -61,29 +61,54 @@ struct ContactIdentity<'a> {
     user_id: Option<&'a RawValue>,
 }
 
-/// A JSON string's value; anything else (number, null, object...) is no value.
+/// A JSON string's value; anything else (number, null, object...) is no value. A string
+/// without escapes is its own text between the quotes (valid JSON has no control characters
+/// or quotes there), so only escaped strings are decoded.
 fn text(raw: Option<&RawValue>) -> Option<String> {
     let raw = raw?.get();
-    raw.starts_with('"')
-        .then(|| serde_json::from_str::<String>(raw).ok())
-        .flatten()
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(inner.to_string());
+    }
+    serde_json::from_str::<String>(raw).ok()
+}
+
+/// The JSON text of a body without the whitespace JSON allows around it: what a
+/// `Box<RawValue>` of the body holds.
+pub(crate) fn trim_json_whitespace(text: &str) -> &str {
+    text.trim_matches([' ', '\t', '\n', '\r'])
 }
 
 /// Parses a verified body. Only structure we rely on is checked; the rest stays in the payload.
 /// Any JSON value is an event: one that is not an object, or has no string `eventName` (absent,
 /// null, a number...), or an `eventName` Loops does not document, is kind `unknown`, kept.
+///
+/// One pass over the body: the head is read from it, borrowing the fields it lifts, and the
+/// payload is the body's text itself. A body whose head cannot be read (not an object, a
+/// repeated `eventName`, not JSON) takes a second pass that keeps it whole or says why it is
+/// not JSON.
 pub fn parse(body: &[u8]) -> Result<Normalized, ParseError> {
     let text_body = std::str::from_utf8(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    let json = trim_json_whitespace(text_body);
+    // serde would also read a struct from a JSON array (positionally): objects only.
+    if json.starts_with('{') {
+        if let Ok(head) = serde_json::from_str::<Head>(json) {
+            // SAFETY: `serde_json::from_str` read the head from all of `json` and checked that
+            // nothing but whitespace follows it, and `json` has none around it: `json` is one
+            // well-formed JSON value (every field the head skips or borrows is checked the way
+            // `Box<RawValue>` checks it) with no leading or trailing whitespace, which is what
+            // `from_string_unchecked` asks for.
+            let payload = unsafe { RawValue::from_string_unchecked(json.to_owned()) };
+            return Ok(normalize(head, payload));
+        }
+    }
     let payload: Box<RawValue> =
         serde_json::from_str(text_body).map_err(|e| ParseError::NotJson(e.to_string()))?;
-    // serde would also read a struct from a JSON array (positionally): objects only. An
-    // object serde cannot read as a head (a repeated eventName) has no usable head either.
-    let head: Head = if payload.get().trim_start().starts_with('{') {
-        serde_json::from_str(payload.get()).unwrap_or_default()
-    } else {
-        Head::default()
-    };
-    let kind = match text(head.event_name) {
+    Ok(normalize(Head::default(), payload))
+}
+
+fn normalize(head: Head<'_>, payload: Box<RawValue>) -> Normalized {
+    let kind = match head.event_name.and_then(|raw| text(Some(raw))) {
         Some(name) if KNOWN_EVENTS.contains(&name.as_str()) => name,
         _ => KIND_UNKNOWN.to_string(),
     };
@@ -104,13 +129,13 @@ pub fn parse(body: &[u8]) -> Result<Normalized, ParseError> {
         sparkloop_id: None,
         external_id: text(identity.user_id),
     };
-    Ok(Normalized {
+    Normalized {
         kind,
         subscriber,
         occurred_at,
         parked: None,
         payload,
-    })
+    }
 }
 
 #[cfg(test)]

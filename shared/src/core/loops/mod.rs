@@ -3,5 +3,6 @@
 mod event;
 mod signature;
 
+pub(crate) use event::trim_json_whitespace;
 pub use event::{parse, ParseError, KNOWN_EVENTS};
 pub use signature::{SignatureError, SigningKeys, SigningKeysError, TOLERANCE_SECS};

@@ -20,6 +20,25 @@ pub const TOLERANCE_SECS: i64 = 300;
 /// must not turn one request into thousands of HMAC checks.
 const MAX_SIGNATURE_ENTRIES: usize = 16;
 
+/// A `v1` signature is an HMAC-SHA256: 32 bytes.
+const DIGEST_BYTES: usize = 32;
+
+/// The 32 bytes of a base64 signature entry; `None` for anything else (not base64, or
+/// another length: such an entry can never match).
+fn decode_digest(b64: &str) -> Option<[u8; DIGEST_BYTES]> {
+    // 32 bytes are 43 or 44 base64 characters; longer text is some other length.
+    if b64.len() > 44 {
+        return None;
+    }
+    let mut buf = [0u8; 48];
+    let n = LENIENT_B64.decode_slice(b64, &mut buf).ok()?;
+    (n == DIGEST_BYTES).then(|| {
+        let mut digest = [0u8; DIGEST_BYTES];
+        digest.copy_from_slice(&buf[..DIGEST_BYTES]);
+        digest
+    })
+}
+
 /// Secrets are base64 with or without padding: Loops does not document which it issues.
 const LENIENT_B64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
@@ -130,16 +149,28 @@ impl SigningKeys {
         if (now - ts).abs() > TOLERANCE_SECS {
             return Err(SignatureError::TimestampOutOfTolerance);
         }
-        let candidates: Vec<Vec<u8>> = signatures
+        // The candidates, decoded onto the stack: an entry that is not base64, or does not
+        // decode to a SHA-256's 32 bytes, can never match and is dropped here.
+        let mut candidates = [[0u8; DIGEST_BYTES]; MAX_SIGNATURE_ENTRIES];
+        let mut count = 0;
+        for b64 in signatures
             .split(' ')
             .filter_map(|entry| entry.strip_prefix("v1,"))
             .take(MAX_SIGNATURE_ENTRIES)
-            .filter_map(|b64| LENIENT_B64.decode(b64).ok())
-            .collect();
+        {
+            if let Some(digest) = decode_digest(b64) {
+                candidates[count] = digest;
+                count += 1;
+            }
+        }
+        let candidates = &candidates[..count];
         if candidates.is_empty() {
             return Err(SignatureError::NoMatch);
         }
         for key in &self.keys {
+            // The key's inner and outer padded blocks were hashed once, when the secret was
+            // read (`Hmac::new_from_slice`): each request clones that state and hashes only
+            // its own bytes.
             let mut mac = key.clone();
             mac.update(id.as_bytes());
             mac.update(b".");
@@ -147,14 +178,17 @@ impl SigningKeys {
             mac.update(b".");
             mac.update(body);
             let expected = mac.finalize().into_bytes();
-            // `subtle` comparison of equal-length digests; a wrong-length candidate never matches.
-            if candidates.iter().any(|c| {
-                c.len() == expected.len()
-                    && bool::from(subtle::ConstantTimeEq::ct_eq(
-                        c.as_slice(),
-                        expected.as_slice(),
-                    ))
-            }) {
+            // Constant time: every byte of every candidate is compared, without a branch on
+            // any of them; `subtle` turns the result into a `Choice` at the end.
+            let mut matched = subtle::Choice::from(0);
+            for c in candidates {
+                let diff = c
+                    .iter()
+                    .zip(expected.iter())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+                matched |= subtle::ConstantTimeEq::ct_eq(&diff, &0u8);
+            }
+            if bool::from(matched) {
                 return Ok(());
             }
         }

@@ -1,5 +1,9 @@
 //! SparkLoop webhook payloads.
 
+use std::borrow::Cow;
+
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -27,8 +31,32 @@ pub enum ParseError {
     NotJson(String),
 }
 
+/// The fields the dedupe key and the envelope are made of, borrowed from the body where they
+/// are strings without escapes. The subscriber is kept whole: `sync_subscriber`'s key hashes
+/// it as serde_json writes it.
 #[derive(Deserialize, Default)]
-struct Head {
+struct Head<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Scalar<'a>>,
+    #[serde(default, borrow)]
+    event: Option<Scalar<'a>>,
+    #[serde(default)]
+    subscriber: Option<Value>,
+    #[serde(default, borrow)]
+    campaign: Option<Ids<'a>>,
+    #[serde(default, borrow)]
+    campaign_id: Option<Scalar<'a>>,
+    #[serde(default, borrow)]
+    reward: Option<Ids<'a>>,
+    #[serde(default, borrow)]
+    referrer: Option<Ids<'a>>,
+}
+
+/// The head as it was read before the one-pass parser, every field a `serde_json::Value`: the
+/// second pass for a body the one-pass head cannot read, so that the same bytes always give
+/// the same dedupe id.
+#[derive(Deserialize, Default)]
+struct ValueHead {
     #[serde(rename = "type", default)]
     kind: Option<Value>,
     #[serde(default)]
@@ -45,24 +73,63 @@ struct Head {
     referrer: Option<Value>,
 }
 
+impl From<ValueHead> for Head<'_> {
+    fn from(h: ValueHead) -> Self {
+        Head {
+            kind: h.kind.map(Scalar::from),
+            event: h.event.map(Scalar::from),
+            subscriber: h.subscriber,
+            campaign: h.campaign.as_ref().map(Ids::from),
+            campaign_id: h.campaign_id.map(Scalar::from),
+            reward: h.reward.as_ref().map(Ids::from),
+            referrer: h.referrer.as_ref().map(Ids::from),
+        }
+    }
+}
+
 /// Parses an authenticated body into the normalized event and its dedupe id. Any JSON value is
 /// an event: one that is not an object, has no string `type` (or `event`), or a type SparkLoop
 /// does not document, is kind `unknown`, kept.
+///
+/// One pass over the body, as for Loops (`loops::parse`): the head borrows what it lifts and
+/// the payload is the body's text. It accepts exactly the bodies the `Value` head accepts (the
+/// same deserializer routines check every field), and a body it refuses is read again the old
+/// way, so no body changes its dedupe id.
 pub fn parse(body: &[u8]) -> Result<(String, Normalized), ParseError> {
     let text = std::str::from_utf8(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    let json = crate::core::loops::trim_json_whitespace(text);
+    // serde would also read a struct from a JSON array (positionally): objects only.
+    if json.starts_with('{') {
+        if let Ok(head) = serde_json::from_str::<Head>(json) {
+            // SAFETY: as in `loops::parse`: `json` was read whole by `from_str` (every field
+            // checked at least as strictly as `Box<RawValue>` checks it) and has no whitespace
+            // around it, so it is one well-formed JSON value as `from_string_unchecked` asks.
+            let payload = unsafe { RawValue::from_string_unchecked(json.to_owned()) };
+            return Ok(normalize(head, payload));
+        }
+    }
+    parse_with_value_head(text)
+}
+
+/// The second pass: the body kept whole, its head read into `Value`s (what `parse` did before
+/// it read the head in one pass).
+fn parse_with_value_head(text: &str) -> Result<(String, Normalized), ParseError> {
     let payload: Box<RawValue> =
         serde_json::from_str(text).map_err(|e| ParseError::NotJson(e.to_string()))?;
-    // serde would also read a struct from a JSON array (positionally): objects only.
-    let head: Head = if payload.get().trim_start().starts_with('{') {
+    let head: ValueHead = if payload.get().starts_with('{') {
         serde_json::from_str(payload.get()).unwrap_or_default()
     } else {
-        Head::default()
+        ValueHead::default()
     };
+    Ok(normalize(head.into(), payload))
+}
+
+fn normalize(head: Head<'_>, payload: Box<RawValue>) -> (String, Normalized) {
     let type_name = head
         .kind
         .as_ref()
         .or(head.event.as_ref())
-        .and_then(Value::as_str)
+        .and_then(Scalar::as_str)
         .unwrap_or("");
     let kind = if KNOWN_TYPES.contains(&type_name) {
         type_name.to_string()
@@ -75,6 +142,7 @@ pub fn parse(body: &[u8]) -> Result<(String, Normalized), ParseError> {
             .map(text_of)
             .filter(|s| !s.is_empty())
     };
+    let id_of = |v: Option<&Scalar>| v.map(Scalar::text).filter(|s| !s.is_empty());
     let subscriber = Subscriber {
         email: field(sub, "email"),
         esp_contact_id: None,
@@ -87,8 +155,8 @@ pub fn parse(body: &[u8]) -> Result<(String, Normalized), ParseError> {
         .and_then(|s| s.get("created_at"))
         .and_then(Value::as_i64)
         .and_then(time::from_unix_secs);
-    let campaign =
-        field(head.campaign.as_ref(), "id").or_else(|| head.campaign_id.as_ref().map(text_of));
+    let campaign = id_of(head.campaign.as_ref().and_then(|c| c.id.as_ref()))
+        .or_else(|| head.campaign_id.as_ref().map(Scalar::text));
     // Why this key: SparkLoop's retries resend the same event, so these fields repeat; real
     // events differ in at least one of them: the type, the subscriber (one per referral), the
     // campaign, the referral status (pending -> verified/rejected for the same subscriber),
@@ -107,11 +175,19 @@ pub fn parse(body: &[u8]) -> Result<(String, Normalized), ParseError> {
             subscriber.sparkloop_id.as_deref().unwrap_or(""),
             campaign.as_deref().unwrap_or(""),
             field(sub, "referral_status").as_deref().unwrap_or(""),
-            field(head.reward.as_ref(), "id").as_deref().unwrap_or(""),
-            field(head.referrer.as_ref(), "id").as_deref().unwrap_or(""),
-            field(head.referrer.as_ref(), "tot_referrals")
+            id_of(head.reward.as_ref().and_then(|r| r.id.as_ref()))
                 .as_deref()
                 .unwrap_or(""),
+            id_of(head.referrer.as_ref().and_then(|r| r.id.as_ref()))
+                .as_deref()
+                .unwrap_or(""),
+            id_of(
+                head.referrer
+                    .as_ref()
+                    .and_then(|r| r.tot_referrals.as_ref()),
+            )
+            .as_deref()
+            .unwrap_or(""),
             field(sub, "tot_referrals")
                 .filter(|_| kind.starts_with("reward_"))
                 .as_deref()
@@ -121,7 +197,7 @@ pub fn parse(body: &[u8]) -> Result<(String, Normalized), ParseError> {
                 .unwrap_or_default(),
         ])
     };
-    Ok((
+    (
         dedupe_id,
         Normalized {
             kind,
@@ -130,7 +206,7 @@ pub fn parse(body: &[u8]) -> Result<(String, Normalized), ParseError> {
             parked: None,
             payload,
         },
-    ))
+    )
 }
 
 fn text_of(v: &Value) -> String {
@@ -138,6 +214,253 @@ fn text_of(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
         other => other.to_string(),
+    }
+}
+
+/// One JSON value of the head, as `Value` would read it: a string (borrowed when it has no
+/// escapes), null, or any other value as its `Value`. Read with `deserialize_any`, the call
+/// `Value` itself makes, so what it accepts and refuses is what `Value` accepts and refuses.
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Null,
+    Other(Value),
+}
+
+impl Scalar<'_> {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// `text_of` of the same value read as a `Value`.
+    fn text(&self) -> String {
+        match self {
+            Scalar::Str(s) => s.to_string(),
+            Scalar::Null => String::new(),
+            Scalar::Other(v) => v.to_string(),
+        }
+    }
+}
+
+impl From<Value> for Scalar<'_> {
+    fn from(v: Value) -> Self {
+        match v {
+            Value::String(s) => Scalar::Str(Cow::Owned(s)),
+            Value::Null => Scalar::Null,
+            other => Scalar::Other(other),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Other(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::Other(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::Other(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::Other(Value::from(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(Scalar::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(MapAccessDeserializer::new(map)).map(Scalar::Other)
+    }
+}
+
+/// The `id` and `tot_referrals` of an object (`campaign`, `reward`, `referrer`), the last one
+/// of each as `Value::get` finds it; a value that is not an object has neither. Everything
+/// else is checked as `Value` would check it ([`Checked`]) and not kept.
+#[derive(Default)]
+struct Ids<'a> {
+    id: Option<Scalar<'a>>,
+    tot_referrals: Option<Scalar<'a>>,
+}
+
+impl From<&Value> for Ids<'_> {
+    fn from(v: &Value) -> Self {
+        let get = |k: &str| v.get(k).cloned().map(Scalar::from);
+        Ids {
+            id: get("id"),
+            tot_referrals: get("tot_referrals"),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Ids<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(IdsVisitor)
+    }
+}
+
+struct IdsVisitor;
+
+impl<'de> Visitor<'de> for IdsVisitor {
+    type Value = Ids<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut ids = Ids::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key.0.as_ref() {
+                "id" => ids.id = Some(map.next_value()?),
+                "tot_referrals" => ids.tot_referrals = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<Checked>()?;
+                }
+            }
+        }
+        Ok(ids)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        CheckedVisitor.visit_seq(seq).map(|_| Ids::default())
+    }
+    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
+        Ok(Ids::default())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Ids::default())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Ids::default())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Ids::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Ids::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Ids::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Ids::default())
+    }
+}
+
+/// An object key, read as `Value` reads keys (`deserialize_str`). serde_json gives the key
+/// that marks a raw value (`$serde_json::private::RawValue`) a meaning of its own inside
+/// `Value`; it is refused here, so such a body is read by the `Value` head instead.
+struct Key<'a>(Cow<'a, str>);
+
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Key::checked(Cow::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Key::checked(Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Key::checked(Cow::Owned(v))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'a> Key<'a> {
+    fn checked<E: de::Error>(k: Cow<'a, str>) -> Result<Self, E> {
+        if k == RAW_VALUE_TOKEN {
+            return Err(E::custom("a raw value marker: read by the Value head"));
+        }
+        Ok(Key(k))
+    }
+}
+
+/// A value checked as `Value` would read it (numbers in range, strings that decode, nesting
+/// within serde_json's limit), and dropped: nothing is allocated for it.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_key::<Key>()?.is_some() {
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Checked)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Checked)
     }
 }
 
@@ -232,6 +555,46 @@ mod tests {
             parse(a.as_bytes()).unwrap().0,
             parse(b.as_bytes()).unwrap().0
         );
+    }
+
+    /// The one-pass head reads every body as the `Value` head does: same kind, subscriber,
+    /// time, payload and dedupe id, including bodies only one of them can read.
+    #[test]
+    fn one_pass_and_value_head_agree() {
+        let sync = PENDING.replace("new_partner_pending_referral", "sync_subscriber");
+        let reward = r#"{"type":"reward_unlocked","campaign_id":7,"subscriber":{"id":"sub_1","tot_referrals":4},"reward":{"id":"rw","id":"rw2"},"referrer":{"id":"sub_0","tot_referrals":4.0}}"#;
+        let bodies = [
+            PENDING.to_string(),
+            sync,
+            reward.to_string(),
+            format!("  {PENDING}\n"),
+            // ids of other types: written as serde_json writes them
+            r#"{"type":"new_referral","campaign":{"id":12.50},"subscriber":{"id":1e2,"email":null},"referrer":{"id":{"b":1,"a":[true,null]},"tot_referrals":18446744073709551615}}"#.into(),
+            // escapes, in keys and values
+            r#"{"typ\u0065":"new_referral","campaign":{"\u0069d":"c\"1\u00e9"},"subscriber":{"id":"sub_\u0031"}}"#.into(),
+            // read by neither head: a number out of range, a lone surrogate, nesting past
+            // serde_json's limit, a repeated head field
+            r#"{"type":"new_referral","campaign":{"x":1e400},"subscriber":{"id":"sub_1"}}"#.into(),
+            r#"{"type":"new_referral","referrer":{"x":"\ud800"},"subscriber":{"id":"sub_1"}}"#.into(),
+            format!(r#"{{"type":"new_referral","reward":{}1{},"subscriber":{{"id":"sub_1"}}}}"#, "[".repeat(130), "]".repeat(130)),
+            r#"{"type":"new_referral","type":"new_referral","subscriber":{"id":"sub_1"}}"#.into(),
+            // a key serde_json's `Value` gives a meaning of its own
+            r#"{"type":"new_referral","campaign":{"$serde_json::private::RawValue":"{\"id\":\"c9\"}"},"subscriber":{"id":"sub_1"}}"#.into(),
+            r#"{"type":"new_referral","campaign":{"id":{"$serde_json::private::RawValue":"5"}},"subscriber":{"id":"sub_1"}}"#.into(),
+            // other shapes
+            r#"{"event":"new_referral","type":null,"campaign":[{"id":"c"}],"reward":"r","subscriber":{"uuid":"sub_9","created_at":1659536359}}"#.into(),
+            r#"[{"type":"new_referral"}]"#.into(),
+            "{}".into(),
+        ];
+        for body in &bodies {
+            let (id, n) = parse(body.as_bytes()).unwrap();
+            let (want_id, want) = parse_with_value_head(body).unwrap();
+            assert_eq!(id, want_id, "{body}");
+            assert_eq!(n.kind, want.kind, "{body}");
+            assert_eq!(n.subscriber, want.subscriber, "{body}");
+            assert_eq!(n.occurred_at, want.occurred_at, "{body}");
+            assert_eq!(n.payload.get(), want.payload.get(), "{body}");
+        }
     }
 
     #[test]
