@@ -992,3 +992,51 @@ async fn the_sparkloop_key_comes_from_the_secret_and_a_new_key_is_used_after_the
         "the key in the secret; the new one only after the TTL"
     );
 }
+
+/// Two completions race with addresses for one contact: the later-dated address stays, and
+/// the completion carrying the older one still lands (without its address).
+#[tokio::test]
+async fn a_completion_with_an_older_address_lands_and_keeps_the_newer_one() {
+    use shared::core::lifecycle::StateWrite;
+    use shared::ports::SubscriberStore;
+    let fake = sparkloop(200).await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    let at = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap();
+    let address = |email: &str, when: i64| StateWrite::ContactEmail {
+        contact_key: "loops#c1".into(),
+        email: email.into(),
+        at: at(when),
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    for (key, write) in [
+        ("k_newer", address("newer@example.com", 2_000)),
+        ("k_older", address("older@example.com", 1_000)),
+    ] {
+        let lease = LeaseRequest {
+            owner: "w".into(),
+            payload_hash: "h".into(),
+            now_ms: now,
+            lease_until_ms: now + 60_000,
+            expires_at: now / 1000 + 3_600,
+        };
+        assert_eq!(
+            h.store.acquire(key, &lease).await.unwrap(),
+            Acquire::Acquired
+        );
+        let status = StateWrite::EspStatus {
+            email: format!("{key}@example.com"),
+            status: "seen".into(),
+            at: at(1),
+        };
+        let writes = [write, status];
+        assert!(
+            h.store
+                .complete(key, "w", now / 1000 + 3_600, "done", &writes)
+                .await
+                .unwrap(),
+            "{key} completes"
+        );
+    }
+    let recorded = h.store.contact_email("loops#c1").await.unwrap().unwrap();
+    assert_eq!(recorded.email, "newer@example.com");
+}

@@ -325,18 +325,28 @@ impl IdempotencyStore for DynamoStore {
             Ok(_) => Ok(true),
             Err(SdkError::ServiceError(se)) => {
                 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-                let lost = match se.err() {
+                let refused: Vec<bool> = match se.err() {
                     TransactWriteItemsError::TransactionCanceledException(t) => t
                         .cancellation_reasons()
-                        .first()
-                        .and_then(|r| r.code())
-                        .is_some_and(|c| c == "ConditionalCheckFailed"),
-                    _ => false,
+                        .iter()
+                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                        .collect(),
+                    _ => Vec::new(),
                 };
-                if lost {
-                    Ok(false)
-                } else {
-                    Err(unavailable(SdkError::ServiceError(se)))
+                match refused.split_first() {
+                    // the lease was lost: nothing was written
+                    Some((true, _)) => Ok(false),
+                    // Only a contact address carries a condition among the state writes: a
+                    // newer address is already recorded, which stays; complete without it.
+                    Some((false, rest)) if rest.contains(&true) => {
+                        let kept: Vec<StateWrite> = writes
+                            .iter()
+                            .filter(|w| !matches!(w, StateWrite::ContactEmail { .. }))
+                            .cloned()
+                            .collect();
+                        self.complete(key, owner, keep_until, outcome, &kept).await
+                    }
+                    _ => Err(unavailable(SdkError::ServiceError(se))),
                 }
             }
             Err(e) => Err(unavailable(e)),

@@ -57,6 +57,16 @@ fn event_time(env: &Envelope) -> DateTime<Utc> {
     env.occurred_at.unwrap_or(env.received_at)
 }
 
+/// When a departure counts from. A reconcile repair carries the referral's creation time as
+/// its event time, but the departure it repairs was found now: marked at the creation time, it
+/// would let a later confirm through.
+fn departure_time(env: &Envelope) -> DateTime<Utc> {
+    match env.provider {
+        Provider::Sparkbridge => env.received_at,
+        _ => event_time(env),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     Delivery,
@@ -122,20 +132,22 @@ pub fn decide(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
         KIND_UNKNOWN => return Decision::Ignore("unknown event type"),
         _ => {}
     }
-    let mut actions = email_change(env, known);
+    // The event's own effect comes first, on the address SparkLoop knows: a change SparkLoop
+    // refuses (the new address taken) must never hold back an unsubscribe.
     let main = match env.provider {
         Provider::Loops => loops(env, known, cfg),
-        Provider::Esputnik => esputnik(env, cfg),
+        Provider::Esputnik => esputnik(env, known, cfg),
         Provider::Sparkloop => sparkloop_event(env, cfg),
-        Provider::Sparkbridge => internal(env, cfg),
+        Provider::Sparkbridge => internal(env, known, cfg),
     };
+    let change = email_change(env, known);
     match main {
-        Decision::Act(more) => {
-            actions.extend(more);
+        Decision::Act(mut actions) => {
+            actions.extend(change);
             Decision::Act(actions)
         }
-        other if actions.is_empty() => other,
-        _ => Decision::Act(actions),
+        other if change.is_empty() => other,
+        _ => Decision::Act(change),
     }
 }
 
@@ -143,12 +155,19 @@ fn email(env: &Envelope) -> Option<String> {
     env.subscriber.email.clone()
 }
 
-fn target(env: &Envelope) -> Option<String> {
-    env.subscriber.sparkloop_id.clone().or_else(|| email(env))
+/// Who SparkLoop knows this subscriber as: its id, else the address recorded for the ESP
+/// contact (with email-change detection: the address SparkLoop has, before a change is passed
+/// on, or after a newer event moved it), else the event's address.
+fn target(env: &Envelope, known: &Known) -> Option<String> {
+    env.subscriber
+        .sparkloop_id
+        .clone()
+        .or_else(|| known.previous_email.clone())
+        .or_else(|| email(env))
 }
 
-fn sparkloop(env: &Envelope, call: SparkLoopCall) -> Decision {
-    match target(env) {
+fn sparkloop(env: &Envelope, known: &Known, call: SparkLoopCall) -> Decision {
+    match target(env, known) {
         Some(target) => Decision::Act(vec![Action::SparkLoop { target, call }]),
         None => Decision::Park(format!("{} event without a subscriber email", env.kind)),
     }
@@ -156,8 +175,8 @@ fn sparkloop(env: &Envelope, call: SparkLoopCall) -> Decision {
 
 /// ESP-side unsubscribe: tell SparkLoop, and record the ESP status with the completion.
 /// With signup confirms on, the departure is marked first, so a confirm cannot overtake it.
-fn unsubscribe(env: &Envelope, cfg: &RulesConfig) -> Decision {
-    match sparkloop(env, SparkLoopCall::Unsubscribe) {
+fn unsubscribe(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
+    match sparkloop(env, known, SparkLoopCall::Unsubscribe) {
         Decision::Act(mut actions) => {
             if let Some(email) = email(env) {
                 if cfg.confirm_signups {
@@ -165,7 +184,7 @@ fn unsubscribe(env: &Envelope, cfg: &RulesConfig) -> Decision {
                         0,
                         Action::MarkLeft {
                             email: email.clone(),
-                            at: event_time(env),
+                            at: departure_time(env),
                         },
                     );
                 }
@@ -231,10 +250,10 @@ fn sparkloop_event(env: &Envelope, cfg: &RulesConfig) -> Decision {
 }
 
 /// Events sparkbridge queues itself.
-fn internal(env: &Envelope, cfg: &RulesConfig) -> Decision {
+fn internal(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
     match env.kind.as_str() {
-        KIND_SCREENING_REJECT => sparkloop(env, SparkLoopCall::Reject),
-        crate::core::reconcile::KIND_RECONCILE_UNSUBSCRIBE => unsubscribe(env, cfg),
+        KIND_SCREENING_REJECT => sparkloop(env, known, SparkLoopCall::Reject),
+        crate::core::reconcile::KIND_RECONCILE_UNSUBSCRIBE => unsubscribe(env, known, cfg),
         _ => Decision::Park(format!("unknown internal event {}", env.kind)),
     }
 }
@@ -265,7 +284,7 @@ pub fn is_older_than_recorded(env: &Envelope, known: &Known) -> bool {
 
 fn loops(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
     match env.kind.as_str() {
-        k if LOOPS_UNSUBSCRIBES.contains(&k) => unsubscribe(env, cfg),
+        k if LOOPS_UNSUBSCRIBES.contains(&k) => unsubscribe(env, known, cfg),
         // Double opt-in: Loops sends both only after confirmation (docs/providers/loops.md, section 3). A form that
         // adds an existing contact to a list sends only the list event; confirming a
         // subscriber SparkLoop does not track answers 404, which is done.
@@ -299,8 +318,8 @@ fn loops(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
 /// deadline), and a repeated unsubscribe is harmless.
 fn confirm(env: &Envelope, known: &Known) -> Decision {
     let since = event_time(env);
-    let (Some(email), Some(target)) = (email(env), target(env)) else {
-        return sparkloop(env, SparkLoopCall::Confirm);
+    let (Some(email), Some(target)) = (email(env), target(env, known)) else {
+        return sparkloop(env, known, SparkLoopCall::Confirm);
     };
     let check = Action::UnsubscribeIfLeftSince {
         target: target.clone(),
@@ -319,15 +338,15 @@ fn confirm(env: &Envelope, known: &Known) -> Decision {
     ])
 }
 
-fn esputnik(env: &Envelope, cfg: &RulesConfig) -> Decision {
+fn esputnik(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
     let payload = env.payload_value();
     let is_email = payload
         .get("mediaType")
         .and_then(Value::as_str)
         .is_none_or(|m| m.eq_ignore_ascii_case("email"));
     match env.kind.as_str() {
-        "UNSUBSCRIBED" | "SPAM" if is_email => unsubscribe(env, cfg),
-        "UNDELIVERED" if is_email && is_hard_bounce(&payload) => unsubscribe(env, cfg),
+        "UNSUBSCRIBED" | "SPAM" if is_email => unsubscribe(env, known, cfg),
+        "UNDELIVERED" if is_email && is_hard_bounce(&payload) => unsubscribe(env, known, cfg),
         "UNDELIVERED" => Decision::Ignore("soft bounce or not email"),
         "READ" | "CLICKED" | "DELIVERED" if is_email => {
             let copy = payload
@@ -828,17 +847,17 @@ mod tests {
         let Decision::Act(actions) = decide(&e, &known, &RulesConfig::default()) else {
             panic!()
         };
+        assert!(
+            matches!(&actions[0], Action::State(StateWrite::Signal { entry, .. }) if entry.kind == "opens")
+        );
         assert_eq!(
-            actions[0],
+            actions[1],
             Action::SparkLoop {
                 target: "old@b.c".into(),
                 call: SparkLoopCall::ChangeEmail {
                     new_email: "new@b.c".into()
                 }
             }
-        );
-        assert!(
-            matches!(&actions[1], Action::State(StateWrite::Signal { entry, .. }) if entry.kind == "opens")
         );
         // same address in another case is no change; an ignored event still passes the change on
         let same = Known {
@@ -931,7 +950,89 @@ mod tests {
             panic!()
         };
         assert!(
-            matches!(&actions[0], Action::SparkLoop { call: SparkLoopCall::ChangeEmail { new_email }, .. } if new_email == "old@b.c")
+            matches!(actions.last(), Some(Action::SparkLoop { call: SparkLoopCall::ChangeEmail { new_email }, .. }) if new_email == "old@b.c")
+        );
+    }
+
+    #[test]
+    fn an_unsubscribe_reaches_the_address_sparkloop_knows() {
+        let cfg = RulesConfig::default();
+        // a change and an unsubscribe in one event: the unsubscribe first, on the old address,
+        // so a refused change (the new address taken) cannot hold it back
+        let mut e = env(Provider::Loops, "email.unsubscribed", Some("new@b.c"), "{}");
+        e.occurred_at = Some(at(3_000));
+        let changed = Known {
+            previous_email: Some("old@b.c".into()),
+            previous_email_at: Some(at(1_000)),
+            ..Known::default()
+        };
+        let Decision::Act(actions) = decide(&e, &changed, &cfg) else {
+            panic!()
+        };
+        assert_eq!(
+            actions[0],
+            Action::SparkLoop {
+                target: "old@b.c".into(),
+                call: SparkLoopCall::Unsubscribe
+            }
+        );
+        assert!(matches!(
+            actions.last(),
+            Some(Action::SparkLoop {
+                call: SparkLoopCall::ChangeEmail { .. },
+                ..
+            })
+        ));
+        // an older unsubscribe, retried after a newer event moved SparkLoop to the new
+        // address: it unsubscribes the address SparkLoop has now, not the stale one
+        let mut old = env(Provider::Loops, "email.unsubscribed", Some("old@b.c"), "{}");
+        old.occurred_at = Some(at(1_000));
+        let moved = Known {
+            previous_email: Some("new@b.c".into()),
+            previous_email_at: Some(at(2_000)),
+            ..Known::default()
+        };
+        let Decision::Act(actions) = decide(&old, &moved, &cfg) else {
+            panic!()
+        };
+        assert_eq!(
+            actions[0],
+            Action::SparkLoop {
+                target: "new@b.c".into(),
+                call: SparkLoopCall::Unsubscribe
+            }
+        );
+        assert!(!actions.iter().any(|a| matches!(
+            a,
+            Action::SparkLoop {
+                call: SparkLoopCall::ChangeEmail { .. },
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn a_reconcile_unsubscribe_marks_the_departure_when_it_was_found() {
+        let cfg = RulesConfig {
+            confirm_signups: true,
+            ..RulesConfig::default()
+        };
+        let mut repair = env(
+            Provider::Sparkbridge,
+            crate::core::reconcile::KIND_RECONCILE_UNSUBSCRIBE,
+            Some("a@b.c"),
+            "{}",
+        );
+        repair.occurred_at = Some(at(10)); // the referral's creation
+        let Decision::Act(actions) = decide(&repair, &Known::default(), &cfg) else {
+            panic!()
+        };
+        assert_eq!(
+            actions[0],
+            Action::MarkLeft {
+                email: "a@b.c".into(),
+                at: repair.received_at
+            }
         );
     }
 

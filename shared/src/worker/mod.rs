@@ -181,6 +181,7 @@ impl Worker {
                 Some(after) => {
                     self.hold_back(
                         &rec,
+                        batch,
                         after + 1,
                         "held behind an earlier record of this subscriber",
                     )
@@ -189,6 +190,7 @@ impl Worker {
                 None if batch.left_ms() < self.cfg.call_reserve_ms => {
                     self.hold_back(
                         &rec,
+                        batch,
                         NOT_STARTED_DELAY_SECS,
                         "not started: the invocation's deadline is near",
                     )
@@ -206,16 +208,10 @@ impl Worker {
 
     /// Hands a record back unstarted, visible again after `delay` seconds. Spends no budget:
     /// nothing was attempted.
-    async fn hold_back(&self, rec: &Record<'_>, delay: u64, why: &str) -> Verdict {
+    async fn hold_back(&self, rec: &Record<'_>, batch: &Batch, delay: u64, why: &str) -> Verdict {
         let started = Instant::now();
-        let mut trace = Trace {
-            note: why.to_string(),
-            ..Trace::default()
-        };
-        let verdict = Verdict::Retry {
-            reason: "held_back".into(),
-            delay_secs: Some(delay),
-        };
+        let mut trace = Trace::default();
+        let verdict = self.wait(rec, batch, &mut trace, why, delay).await;
         self.set_visibility(rec, &verdict, &mut trace).await;
         log_record(rec, &trace, &verdict, started);
         verdict
@@ -311,7 +307,9 @@ impl Worker {
             Acquire::InProgress { lease_until_ms } => {
                 // Coming back before the holder's lease ends would only spend an attempt.
                 let wait = secs_until(lease_until_ms, now_ms);
-                return self.wait(batch, trace, "in progress elsewhere", wait);
+                return self
+                    .wait(rec, batch, trace, "in progress elsewhere", wait)
+                    .await;
             }
             Acquire::Conflict { stored_hash } => {
                 let reason = format!(
@@ -390,12 +388,16 @@ impl Worker {
             Err(failure) => {
                 self.release(&key, &owner, trace).await;
                 match failure {
-                    Failure::Deadline => self.wait(
-                        batch,
-                        trace,
-                        "stopped before a call: the invocation's deadline is near",
-                        NOT_STARTED_DELAY_SECS,
-                    ),
+                    Failure::Deadline => {
+                        self.wait(
+                            rec,
+                            batch,
+                            trace,
+                            "stopped before a call: the invocation's deadline is near",
+                            NOT_STARTED_DELAY_SECS,
+                        )
+                        .await
+                    }
                     Failure::Permanent(reason) => self.park(rec, trace, &reason).await,
                     Failure::Retry {
                         reason,
@@ -690,9 +692,26 @@ impl Worker {
         }
     }
 
-    /// Comes back after `secs` without spending the retry budget: nothing was attempted.
-    fn wait(&self, batch: &Batch, trace: &mut Trace, why: &str, secs: u64) -> Verdict {
+    /// Comes back after `secs` without spending the retry budget: nothing was attempted. On
+    /// the last receive the queue's redrive allows, it is parked instead, with why, rather
+    /// than moved to the DLQ by SQS without a word.
+    async fn wait(
+        &self,
+        rec: &Record<'_>,
+        batch: &Batch,
+        trace: &mut Trace,
+        why: &str,
+        secs: u64,
+    ) -> Verdict {
         trace.note = why.to_string();
+        let redrive = self.cfg.retry.redrive_max_receives;
+        if redrive > 0 && rec.receive_count >= redrive {
+            let reason = format!(
+                "{why}, at receive {} (the queue's redrive count)",
+                rec.receive_count
+            );
+            return self.park(rec, trace, &reason).await;
+        }
         Verdict::Retry {
             reason: "waiting".into(),
             delay_secs: Some(secs.min(visibility_left(batch.held_secs()))),
