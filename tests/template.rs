@@ -2256,6 +2256,18 @@ fn count_calls(text: &str) -> Vec<String> {
             }
         }
     }
+    // `counts(&[("A", 1), ("B", n)], ..)`: several metrics in one line
+    for (i, _) in text.match_indices("counts(") {
+        let Some(list) = text[i + "counts(".len()..].trim_start().strip_prefix("&[") else {
+            continue;
+        };
+        let list = list.split_once(']').map_or(list, |(l, _)| l);
+        for part in list.split("(\"").skip(1) {
+            if let Some((name, _)) = part.split_once('"') {
+                out.push(name.to_string());
+            }
+        }
+    }
     out
 }
 
