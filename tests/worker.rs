@@ -10,6 +10,18 @@ use sparkbridge_tests::worker_kit::{envelope, fast_config, harness};
 use wiremock::matchers::{header, method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+/// A lease held by `owner` for the next minute, on a payload hashed `payload_hash`.
+fn live_lease(owner: &str, payload_hash: &str) -> LeaseRequest {
+    let now = chrono::Utc::now().timestamp_millis();
+    LeaseRequest {
+        owner: owner.into(),
+        payload_hash: payload_hash.into(),
+        now_ms: now,
+        lease_until_ms: now + 60_000,
+        expires_at: now / 1000 + 3_600,
+    }
+}
+
 fn unsub(dedupe_id: &str, email: &str) -> String {
     envelope(
         "loops",
@@ -297,14 +309,7 @@ async fn a_live_lease_is_retried_later() {
     let h = harness(&fake.uri(), fast_config()).await;
     let body = unsub("msg_live", "a@example.com");
     let env: shared::core::Envelope = serde_json::from_str(&body).unwrap();
-    let now = chrono::Utc::now().timestamp_millis();
-    let holder = LeaseRequest {
-        owner: "busy".into(),
-        payload_hash: env.payload_hash(),
-        now_ms: now,
-        lease_until_ms: now + 60_000,
-        expires_at: now / 1000 + 3_600,
-    };
+    let holder = live_lease("busy", &env.payload_hash());
     h.store
         .acquire(&env.idempotency_key(), &holder)
         .await
@@ -348,14 +353,7 @@ async fn a_completed_id_redelivered_with_other_bytes_is_a_duplicate() {
 async fn a_reused_id_while_the_first_is_unfinished_is_parked_as_a_conflict() {
     let fake = sparkloop(200).await;
     let h = harness(&fake.uri(), fast_config()).await;
-    let now = chrono::Utc::now().timestamp_millis();
-    let holder = LeaseRequest {
-        owner: "first".into(),
-        payload_hash: "another-payload".into(),
-        now_ms: now,
-        lease_until_ms: now + 60_000,
-        expires_at: now / 1000 + 3_600,
-    };
+    let holder = live_lease("first", "another-payload");
     let body = unsub("msg_reused_live", "a@example.com");
     let env: shared::core::Envelope = serde_json::from_str(&body).unwrap();
     h.store
@@ -449,14 +447,7 @@ async fn engagement_is_counted_without_calls_and_ignored_events_are_acknowledged
 async fn a_lease_write_sent_twice_is_still_ours() {
     let fake = sparkloop(200).await;
     let h = harness(&fake.uri(), fast_config()).await;
-    let now = chrono::Utc::now().timestamp_millis();
-    let req = LeaseRequest {
-        owner: "me".into(),
-        payload_hash: "h".into(),
-        now_ms: now,
-        lease_until_ms: now + 60_000,
-        expires_at: now / 1000 + 3_600,
-    };
+    let req = live_lease("me", "h");
     let key = "loops#lost_answer";
     assert_eq!(h.store.acquire(key, &req).await.unwrap(), Acquire::Acquired);
     assert_eq!(
@@ -471,7 +462,7 @@ async fn a_lease_write_sent_twice_is_still_ours() {
     assert_eq!(
         h.store.acquire(key, &other).await.unwrap(),
         Acquire::InProgress {
-            lease_until_ms: now + 60_000
+            lease_until_ms: req.lease_until_ms
         }
     );
 }
@@ -1012,13 +1003,7 @@ async fn a_completion_with_an_older_address_lands_and_keeps_the_newer_one() {
         ("k_newer", address("newer@example.com", 2_000)),
         ("k_older", address("older@example.com", 1_000)),
     ] {
-        let lease = LeaseRequest {
-            owner: "w".into(),
-            payload_hash: "h".into(),
-            now_ms: now,
-            lease_until_ms: now + 60_000,
-            expires_at: now / 1000 + 3_600,
-        };
+        let lease = live_lease("w", "h");
         assert_eq!(
             h.store.acquire(key, &lease).await.unwrap(),
             Acquire::Acquired
