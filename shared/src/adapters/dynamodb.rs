@@ -54,6 +54,24 @@ fn unavailable<E: std::error::Error + 'static>(e: E) -> StoreError {
     StoreError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
 }
 
+/// A conditional write's answer: `Ok(true)` when it landed, `Ok(false)` when its condition
+/// refused it (the lease was lost, or a newer value is already there).
+fn conditional<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(se))
+            if se.err().code() == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 fn idem_key(key: &str) -> String {
     format!("idem#{key}")
 }
@@ -366,13 +384,7 @@ impl IdempotencyStore for DynamoStore {
             .expression_attribute_values(":me", s(owner))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional(result)
     }
 }
 
@@ -561,13 +573,7 @@ impl DynamoStore {
             .set_expression_attribute_values(Some(complete_values(owner, keep_until, outcome)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional(result)
     }
 
     fn state_items(
@@ -847,14 +853,8 @@ impl SubscriberStore for DynamoStore {
             .expression_attribute_values(":at", s(ts(at)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // a later mark is already there
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        // refused: a later mark is already there
+        conditional(result).map(|_| ())
     }
 
     async fn contact_email(&self, contact_key: &str) -> Result<Option<ContactAddress>, StoreError> {
