@@ -169,7 +169,7 @@ impl World {
     async fn queued_kinds(&self) -> BTreeMap<String, usize> {
         let mut kinds = BTreeMap::new();
         for q in sparkbridge_tests::drain(&self.h.sqs, &self.h.queue_url).await {
-            *kinds.entry(q.envelope.kind).or_default() += 1;
+            *kinds.entry(q.envelope.kind.to_string()).or_default() += 1;
         }
         kinds
     }
@@ -824,7 +824,7 @@ async fn an_esp_failing_mid_run_drops_the_unsubscribes_it_held() {
     );
     assert_eq!(
         w.queued_kinds().await,
-        BTreeMap::from([("new_partner_pending_referral".to_string(), 1)])
+        BTreeMap::from([("reconcile.esp_add".to_string(), 1)])
     );
 
     breakage.lock().unwrap().answer = None;
@@ -944,7 +944,7 @@ async fn unsubscribes_over_the_share_are_all_refused_and_reported() {
     }
     assert_eq!(
         w.queued_kinds().await,
-        BTreeMap::from([("new_partner_pending_referral".to_string(), 2)]),
+        BTreeMap::from([("reconcile.esp_add".to_string(), 2)]),
         "the ESP adds, and none of the unsubscribes"
     );
 }
@@ -967,7 +967,7 @@ async fn with_force_unsubscribes_over_the_share_are_queued() {
     assert_eq!(
         w.queued_kinds().await,
         BTreeMap::from([
-            ("new_partner_pending_referral".to_string(), 2),
+            ("reconcile.esp_add".to_string(), 2),
             (KIND_RECONCILE_UNSUBSCRIBE.to_string(), 4)
         ])
     );
@@ -981,7 +981,7 @@ async fn unsubscribes_within_the_share_are_queued() {
     assert_eq!(
         w.queued_kinds().await,
         BTreeMap::from([
-            ("new_partner_pending_referral".to_string(), 2),
+            ("reconcile.esp_add".to_string(), 2),
             (KIND_RECONCILE_UNSUBSCRIBE.to_string(), 2)
         ])
     );

@@ -651,7 +651,7 @@ async fn send(
     shown.set_query(None);
     let mut report = ProviderReport {
         provider: ev.provider,
-        kind: ev.envelope.kind.clone(),
+        kind: ev.envelope.kind.to_string(),
         url: shown.to_string(),
         dedupe_id: ev.envelope.dedupe_id.clone(),
         table_key: ev.table_key(),

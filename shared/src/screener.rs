@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::config::{flag, number};
 use crate::core::envelope::{derive_dedupe_id, Envelope, Normalized, Provider, Subscriber};
+use crate::core::kind::{InternalKind, Kind};
 use crate::core::lifecycle::{screen, Criteria, LifecycleConfig, Verdict};
 use crate::core::rules::KIND_SCREENING_REJECT;
 use crate::ingest::to_message;
@@ -146,7 +147,7 @@ pub fn reject_envelope(
         ]),
         now,
         Normalized {
-            kind: KIND_SCREENING_REJECT.into(),
+            kind: Kind::Internal(InternalKind::ScreeningReject),
             subscriber: Subscriber {
                 email: Some(email.into()),
                 sparkloop_id: sparkloop_id.map(Into::into),

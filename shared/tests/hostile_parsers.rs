@@ -91,7 +91,7 @@ fn round_trips(provider: Provider, dedupe_id: String, n: Normalized) -> Result<(
         (b, e) => prop_assert_eq!(b, e),
     }
     prop_assert_eq!(&back.parked, &env.parked);
-    prop_assert_eq!(msg.attributes.get("kind"), Some(&env.kind));
+    prop_assert_eq!(msg.attributes.get("kind"), Some(&env.kind.to_string()));
     Ok(())
 }
 

@@ -221,16 +221,16 @@ fn computed() -> Vec<(String, String, String)> {
                 "loops" => {
                     let n = loops::parse(body.as_bytes()).unwrap();
                     let id = headers["webhook-id"].as_str().unwrap().to_string();
-                    rows.push((name, n.kind, id));
+                    rows.push((name, n.kind.to_string(), id));
                 }
                 "esputnik" => {
                     for el in esputnik::split(body.as_bytes(), Tz::UTC) {
-                        rows.push((name.clone(), el.event.kind, el.dedupe_id));
+                        rows.push((name.clone(), el.event.kind.to_string(), el.dedupe_id));
                     }
                 }
                 _ => {
                     let (id, n) = sparkloop::parse(body.as_bytes()).unwrap();
-                    rows.push((name, n.kind, id));
+                    rows.push((name, n.kind.to_string(), id));
                 }
             }
         }

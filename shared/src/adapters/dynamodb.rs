@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 
 use crate::core::dedupe::{decide, Acquire, LeaseRequest, Record, Status};
 use crate::core::lifecycle::{
-    ReferralStatus, SignalEntry, StateWrite, SubscriberState, Transition, TransitionResult,
+    ReferralStatus, Signal, SignalEntry, StateWrite, SubscriberState, Transition, TransitionResult,
 };
 use crate::core::reconcile::Checkpoint;
 use crate::ports::{ContactAddress, IdempotencyStore, StoreError, SubscriberStore};
@@ -597,7 +597,7 @@ impl DynamoStore {
                     )
                     .item("gsi1pk", s(format!("sig#{email}")))
                     .item("gsi1sk", s(format!("{}#{}", ts(entry.at), entry.kind)))
-                    .item("kind", s(&entry.kind))
+                    .item("kind", s(entry.kind.as_str()))
                     .item("at", s(ts(entry.at)))
                     .item(
                         "expires_at",
@@ -610,7 +610,7 @@ impl DynamoStore {
                     .table_name(&self.table)
                     .key("pk", s(sub_key(&email)))
                     .update_expression("SET email = if_not_exists(email, :email), last_signal_at = :at ADD #counter :one")
-                    .expression_attribute_names("#counter", &entry.kind)
+                    .expression_attribute_names("#counter", entry.kind.as_str())
                     .expression_attribute_values(":email", s(&email))
                     .expression_attribute_values(":at", s(ts(entry.at)))
                     .expression_attribute_values(":one", n(1));
@@ -695,11 +695,7 @@ impl DynamoStore {
             .iter()
             .filter_map(|item| {
                 Some(SignalEntry {
-                    kind: item
-                        .get("kind")
-                        .and_then(|v| v.as_s().ok())
-                        .cloned()
-                        .unwrap_or_default(),
+                    kind: Signal::parse(item.get("kind")?.as_s().ok()?)?,
                     message: item.get("message").and_then(|v| v.as_s().ok()).cloned(),
                     at: parse_ts(item.get("at"))?,
                 })

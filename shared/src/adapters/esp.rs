@@ -15,11 +15,13 @@ use crate::adapters::sparkloop::{
 use crate::core::lifecycle::EspCall;
 use crate::core::mask::mask_email;
 use crate::core::outbound::{CallOutcome, Goal, Missing};
+use crate::core::property::{Properties, Property};
 use crate::core::reconcile::EspContact;
 use crate::core::secret::Secret;
 use crate::core::secrets::{ESPUTNIK_API_KEY, LOOPS_API_KEY};
 use crate::ports::{AccessCheck, EspApi};
 use crate::secrets::{Live, Secrets};
+use strum::IntoEnumIterator;
 
 /// GETs JSON, classifying failures like every other call. A 404 is a failure here: both
 /// ESPs answer a search with no match as 200 and an empty list, so a 404 is a wrong URL, and
@@ -48,22 +50,9 @@ pub struct PropertyNames(BTreeMap<String, String>);
 impl Default for PropertyNames {
     fn default() -> Self {
         Self(
-            [
-                ("status", "sparkloopStatus"),
-                ("source", "sparkloopSource"),
-                ("sparkloop_id", "sparkloopId"),
-                ("partner", "sparkloopPartner"),
-                ("campaign", "sparkloopCampaign"),
-                ("referral_code", "sparkloopReferralCode"),
-                ("referral_link", "sparkloopReferralLink"),
-                ("referrals", "sparkloopReferrals"),
-                ("reward", "sparkloopReward"),
-                ("reward_redeemed", "sparkloopRewardRedeemed"),
-                ("coupon", "sparkloopCoupon"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+            Property::iter()
+                .map(|p| (p.as_str().to_string(), p.default_esp_name().to_string()))
+                .collect(),
         )
     }
 }
@@ -88,12 +77,12 @@ impl PropertyNames {
     }
 
     /// The ESP-named properties, skipping those turned off.
-    pub fn map(&self, props: &BTreeMap<String, Value>) -> Vec<(String, Value)> {
+    pub fn map(&self, props: &Properties) -> Vec<(String, Value)> {
         props
             .iter()
             .filter_map(|(k, v)| {
                 self.0
-                    .get(k)
+                    .get(k.as_str())
                     .filter(|n| !n.is_empty())
                     .map(|n| (n.clone(), v.clone()))
             })
@@ -300,11 +289,11 @@ impl EsputnikClient {
         }
     }
 
-    fn fields(&self, props: &BTreeMap<String, Value>) -> Vec<Value> {
+    fn fields(&self, props: &Properties) -> Vec<Value> {
         props
             .iter()
             .filter_map(|(k, v)| {
-                let id = self.field_ids.get(k)?;
+                let id = self.field_ids.get(k.as_str())?;
                 let text = match v {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
@@ -318,15 +307,10 @@ impl EsputnikClient {
     /// holding that address. The single-contact `POST /api/v1/contact` is documented (in its
     /// older form) to always create a new contact, which would duplicate a subscriber on every
     /// update; the bulk form names the match. Only the fields sent are updated.
-    pub fn upsert_body(
-        &self,
-        email: &str,
-        first_name: Option<&str>,
-        props: &BTreeMap<String, Value>,
-    ) -> Value {
+    pub fn upsert_body(&self, email: &str, first_name: Option<&str>, props: &Properties) -> Value {
         let ids: Vec<i64> = props
             .keys()
-            .filter_map(|k| self.field_ids.get(k).copied())
+            .filter_map(|k| self.field_ids.get(k.as_str()).copied())
             .collect();
         json!({
             "contacts": [self.contact_body(email, first_name, props)],
@@ -336,12 +320,7 @@ impl EsputnikClient {
     }
 
     /// One contact as the contacts API takes it (the email channel and additional fields).
-    pub fn contact_body(
-        &self,
-        email: &str,
-        first_name: Option<&str>,
-        props: &BTreeMap<String, Value>,
-    ) -> Value {
+    pub fn contact_body(&self, email: &str, first_name: Option<&str>, props: &Properties) -> Value {
         let mut body =
             json!({"channels": [{"type": "email", "value": email}], "fields": self.fields(props)});
         if let Some(f) = first_name {
@@ -385,7 +364,7 @@ impl EspApi for EsputnikClient {
             } => {
                 let mut props = properties.clone();
                 if let Some(s) = source {
-                    props.entry("source".into()).or_insert_with(|| json!(s));
+                    props.entry(Property::Source).or_insert_with(|| json!(s));
                 }
                 self.post(
                     "contacts",
@@ -587,10 +566,10 @@ pub fn from_secrets(secrets: &Secrets) -> Result<Arc<dyn EspApi>, String> {
 mod tests {
     use super::*;
 
-    fn props() -> BTreeMap<String, Value> {
+    fn props() -> Properties {
         BTreeMap::from([
-            ("status".to_string(), json!("pending")),
-            ("referrals".to_string(), json!(3)),
+            (Property::Status, json!("pending")),
+            (Property::Referrals, json!(3)),
         ])
     }
 
@@ -622,7 +601,7 @@ mod tests {
         assert_eq!(un, json!({"email":"a@b.c","subscribed":false}));
         let pr = c.body(&EspCall::Properties {
             email: "a@b.c".into(),
-            properties: BTreeMap::from([("coupon".into(), json!("X"))]),
+            properties: BTreeMap::from([(Property::Coupon, json!("X"))]),
         });
         assert_eq!(
             pr,
@@ -659,7 +638,7 @@ mod tests {
         let c = EsputnikClient::new(
             "https://esputnik.com",
             Secret::new("k"),
-            BTreeMap::from([("status".into(), 101)]),
+            BTreeMap::from([("status".to_string(), 101)]),
             &ClientSettings::default(),
             5,
         );

@@ -9,10 +9,11 @@ use sha2::{Digest, Sha256};
 /// (and DLQ) what they cannot read instead of misreading it.
 pub const ENVELOPE_VERSION: u32 = 1;
 
-/// Kind given to a valid, authenticated event whose type we do not know: kept, never dropped.
-pub const KIND_UNKNOWN: &str = "unknown";
-/// Kind given to an authenticated element we could not understand at all (kept with its raw text).
-pub const KIND_PARKED: &str = "parked";
+pub use crate::core::kind::Kind;
+/// The name of `Kind::Unknown`.
+pub const KIND_UNKNOWN: &str = crate::core::kind::UNKNOWN;
+/// The name of `Kind::Parked`.
+pub const KIND_PARKED: &str = crate::core::kind::PARKED;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -88,8 +89,8 @@ pub struct Envelope {
     pub v: u32,
     pub provider: Provider,
     /// The provider's event type (`email.unsubscribed`, `UNSUBSCRIBED`, `sync_subscriber`),
-    /// or `unknown` / `parked`.
-    pub kind: String,
+    /// sparkbridge's own (`screening.reject`, `reconcile.*`), or `unknown` / `parked`.
+    pub kind: Kind,
     /// Stable across the provider's retries of one event, different across real events.
     pub dedupe_id: String,
     pub received_at: DateTime<Utc>,
@@ -107,7 +108,7 @@ pub struct Envelope {
 /// What a provider parser extracts from one event; ingest adds the dedupe id and times.
 #[derive(Debug)]
 pub struct Normalized {
-    pub kind: String,
+    pub kind: Kind,
     pub subscriber: Subscriber,
     pub occurred_at: Option<DateTime<Utc>>,
     pub parked: Option<String>,
@@ -165,7 +166,10 @@ impl Envelope {
         // eSputnik request would hold back every later event behind it.
         let clip = |v: &Option<String>| v.as_deref().map(|s| truncate(s, REFERENCE_FIELD_BYTES));
         Envelope {
-            kind: truncate(&self.kind, REFERENCE_FIELD_BYTES),
+            kind: match &self.kind {
+                Kind::Other(name) => Kind::Other(truncate(name, REFERENCE_FIELD_BYTES)),
+                kind => kind.clone(),
+            },
             dedupe_id: truncate(&self.dedupe_id, REFERENCE_FIELD_BYTES),
             subscriber: Subscriber {
                 email: clip(&self.subscriber.email),
@@ -245,7 +249,7 @@ mod tests {
         let env = Envelope {
             v: ENVELOPE_VERSION,
             provider: Provider::Loops,
-            kind: "email.opened".into(),
+            kind: Kind::parse("email.opened"),
             dedupe_id: "msg_1".into(),
             received_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             occurred_at: None,

@@ -19,129 +19,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::core::envelope::Envelope;
-use crate::core::rules::Signal;
+use crate::core::property::{Properties, Property};
+use crate::core::sparkloop::{SparkloopEvent, Webhook};
+pub use crate::core::subscriber::{
+    ReferralStatus, Signal, SignalEntry, StateWrite, SubscriberState, Transition, TransitionResult,
+};
 use crate::core::time;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReferralStatus {
-    Pending,
-    Verified,
-    Rejected,
-}
-
-impl ReferralStatus {
-    pub fn rank(self) -> i64 {
-        match self {
-            ReferralStatus::Pending => 1,
-            ReferralStatus::Verified => 2,
-            ReferralStatus::Rejected => 3,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReferralStatus::Pending => "pending",
-            ReferralStatus::Verified => "verified",
-            ReferralStatus::Rejected => "rejected",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pending" => Some(ReferralStatus::Pending),
-            "verified" | "confirmed" => Some(ReferralStatus::Verified),
-            "rejected" => Some(ReferralStatus::Rejected),
-            _ => None,
-        }
-    }
-}
-
-/// One engagement signal, kept while a referral is screened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignalEntry {
-    pub kind: String,
-    /// The ESP's id of the individual send (Loops `email.id`, eSputnik `messageInstanceId`),
-    /// which ties an open to the delivery it belongs to.
-    #[serde(default)]
-    pub message: Option<String>,
-    pub at: DateTime<Utc>,
-}
-
-/// The subscriber record (DynamoDB item `sub#<email>`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SubscriberState {
-    pub email: String,
-    pub sparkloop_id: Option<String>,
-    pub referral_status: Option<ReferralStatus>,
-    pub campaign_id: Option<String>,
-    pub partner_id: Option<String>,
-    pub source: Option<String>,
-    pub screening_started_at: Option<DateTime<Utc>>,
-    pub screening_deadline: Option<DateTime<Utc>>,
-    pub esp_status: Option<String>,
-    pub screened: Option<String>,
-    #[serde(default)]
-    pub signals: Vec<SignalEntry>,
-    #[serde(default)]
-    pub history: Vec<String>,
-}
-
-impl SubscriberState {
-    pub fn count_since(&self, kind: Signal, since: DateTime<Utc>) -> usize {
-        self.signals
-            .iter()
-            .filter(|s| s.kind == kind.as_str() && s.at >= since)
-            .count()
-    }
-}
-
-/// A referral status change to record, conditional on moving forward.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Transition {
-    pub email: String,
-    pub status: ReferralStatus,
-    pub sparkloop_id: Option<String>,
-    pub campaign_id: Option<String>,
-    pub partner_id: Option<String>,
-    pub source: Option<String>,
-    /// Set when the referral enters screening.
-    pub screening: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    pub at: DateTime<Utc>,
-    pub cause: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransitionResult {
-    Applied,
-    /// Already at this status: the event is a repeat.
-    Same,
-    /// A later status is stored: nothing changes and no ESP call is made.
-    Stale(ReferralStatus),
-}
-
-/// Writes folded into the completion of an event (one DynamoDB transaction), so they happen
-/// exactly when the event is marked processed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StateWrite {
-    Signal {
-        email: String,
-        entry: SignalEntry,
-    },
-    EspStatus {
-        email: String,
-        status: String,
-        at: DateTime<Utc>,
-    },
-    /// The address now seen for an ESP contact id (email-change detection). Written with the
-    /// completion, so a change whose SparkLoop call failed is seen again on the retry; `at` is
-    /// the event's time, and the write never replaces an address seen at a later time.
-    ContactEmail {
-        contact_key: String,
-        email: String,
-        at: DateTime<Utc>,
-    },
-}
 
 /// What the ESP must do (SparkLoop -> ESP). Property names are logical; each ESP client maps
 /// them to the names configured for that ESP.
@@ -153,17 +36,17 @@ pub enum EspCall {
         email: String,
         first_name: Option<String>,
         source: Option<String>,
-        properties: BTreeMap<String, Value>,
+        properties: Properties,
     },
     /// Unsubscribe the contact (rejected referrals must not be emailed).
     Unsubscribe {
         email: String,
-        properties: BTreeMap<String, Value>,
+        properties: Properties,
     },
     /// Update properties of an existing contact.
     Properties {
         email: String,
-        properties: BTreeMap<String, Value>,
+        properties: Properties,
     },
 }
 
@@ -210,215 +93,170 @@ impl Default for LifecycleConfig {
     }
 }
 
-fn s(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+impl Plan {
+    fn nothing(note: &'static str) -> Plan {
+        Plan {
+            note: Some(note),
+            ..Plan::default()
+        }
     }
 }
 
-fn props(pairs: &[(&str, Option<Value>)]) -> BTreeMap<String, Value> {
+/// The properties that are present, in the order of `Property`.
+fn properties<const N: usize>(pairs: [(Property, Option<Value>); N]) -> Properties {
     pairs
-        .iter()
-        .filter_map(|(k, v)| v.clone().map(|v| ((*k).to_string(), v)))
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect()
-}
-
-/// Where a partner referral came from, in the values SparkLoop's native integrations write
-/// to `RH_SOURCE`. Upscribe is flagged on the campaign; other partner referrals that reach a
-/// custom integration as pending arrive through Magic Links.
-pub fn source_of(payload: &Value) -> &'static str {
-    if payload
-        .pointer("/campaign/upscribe")
-        .and_then(Value::as_bool)
-        == Some(true)
-    {
-        "sparkloop-upscribe"
-    } else {
-        "sparkloop-magic"
-    }
 }
 
 /// SparkLoop event -> state transition + ESP calls.
 pub fn plan(env: &Envelope, cfg: &LifecycleConfig) -> Plan {
-    let p = env.payload_value();
-    let sub = p.get("subscriber");
-    let email = s(sub.and_then(|x| x.get("email"))).or_else(|| env.subscriber.email.clone());
+    let webhook = Webhook::parse(env.payload.get());
+    match webhook.event(&env.kind) {
+        SparkloopEvent::Referral { status, add } => referral(env, &webhook, status, add, cfg),
+        SparkloopEvent::NewReferral => new_referral(&webhook),
+        SparkloopEvent::Reward(property) => reward(env, &webhook, property),
+        SparkloopEvent::NoEffect => Plan::nothing("no ESP effect"),
+    }
+}
+
+/// A partner referral at `status`: record it and add, update or unsubscribe the contact.
+fn referral(
+    env: &Envelope,
+    webhook: &Webhook,
+    status: Option<ReferralStatus>,
+    add: bool,
+    cfg: &LifecycleConfig,
+) -> Plan {
+    let sub = webhook.subscriber.clone().unwrap_or_default();
+    let Some(email) = sub.email.clone().or_else(|| env.subscriber.email.clone()) else {
+        return Plan::nothing("referral event without an email");
+    };
+    let Some(status) = status else {
+        return Plan::nothing("sync_subscriber without a known referral_status");
+    };
+    let campaign = webhook.campaign.clone().unwrap_or_default();
+    let partner = webhook.partner.clone().unwrap_or_default();
+    let partner_id = sub.partner_id.clone().or(partner.id);
     // A provider time outside what the store can write (a queued envelope may predate the
     // parsers' own check) is no time: the receipt time stands in.
     let at = env
         .occurred_at
         .and_then(time::within_range)
         .unwrap_or(env.received_at);
-    let transition = |status: ReferralStatus,
-                      screening: Option<(DateTime<Utc>, DateTime<Utc>)>,
-                      email: &str| Transition {
-        email: email.to_string(),
+    let screening = (status == ReferralStatus::Pending).then(|| {
+        let days = partner_id
+            .as_ref()
+            .and_then(|id| cfg.partner_days.get(id).copied())
+            .unwrap_or(cfg.screening_days);
+        // never panics: a period too long for any date ends at 9999-12-31T23:59:59Z
+        (at, time::add_days_clamped(at, days))
+    });
+    let source = webhook.source();
+    let mut base = properties([
+        (Property::Status, Some(json!(status.as_str()))),
+        (Property::SparkloopId, sub.id.clone().map(Value::String)),
+        (Property::Partner, partner.name.map(Value::String)),
+        (Property::Campaign, campaign.id.clone().map(Value::String)),
+        (
+            Property::ReferralCode,
+            sub.referral_code.clone().map(Value::String),
+        ),
+    ]);
+    let transition = Transition {
+        email: email.clone(),
         status,
-        sparkloop_id: s(sub
-            .and_then(|x| x.get("id"))
-            .or_else(|| sub.and_then(|x| x.get("uuid")))),
-        campaign_id: s(p.pointer("/campaign/id")).or_else(|| s(p.get("campaign_id"))),
-        partner_id: s(sub.and_then(|x| x.get("partner_id")))
-            .or_else(|| s(p.pointer("/partner/id"))),
-        source: Some(source_of(&p).to_string()),
+        sparkloop_id: sub.id.clone().or(sub.uuid.clone()),
+        campaign_id: campaign.id.or_else(|| webhook.campaign_id.clone()),
+        partner_id,
+        source: Some(source.to_string()),
         screening,
         at,
-        cause: env.kind.clone(),
+        cause: env.kind.to_string(),
     };
-    let status_prop = |st: ReferralStatus| json!(st.as_str());
-    match env.kind.as_str() {
-        "new_partner_pending_referral" | "new_partner_referral" | "sync_subscriber" => {
-            let Some(email) = email else {
-                return Plan {
-                    note: Some("referral event without an email"),
-                    ..Plan::default()
-                };
-            };
-            let status_text = s(sub.and_then(|x| x.get("referral_status")));
-            let status = match env.kind.as_str() {
-                "new_partner_pending_referral" => Some(ReferralStatus::Pending),
-                "new_partner_referral" => Some(ReferralStatus::Verified),
-                _ => status_text.as_deref().and_then(ReferralStatus::parse),
-            };
-            let Some(status) = status else {
-                return Plan {
-                    note: Some("sync_subscriber without a known referral_status"),
-                    ..Plan::default()
-                };
-            };
-            let base = props(&[
-                ("status", Some(status_prop(status))),
-                (
-                    "sparkloop_id",
-                    s(sub.and_then(|x| x.get("id"))).map(Value::String),
-                ),
-                ("partner", s(p.pointer("/partner/name")).map(Value::String)),
-                ("campaign", s(p.pointer("/campaign/id")).map(Value::String)),
-                (
-                    "referral_code",
-                    s(sub.and_then(|x| x.get("referral_code"))).map(Value::String),
-                ),
-            ]);
-            match status {
-                ReferralStatus::Pending => {
-                    let partner = s(sub.and_then(|x| x.get("partner_id")))
-                        .or_else(|| s(p.pointer("/partner/id")));
-                    let days = partner
-                        .and_then(|id| cfg.partner_days.get(&id).copied())
-                        .unwrap_or(cfg.screening_days);
-                    let mut properties = base;
-                    properties.insert("source".into(), json!(source_of(&p)));
-                    Plan {
-                        transition: Some(transition(
-                            status,
-                            // never panics: a period too long for any date ends at
-                            // 9999-12-31T23:59:59Z (`time::add_days_clamped`)
-                            Some((at, time::add_days_clamped(at, days))),
-                            &email,
-                        )),
-                        esp: vec![EspCall::Upsert {
-                            email: email.clone(),
-                            first_name: s(sub.and_then(|x| x.get("first_name"))),
-                            source: Some(source_of(&p).into()),
-                            properties,
-                        }],
-                        note: None,
-                    }
-                }
-                // A reconcile repair for a contact never added must add it: an update
-                // finds nothing (eSputnik, without field ids, would not even be called).
-                ReferralStatus::Verified if p.get("repair") == Some(&json!("esp_add")) => Plan {
-                    transition: Some(transition(status, None, &email)),
-                    esp: vec![EspCall::Upsert {
-                        email: email.clone(),
-                        first_name: None,
-                        source: Some(source_of(&p).into()),
-                        properties: base,
-                    }],
-                    note: None,
-                },
-                ReferralStatus::Verified => Plan {
-                    transition: Some(transition(status, None, &email)),
-                    esp: vec![EspCall::Properties {
-                        email: email.clone(),
-                        properties: base,
-                    }],
-                    note: None,
-                },
-                ReferralStatus::Rejected => Plan {
-                    transition: Some(transition(status, None, &email)),
-                    esp: vec![EspCall::Unsubscribe {
-                        email: email.clone(),
-                        properties: base,
-                    }],
-                    note: None,
-                },
+    let call = match status {
+        ReferralStatus::Pending => {
+            base.insert(Property::Source, json!(source));
+            EspCall::Upsert {
+                email,
+                first_name: sub.first_name,
+                source: Some(source.into()),
+                properties: base,
             }
         }
-        "new_referral" => {
-            let r = p.get("referrer");
-            match s(r.and_then(|x| x.get("email"))) {
-                Some(referrer) => Plan {
-                    esp: vec![EspCall::Properties {
-                        email: referrer,
-                        properties: props(&[
-                            ("referrals", r.and_then(|x| x.get("tot_referrals")).cloned()),
-                            (
-                                "referral_link",
-                                s(r.and_then(|x| x.get("referral_link"))).map(Value::String),
-                            ),
-                            (
-                                "referral_code",
-                                s(r.and_then(|x| x.get("referral_code"))).map(Value::String),
-                            ),
-                        ]),
-                    }],
-                    ..Plan::default()
-                },
-                None => Plan {
-                    note: Some("new_referral without a referrer email"),
-                    ..Plan::default()
-                },
-            }
-        }
-        "reward_unlocked" | "reward_redeemed" => match email {
-            Some(email) => {
-                let reward = s(p.pointer("/reward/name")).map(Value::String);
-                let mut pairs = vec![
-                    (
-                        "referrals",
-                        sub.and_then(|x| x.get("tot_referrals")).cloned(),
-                    ),
-                    (
-                        "referral_link",
-                        s(sub.and_then(|x| x.get("referral_link"))).map(Value::String),
-                    ),
-                    ("coupon", s(p.get("coupon_code")).map(Value::String)),
-                ];
-                if env.kind == "reward_unlocked" {
-                    pairs.push(("reward", reward));
-                } else {
-                    pairs.push(("reward_redeemed", reward));
-                }
-                Plan {
-                    esp: vec![EspCall::Properties {
-                        email,
-                        properties: props(&pairs),
-                    }],
-                    ..Plan::default()
-                }
-            }
-            None => Plan {
-                note: Some("reward event without an email"),
-                ..Plan::default()
-            },
+        // A contact never added must be added: an update finds nothing (eSputnik, without
+        // field ids, would not even be called).
+        ReferralStatus::Verified if add => EspCall::Upsert {
+            email,
+            first_name: None,
+            source: Some(source.into()),
+            properties: base,
         },
-        _ => Plan {
-            note: Some("no ESP effect"),
-            ..Plan::default()
+        ReferralStatus::Verified => EspCall::Properties {
+            email,
+            properties: base,
         },
+        ReferralStatus::Rejected => EspCall::Unsubscribe {
+            email,
+            properties: base,
+        },
+    };
+    Plan {
+        transition: Some(transition),
+        esp: vec![call],
+        note: None,
+    }
+}
+
+/// Someone was referred: the referrer's counts and link.
+fn new_referral(webhook: &Webhook) -> Plan {
+    let Some(referrer) = webhook.referrer.clone() else {
+        return Plan::nothing("new_referral without a referrer email");
+    };
+    let Some(email) = referrer.email else {
+        return Plan::nothing("new_referral without a referrer email");
+    };
+    Plan {
+        esp: vec![EspCall::Properties {
+            email,
+            properties: properties([
+                (Property::Referrals, referrer.tot_referrals),
+                (
+                    Property::ReferralLink,
+                    referrer.referral_link.map(Value::String),
+                ),
+                (
+                    Property::ReferralCode,
+                    referrer.referral_code.map(Value::String),
+                ),
+            ]),
+        }],
+        ..Plan::default()
+    }
+}
+
+/// A referrer's reward, unlocked or redeemed (`property` says which).
+fn reward(env: &Envelope, webhook: &Webhook, property: Property) -> Plan {
+    let sub = webhook.subscriber.clone().unwrap_or_default();
+    let Some(email) = sub.email.or_else(|| env.subscriber.email.clone()) else {
+        return Plan::nothing("reward event without an email");
+    };
+    let reward = webhook.reward.as_ref().and_then(|r| r.name.clone());
+    Plan {
+        esp: vec![EspCall::Properties {
+            email,
+            properties: properties([
+                (Property::Referrals, sub.tot_referrals),
+                (Property::ReferralLink, sub.referral_link.map(Value::String)),
+                (
+                    Property::Coupon,
+                    webhook.coupon_code.clone().map(Value::String),
+                ),
+                (property, reward.map(Value::String)),
+            ]),
+        }],
+        ..Plan::default()
     }
 }
 
@@ -676,7 +514,7 @@ mod tests {
                         "sparkloop-magic"
                     })
                 );
-                assert_eq!(properties["status"], "pending");
+                assert_eq!(properties[&Property::Status], "pending");
                 assert_eq!(first_name.as_deref(), Some("Ann"));
             }
         }
@@ -696,6 +534,45 @@ mod tests {
     }
 
     #[test]
+    fn repairs_are_planned_as_the_missed_webhook_and_an_add_always_adds() {
+        use crate::core::reconcile::{repair_envelope, EspContact, Referral, Repair};
+        let cfg = LifecycleConfig::default();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let referral = |status| Referral {
+            uuid: "sub_1".into(),
+            email: "r@x.io".into(),
+            status,
+            created_at: DateTime::from_timestamp(1_700_000_000, 0),
+        };
+        use ReferralStatus::*;
+        let cases = [
+            (Repair::EspAdd, Pending, "upsert"),
+            (Repair::EspAdd, Verified, "upsert"),
+            (Repair::StateCorrection, Pending, "upsert"),
+            (Repair::StateCorrection, Verified, "properties"),
+            (Repair::StateCorrection, Rejected, "unsubscribe"),
+            (Repair::EspUnsubscribe, Rejected, "unsubscribe"),
+        ];
+        for (repair, status, call) in cases {
+            let env = repair_envelope(repair, &referral(status), EspContact::Absent, now);
+            let p = plan(&env, &cfg);
+            let t = p.transition.as_ref().expect("a transition");
+            assert_eq!(
+                (t.status, t.sparkloop_id.as_deref(), p.esp[0].name()),
+                (status, Some("sub_1"), call),
+                "{repair:?} {status:?}"
+            );
+            assert_eq!(t.cause, env.kind.as_str());
+        }
+        // queued before repairs had their own kinds: the flag in the payload still adds
+        let legacy = env(
+            "new_partner_referral",
+            json!({"repair": "esp_add", "subscriber": {"email": "r@x.io", "id": "sub_1"}}),
+        );
+        assert_eq!(plan(&legacy, &cfg).esp[0].name(), "upsert");
+    }
+
+    #[test]
     fn referral_program_events_update_properties() {
         let cfg = LifecycleConfig::default();
         let p = plan(
@@ -710,8 +587,8 @@ mod tests {
             panic!()
         };
         assert_eq!(email, "adv@x.io");
-        assert_eq!(properties["referrals"], 4);
-        assert_eq!(properties["referral_link"], "https://l");
+        assert_eq!(properties[&Property::Referrals], 4);
+        assert_eq!(properties[&Property::ReferralLink], "https://l");
         let p = plan(
             &env(
                 "reward_unlocked",
@@ -723,7 +600,10 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (properties["reward"].as_str(), properties["coupon"].as_str()),
+            (
+                properties[&Property::Reward].as_str(),
+                properties[&Property::Coupon].as_str()
+            ),
             (Some("Report"), Some("9w"))
         );
         let p = plan(
@@ -736,8 +616,8 @@ mod tests {
         let EspCall::Properties { properties, .. } = &p.esp[0] else {
             panic!()
         };
-        assert_eq!(properties["reward_redeemed"], "Shirt");
-        assert!(!properties.contains_key("reward"));
+        assert_eq!(properties[&Property::RewardRedeemed], "Shirt");
+        assert!(!properties.contains_key(&Property::Reward));
         assert_eq!(
             plan(&env("new_offer_lead", json!({})), &cfg).note,
             Some("no ESP effect")
@@ -754,7 +634,7 @@ mod tests {
             signals: signals
                 .iter()
                 .map(|(k, m, at)| SignalEntry {
-                    kind: (*k).into(),
+                    kind: Signal::parse(k).expect("a signal name"),
                     message: m.map(Into::into),
                     at: t(*at),
                 })

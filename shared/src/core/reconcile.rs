@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::core::envelope::{derive_dedupe_id, Envelope, Normalized, Provider, Subscriber};
-use crate::core::lifecycle::{ReferralStatus, SubscriberState};
+use crate::core::kind::{InternalKind, Kind, SparkloopKind};
 use crate::core::outbound::CallOutcome;
+use crate::core::subscriber::{ReferralStatus, SubscriberState};
 
 /// Kind of the envelope that tells SparkLoop about an unsubscribe a webhook missed.
 pub const KIND_RECONCILE_UNSUBSCRIBE: &str = "reconcile.unsubscribe";
@@ -201,23 +202,30 @@ pub fn repair_envelope(
         sparkloop_id: Some(r.uuid.clone()),
         ..Default::default()
     };
+    // Each repair has its own kind. A SparkLoop-side repair is sparkbridge's own event; the
+    // others carry the SparkLoop webhook that was missed, rebuilt from the API, and are
+    // planned as that webhook would be (`sparkloop::Webhook::event`).
     let (provider, kind, payload) = match repair {
         Repair::SparkloopUnsubscribe => (
             Provider::Sparkbridge,
-            KIND_RECONCILE_UNSUBSCRIBE.to_string(),
+            InternalKind::ReconcileUnsubscribe,
             json!({"email": r.email, "sparkloop_id": r.uuid, "esp": esp_text, "reconciled": true}),
         ),
-        // The other repairs are the SparkLoop webhook that was missed, rebuilt from the API.
-        _ => {
-            let kind = match r.status {
-                ReferralStatus::Pending => "new_partner_pending_referral",
-                ReferralStatus::Verified => "new_partner_referral",
-                ReferralStatus::Rejected => "sync_subscriber",
+        Repair::EspUnsubscribe | Repair::EspAdd | Repair::StateCorrection => {
+            let webhook = match r.status {
+                ReferralStatus::Pending => SparkloopKind::NewPartnerPendingReferral,
+                ReferralStatus::Verified => SparkloopKind::NewPartnerReferral,
+                ReferralStatus::Rejected => SparkloopKind::SyncSubscriber,
+            };
+            let kind = match repair {
+                Repair::EspAdd => InternalKind::ReconcileEspAdd,
+                Repair::EspUnsubscribe => InternalKind::ReconcileEspUnsubscribe,
+                _ => InternalKind::ReconcileStateCorrection,
             };
             (
                 Provider::Sparkloop,
-                kind.to_string(),
-                json!({"type": kind, "reconciled": true, "repair": repair.as_str(),
+                kind,
+                json!({"type": Kind::from(webhook), "reconciled": true,
                        "subscriber": {"id": r.uuid, "email": r.email, "referral_status": r.status.as_str(), "created_at": created}}),
             )
         }
@@ -227,7 +235,7 @@ pub fn repair_envelope(
         dedupe_id,
         now,
         Normalized {
-            kind,
+            kind: kind.into(),
             subscriber,
             occurred_at: r.created_at,
             parked: None,
@@ -387,7 +395,7 @@ mod tests {
     }
 
     #[test]
-    fn repairs_are_the_webhooks_that_were_missed() {
+    fn repairs_have_their_own_kinds_and_carry_the_webhooks_that_were_missed() {
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let e = repair_envelope(
             Repair::EspUnsubscribe,
@@ -397,7 +405,7 @@ mod tests {
         );
         assert_eq!(
             (e.provider, e.kind.as_str()),
-            (Provider::Sparkloop, "sync_subscriber")
+            (Provider::Sparkloop, "reconcile.esp_unsubscribe")
         );
         assert_eq!(
             e.payload_value()["subscriber"]["referral_status"],
@@ -406,11 +414,23 @@ mod tests {
         let (id, parsed) = crate::core::sparkloop::parse(e.payload.get().as_bytes()).unwrap();
         assert_eq!(
             parsed.kind, "sync_subscriber",
-            "ingest would read it the same way"
+            "the payload is the webhook that was missed"
         );
         assert!(!id.is_empty());
         let add = repair_envelope(Repair::EspAdd, &referral(Pending), EspContact::Absent, now);
-        assert_eq!(add.kind, "new_partner_pending_referral");
+        assert_eq!(add.kind, "reconcile.esp_add");
+        assert_eq!(add.payload_value()["type"], "new_partner_pending_referral");
+        assert!(
+            add.payload_value().get("repair").is_none(),
+            "no flag in the payload"
+        );
+        let fix = repair_envelope(
+            Repair::StateCorrection,
+            &referral(Verified),
+            EspContact::Subscribed,
+            now,
+        );
+        assert_eq!(fix.kind, "reconcile.state_correction");
         let unsub = repair_envelope(
             Repair::SparkloopUnsubscribe,
             &referral(Pending),

@@ -1,11 +1,15 @@
 //! The rules: envelope + known subscriber state -> actions. Pure and table-tested.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
-use crate::core::envelope::{Envelope, Provider, KIND_PARKED, KIND_UNKNOWN};
-use crate::core::lifecycle::{self, EspCall, LifecycleConfig, SignalEntry, StateWrite, Transition};
+use crate::core::envelope::{Envelope, Provider};
+use crate::core::esputnik::{Activity, EsputnikEvent};
+use crate::core::kind::{InternalKind, Kind};
+use crate::core::lifecycle::{self, EspCall, LifecycleConfig};
+use crate::core::loops::{LoopsEvent, LoopsPayload};
 use crate::core::outbound::SparkLoopCall;
+pub use crate::core::subscriber::Signal;
+use crate::core::subscriber::{SignalEntry, StateWrite, Transition};
 
 /// Kind of the envelope the screener queues for a referral that missed the criteria.
 pub const KIND_SCREENING_REJECT: &str = "screening.reject";
@@ -45,12 +49,9 @@ pub fn reads(env: &Envelope, cfg: &RulesConfig, detect_email_changes: bool) -> R
             && env.subscriber.email.is_some(),
         left_at: cfg.confirm_signups
             && env.provider == Provider::Loops
-            && SIGNUPS.contains(&env.kind.as_str()),
+            && matches!(env.kind, Kind::Loops(k) if k.event() == LoopsEvent::Signup),
     }
 }
-
-/// Loops events that mean a confirmed signup (sent only after double opt-in).
-const SIGNUPS: &[&str] = &["contact.created", "contact.mailingList.subscribed"];
 
 /// When the event happened, as far as we know.
 fn event_time(env: &Envelope) -> DateTime<Utc> {
@@ -64,23 +65,6 @@ fn departure_time(env: &Envelope) -> DateTime<Utc> {
     match env.provider {
         Provider::Sparkbridge => env.received_at,
         _ => event_time(env),
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    Delivery,
-    Open,
-    Click,
-}
-
-impl Signal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Signal::Delivery => "deliveries",
-            Signal::Open => "opens",
-            Signal::Click => "clicks",
-        }
     }
 }
 
@@ -115,21 +99,13 @@ pub enum Decision {
     Park(String),
 }
 
-const LOOPS_UNSUBSCRIBES: &[&str] = &[
-    "email.unsubscribed",
-    "contact.unsubscribed",
-    "contact.deleted",
-    "email.hardBounced",
-    "email.spamReported",
-];
-
 pub fn decide(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
     if let Some(reason) = &env.parked {
         return Decision::Park(reason.clone());
     }
-    match env.kind.as_str() {
-        KIND_PARKED => return Decision::Park("parked at ingest".into()),
-        KIND_UNKNOWN => return Decision::Ignore("unknown event type"),
+    match env.kind {
+        Kind::Parked => return Decision::Park("parked at ingest".into()),
+        Kind::Unknown => return Decision::Ignore("unknown event type"),
         _ => {}
     }
     // The event's own effect comes first, on the address SparkLoop knows: a change SparkLoop
@@ -206,7 +182,7 @@ fn engagement(env: &Envelope, signal: Signal, message: Option<String>) -> Decisi
         Some(email) => Decision::Act(vec![Action::State(StateWrite::Signal {
             email,
             entry: SignalEntry {
-                kind: signal.as_str().into(),
+                kind: signal,
                 message,
                 at: env.occurred_at.unwrap_or(env.received_at),
             },
@@ -251,9 +227,11 @@ fn sparkloop_event(env: &Envelope, cfg: &RulesConfig) -> Decision {
 
 /// Events sparkbridge queues itself.
 fn internal(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
-    match env.kind.as_str() {
-        KIND_SCREENING_REJECT => sparkloop(env, known, SparkLoopCall::Reject),
-        crate::core::reconcile::KIND_RECONCILE_UNSUBSCRIBE => unsubscribe(env, known, cfg),
+    match env.kind {
+        Kind::Internal(InternalKind::ScreeningReject) => {
+            sparkloop(env, known, SparkLoopCall::Reject)
+        }
+        Kind::Internal(InternalKind::ReconcileUnsubscribe) => unsubscribe(env, known, cfg),
         _ => Decision::Park(format!("unknown internal event {}", env.kind)),
     }
 }
@@ -283,31 +261,21 @@ pub fn is_older_than_recorded(env: &Envelope, known: &Known) -> bool {
 }
 
 fn loops(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
-    match env.kind.as_str() {
-        k if LOOPS_UNSUBSCRIBES.contains(&k) => unsubscribe(env, known, cfg),
-        // Double opt-in: Loops sends both only after confirmation (docs/providers/loops.md, section 3). A form that
-        // adds an existing contact to a list sends only the list event; confirming a
-        // subscriber SparkLoop does not track answers 404, which is done.
-        "contact.created" | "contact.mailingList.subscribed" if cfg.confirm_signups => {
-            confirm(env, known)
-        }
-        "contact.created" | "contact.mailingList.subscribed" => {
-            Decision::Ignore("signup (CONFIRM_SIGNUPS is off)")
-        }
-        "email.opened" | "email.clicked" | "email.delivered" => {
-            let send_id = env
-                .payload_value()
-                .pointer("/email/id")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let signal = match env.kind.as_str() {
-                "email.opened" => Signal::Open,
-                "email.clicked" => Signal::Click,
-                _ => Signal::Delivery,
-            };
+    let Kind::Loops(kind) = env.kind else {
+        return Decision::Ignore("no SparkLoop effect");
+    };
+    match kind.event() {
+        LoopsEvent::Departure => unsubscribe(env, known, cfg),
+        // Double opt-in: Loops sends both only after confirmation (docs/providers/loops.md,
+        // section 3). A form that adds an existing contact to a list sends only the list event;
+        // confirming a subscriber SparkLoop does not track answers 404, which is done.
+        LoopsEvent::Signup if cfg.confirm_signups => confirm(env, known),
+        LoopsEvent::Signup => Decision::Ignore("signup (CONFIRM_SIGNUPS is off)"),
+        LoopsEvent::Engagement(signal) => {
+            let send_id = LoopsPayload::parse(env.payload.get()).send_id();
             engagement(env, signal, send_id)
         }
-        _ => Decision::Ignore("no SparkLoop effect"),
+        LoopsEvent::NoEffect => Decision::Ignore("no SparkLoop effect"),
     }
 }
 
@@ -339,25 +307,18 @@ fn confirm(env: &Envelope, known: &Known) -> Decision {
 }
 
 fn esputnik(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
-    let payload = env.payload_value();
-    let is_email = payload
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .is_none_or(|m| m.eq_ignore_ascii_case("email"));
-    match env.kind.as_str() {
-        "UNSUBSCRIBED" | "SPAM" if is_email => unsubscribe(env, known, cfg),
-        "UNDELIVERED" if is_email && is_hard_bounce(&payload) => unsubscribe(env, known, cfg),
-        "UNDELIVERED" => Decision::Ignore("soft bounce or not email"),
-        "READ" | "CLICKED" | "DELIVERED" if is_email => {
-            let copy = payload
-                .get("messageInstanceId")
-                .map(|v| v.to_string().trim_matches('"').to_string());
-            let signal = match env.kind.as_str() {
-                "READ" => Signal::Open,
-                "CLICKED" => Signal::Click,
-                _ => Signal::Delivery,
-            };
-            engagement(env, signal, copy)
+    let Kind::Esputnik(kind) = env.kind else {
+        return Decision::Ignore("no SparkLoop effect");
+    };
+    let activity = Activity::parse(env.payload.get());
+    match kind.event() {
+        EsputnikEvent::Departure if activity.is_email() => unsubscribe(env, known, cfg),
+        EsputnikEvent::Undelivered if activity.is_email() && is_hard_bounce(&activity) => {
+            unsubscribe(env, known, cfg)
+        }
+        EsputnikEvent::Undelivered => Decision::Ignore("soft bounce or not email"),
+        EsputnikEvent::Engagement(signal) if activity.is_email() => {
+            engagement(env, signal, activity.message_instance_id)
         }
         _ => Decision::Ignore("no SparkLoop effect"),
     }
@@ -365,14 +326,11 @@ fn esputnik(env: &Envelope, known: &Known, cfg: &RulesConfig) -> Decision {
 
 /// eSputnik flags `hardBounce` only for blacklisted addresses; a permanent SMTP failure in
 /// `statusDescription` is a hard bounce too (see `smtp_reply_is_permanent`).
-fn is_hard_bounce(payload: &Value) -> bool {
-    payload
-        .get("hardBounce")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-        || payload
-            .get("statusDescription")
-            .and_then(Value::as_str)
+fn is_hard_bounce(activity: &Activity) -> bool {
+    activity.hard_bounce.unwrap_or(false)
+        || activity
+            .status_description
+            .as_deref()
             .is_some_and(smtp_reply_is_permanent)
 }
 
@@ -484,7 +442,7 @@ mod tests {
         Decision::Act(vec![Action::State(StateWrite::Signal {
             email: email.into(),
             entry: SignalEntry {
-                kind: signal.as_str().into(),
+                kind: signal,
                 message: message.map(Into::into),
                 at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             },
@@ -798,7 +756,12 @@ mod tests {
         ];
         for (payload, call, status) in cases {
             let (_, n) = crate::core::sparkloop::parse(payload.as_bytes()).unwrap();
-            let mut e = env(Provider::Sparkloop, &n.kind, Some("a@b.c"), &payload);
+            let mut e = env(
+                Provider::Sparkloop,
+                n.kind.as_str(),
+                Some("a@b.c"),
+                &payload,
+            );
             e.subscriber = n.subscriber;
             let Decision::Act(actions) = decide(&e, &Known::default(), &RulesConfig::default())
             else {

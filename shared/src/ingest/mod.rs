@@ -28,7 +28,7 @@ use crate::telemetry::metrics;
 pub fn to_message(env: &Envelope) -> OutboundMessage {
     let mut attributes = BTreeMap::from([
         ("provider".to_string(), env.provider.to_string()),
-        ("kind".to_string(), env.kind.clone()),
+        ("kind".to_string(), env.kind.to_string()),
         ("dedupe_id".to_string(), env.dedupe_id.clone()),
     ]);
     if let Some(reason) = &env.parked {
@@ -159,7 +159,7 @@ pub(crate) fn finish(
                 outcome = "queued",
                 status = 200,
                 events = envs.len(),
-                kind = %joined(&envs, |e, f| Sanitized(&e.kind).fmt(f)),
+                kind = %joined(&envs, |e, f| Sanitized(e.kind.as_str()).fmt(f)),
                 dedupe_id = %joined(&envs, |e, f| f.write_str(&e.dedupe_id)),
                 email = %joined(&envs, |e, f| MaskedOpt(e.subscriber.email.as_deref()).fmt(f)),
                 latency_ms,

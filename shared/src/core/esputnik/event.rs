@@ -5,22 +5,13 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::core::envelope::{
-    derive_dedupe_id, raw_string, sha256_hex, Normalized, Subscriber, KIND_PARKED, KIND_UNKNOWN,
-};
+use crate::core::envelope::{derive_dedupe_id, raw_string, sha256_hex, Normalized, Subscriber};
+use crate::core::kind::{EsputnikKind, Kind};
 use crate::core::time;
 
-/// Every `activityStatus` eSputnik documents (docs/providers/esputnik.md, section 2).
-pub const KNOWN_STATUSES: &[&str] = &[
-    "DELIVERED",
-    "UNDELIVERED",
-    "READ",
-    "CLICKED",
-    "UNSUBSCRIBED",
-    "SPAM",
-    "SUBSCRIPTION_CHANGED",
-    "SENT",
-];
+/// Every `activityStatus` eSputnik documents (docs/providers/esputnik.md, section 2): the
+/// names of `EsputnikKind`.
+pub const KNOWN_STATUSES: &[&str] = <EsputnikKind as strum::VariantNames>::VARIANTS;
 
 /// One element of the array, ready to become one queue message.
 #[derive(Debug)]
@@ -104,11 +95,10 @@ fn element(raw: Box<RawValue>, tz: Tz) -> Element {
             .or(activity.sms.as_deref())
             .unwrap_or(""),
     ]);
-    let kind = if KNOWN_STATUSES.contains(&activity.activity_status.as_str()) {
-        activity.activity_status.clone()
-    } else {
-        KIND_UNKNOWN.to_string()
-    };
+    let kind = activity
+        .activity_status
+        .parse::<EsputnikKind>()
+        .map_or(Kind::Unknown, Kind::Esputnik);
     Element {
         dedupe_id,
         event: Normalized {
@@ -134,7 +124,7 @@ fn parked(raw: Box<RawValue>, reason: &str) -> Element {
         // Retries resend identical bytes, so the hash of the raw element is stable.
         dedupe_id: sha256_hex(raw.get().as_bytes()),
         event: Normalized {
-            kind: KIND_PARKED.to_string(),
+            kind: Kind::Parked,
             subscriber: Subscriber::default(),
             occurred_at: None,
             parked: Some(reason.to_string()),

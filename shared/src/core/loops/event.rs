@@ -3,29 +3,13 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::core::envelope::{Normalized, Subscriber, KIND_UNKNOWN};
+use crate::core::envelope::{Normalized, Subscriber};
+use crate::core::kind::{Kind, LoopsKind};
 use crate::core::time;
 
-/// Every event Loops documents (loops.md §4). Anything else is queued as `unknown`.
-pub const KNOWN_EVENTS: &[&str] = &[
-    "contact.created",
-    "contact.unsubscribed",
-    "contact.deleted",
-    "contact.mailingList.subscribed",
-    "contact.mailingList.unsubscribed",
-    "campaign.email.sent",
-    "loop.email.sent",
-    "transactional.email.sent",
-    "email.delivered",
-    "email.softBounced",
-    "email.hardBounced",
-    "email.opened",
-    "email.clicked",
-    "email.unsubscribed",
-    "email.resubscribed",
-    "email.spamReported",
-    "testing.testEvent",
-];
+/// Every event Loops documents (docs/providers/loops.md, section 4): the names of `LoopsKind`.
+/// Anything else is queued as `unknown`.
+pub const KNOWN_EVENTS: &[&str] = <LoopsKind as strum::VariantNames>::VARIANTS;
 
 /// The one thing that refuses a signed Loops body: it is not JSON. Any JSON Loops signed is
 /// kept (an unknown shape as kind `unknown`), since Loops documents no retries and a refused
@@ -108,10 +92,11 @@ pub fn parse(body: &[u8]) -> Result<Normalized, ParseError> {
 }
 
 fn normalize(head: Head<'_>, payload: Box<RawValue>) -> Normalized {
-    let kind = match head.event_name.and_then(|raw| text(Some(raw))) {
-        Some(name) if KNOWN_EVENTS.contains(&name.as_str()) => name,
-        _ => KIND_UNKNOWN.to_string(),
-    };
+    let kind = head
+        .event_name
+        .and_then(|raw| text(Some(raw)))
+        .and_then(|name| name.parse::<LoopsKind>().ok())
+        .map_or(Kind::Unknown, Kind::Loops);
     let identity: ContactIdentity = head
         .contact_identity
         .filter(|raw| raw.get().starts_with('{'))
@@ -224,7 +209,7 @@ mod tests {
                 r#"{{{name}"eventTime":1734425918,"contactIdentity":{{"id":"c1","email":"a@b.c","userId":null}}}}"#
             );
             let n = parse(body.as_bytes()).unwrap();
-            assert_eq!(n.kind, KIND_UNKNOWN, "{body}");
+            assert_eq!(n.kind, Kind::Unknown, "{body}");
             assert_eq!(n.subscriber.email.as_deref(), Some("a@b.c"), "{body}");
             assert_eq!(n.occurred_at.unwrap().timestamp(), 1_734_425_918);
             assert_eq!(n.payload.get(), body, "payload is kept verbatim");

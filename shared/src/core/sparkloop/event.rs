@@ -8,19 +8,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::core::envelope::{derive_dedupe_id, sha256_hex, Normalized, Subscriber, KIND_UNKNOWN};
+use crate::core::envelope::{derive_dedupe_id, sha256_hex, Normalized, Subscriber};
+use crate::core::kind::{Kind, SparkloopKind};
 use crate::core::time;
 
-/// Event types SparkLoop documents (sparkloop.md §2.3). Others are queued as `unknown`.
-pub const KNOWN_TYPES: &[&str] = &[
-    "sync_subscriber",
-    "new_partner_pending_referral",
-    "new_partner_referral",
-    "new_referral",
-    "reward_unlocked",
-    "reward_redeemed",
-    "new_offer_lead",
-];
+/// Event types SparkLoop documents (docs/providers/sparkloop.md): the names of
+/// `SparkloopKind`. Others are queued as `unknown`.
+pub const KNOWN_TYPES: &[&str] = <SparkloopKind as strum::VariantNames>::VARIANTS;
 
 /// The one thing that refuses an authenticated SparkLoop body: it is not JSON. Any JSON is
 /// kept (an unknown shape as kind `unknown`): SparkLoop retries a refused delivery only a few
@@ -131,11 +125,9 @@ fn normalize(head: Head<'_>, payload: Box<RawValue>) -> (String, Normalized) {
         .or(head.event.as_ref())
         .and_then(Scalar::as_str)
         .unwrap_or("");
-    let kind = if KNOWN_TYPES.contains(&type_name) {
-        type_name.to_string()
-    } else {
-        KIND_UNKNOWN.to_string()
-    };
+    let kind = type_name
+        .parse::<SparkloopKind>()
+        .map_or(Kind::Unknown, Kind::Sparkloop);
     let sub = head.subscriber.as_ref();
     let field = |v: Option<&Value>, k: &str| {
         v.and_then(|o| o.get(k))
@@ -167,11 +159,11 @@ fn normalize(head: Head<'_>, payload: Box<RawValue>) -> (String, Normalized) {
     // update would be parked as a payload conflict).
     // Unknown types and shapes fall back to the hash of the whole body, the same across
     // retries.
-    let dedupe_id = if kind == KIND_UNKNOWN || subscriber.sparkloop_id.is_none() {
+    let dedupe_id = if kind == Kind::Unknown || subscriber.sparkloop_id.is_none() {
         sha256_hex(payload.get().as_bytes())
     } else {
         derive_dedupe_id(&[
-            &kind,
+            kind.as_str(),
             subscriber.sparkloop_id.as_deref().unwrap_or(""),
             campaign.as_deref().unwrap_or(""),
             field(sub, "referral_status").as_deref().unwrap_or(""),
@@ -189,10 +181,17 @@ fn normalize(head: Head<'_>, payload: Box<RawValue>) -> (String, Normalized) {
             .as_deref()
             .unwrap_or(""),
             field(sub, "tot_referrals")
-                .filter(|_| kind.starts_with("reward_"))
+                .filter(|_| {
+                    matches!(
+                        kind,
+                        Kind::Sparkloop(
+                            SparkloopKind::RewardUnlocked | SparkloopKind::RewardRedeemed
+                        )
+                    )
+                })
                 .as_deref()
                 .unwrap_or(""),
-            &sub.filter(|_| kind == "sync_subscriber")
+            &sub.filter(|_| kind == Kind::Sparkloop(SparkloopKind::SyncSubscriber))
                 .map(|v| sha256_hex(v.to_string().as_bytes()))
                 .unwrap_or_default(),
         ])
