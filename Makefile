@@ -34,9 +34,10 @@ moto:
 tools:
 	scripts/setup.sh deploy
 
-## validate: lint the SAM template (offline, no AWS credentials needed)
+## validate: lint the SAM template with cfn-lint's rules and the custom ones of
+## scripts/cfn-rules (offline, no AWS credentials needed); `--` ends --append-rules' directories
 validate: tools
-	cfn-lint template.yaml && sam validate --lint
+	cfn-lint --append-rules scripts/cfn-rules -- template.yaml && sam validate --lint
 
 ## build: sam build (cargo-lambda release builds of every function into .aws-sam/)
 build: tools

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Usage: scripts/template-mutants.sh [--keep]
 #
-# Shows that tests/template.rs catches what it claims. Each mutant is one small breakage of a
-# copy of template.yaml (a wildcard resource, a managed policy, a public queue policy, a
-# function URL, a secret on the wrong function, an unencrypted queue, a missing alarm, ...).
+# Shows that the template's checks catch what they claim. Each mutant is one small breakage of
+# a copy of template.yaml (a wildcard resource, a managed policy, a public queue policy, a
+# function URL, a secret on the wrong function, an unencrypted queue, a missing alarm, ...)
+# with what must catch it: either a text that tests/template.rs must fail with, or the id of
+# one of the custom cfn-lint rules of scripts/cfn-rules/ (E9xxx) that must report it.
 # The template tests are built once; then the checks of the template under test
-# (`real_template::`) run against each copy (SPARKBRIDGE_TEMPLATE=<copy>), and each must fail
-# with the problem the mutant expects (a failure for another reason, say a copy that no
-# longer parses, does not count). The unmutated template must pass every test first.
+# (`real_template::`) run against each copy (SPARKBRIDGE_TEMPLATE=<copy>), and one cfn-lint
+# run (with the custom rules) lints every copy. A mutant counts as caught when the tests fail
+# with its text, or cfn-lint reports its rule id on that copy (a failure for another
+# reason, say a copy that no longer parses, does not count). The unmutated template must pass
+# every test and cfn-lint first.
+# cfn-lint is $CFN_LINT when set, else the one on PATH (.ci/run puts .venv/bin first).
 # Prints `mutants=N caught=N`; exits non-zero if any mutant survives or the template fails.
 # --keep leaves the copies and logs in the work directory it prints.
 set -euo pipefail
@@ -39,14 +44,26 @@ if [ -z "$bin" ] || [ ! -x "$bin" ]; then
   exit 1
 fi
 
-# The unmutated template passes every test.
+# The unmutated template passes every test, and cfn-lint with the custom rules.
 if ! SPARKBRIDGE_TEMPLATE="$PWD/template.yaml" "$bin" --test-threads=2 >"$work/baseline.log" 2>&1; then
   cat "$work/baseline.log" >&2
   echo "template-mutants: the unmutated template.yaml fails its tests" >&2
   exit 1
 fi
+cfn_lint="${CFN_LINT:-cfn-lint}"
+if ! command -v "$cfn_lint" >/dev/null; then
+  echo "template-mutants: no $cfn_lint (scripts/setup.sh deploy installs it into .venv; or set CFN_LINT)" >&2
+  exit 1
+fi
+lint() { "$cfn_lint" --append-rules scripts/cfn-rules --format parseable -- "$@"; }
+if ! lint template.yaml >"$work/baseline-lint.log" 2>&1; then
+  cat "$work/baseline-lint.log" >&2
+  echo "template-mutants: the unmutated template.yaml fails cfn-lint" >&2
+  exit 1
+fi
 
-# Write the mutants: <n>-<name>.yaml and <n>-<name>.expect (text the failure must contain).
+# Write the mutants: <n>-<name>.yaml and <n>-<name>.expect (a text the test failure must
+# contain, or a custom cfn-lint rule id, E9xxx, that must report the copy).
 python3 - "$work" template.yaml <<'PY'
 import re
 import sys
@@ -84,7 +101,7 @@ def add_resource(t, yaml):
     return edit(t, "\nOutputs:\n", "\n" + yaml + "\nOutputs:\n")
 
 
-M = []  # (name, expected text in the failure, mutated template)
+M = []  # (name, expected text in the test failure or cfn-lint rule id, mutated template)
 
 
 def mutant(name, expect, mutated):
@@ -105,15 +122,15 @@ mutant("screener-query-on-every-index", "ScreenerRole: missing grant dynamodb:Qu
        edit(text, "${StateTable.Arn}/index/by_deadline", "${StateTable.Arn}/index/*", "ScreenerRole"))
 mutant("ingest-may-read-the-queue", "IngestSparkloopRole: grant sqs:ReceiveMessage",
        edit(text, "Action: sqs:SendMessage", "Action: [sqs:SendMessage, sqs:ReceiveMessage]", "IngestSparkloopRole"))
-mutant("worker-writes-another-log-group", "not the function's own log group",
+mutant("worker-writes-another-log-group", "E9105",
        edit(text, "Resource: !GetAtt WorkerLogGroup.Arn", "Resource: !GetAtt IngestLoopsLogGroup.Arn", "WorkerRole"))
-mutant("role-assumable-by-anyone", "IngestEsputnikRole: may be assumed by",
+mutant("role-assumable-by-anyone", "E9104",
        edit(text, "Principal: { Service: lambda.amazonaws.com }", 'Principal: { AWS: "*" }', "IngestEsputnikRole"))
-mutant("managed-policy", "ReconcilerRole: ManagedPolicyArns",
+mutant("managed-policy", "E9103",
        edit(text, "    Properties:\n",
             "    Properties:\n      ManagedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]\n",
             "ReconcilerRole"))
-mutant("role-policy-resource", "WorkerExtraPolicy: AWS::IAM::RolePolicy is not allowed",
+mutant("role-policy-resource", "E9103",
        add_resource(text, """  WorkerExtraPolicy:
     Type: AWS::IAM::RolePolicy
     Properties:
@@ -126,7 +143,7 @@ mutant("role-policy-resource", "WorkerExtraPolicy: AWS::IAM::RolePolicy is not a
             Action: dynamodb:Scan
             Resource: !GetAtt StateTable.Arn
 """))
-mutant("iam-policy-resource", "IngestExtraPolicy: AWS::IAM::Policy is not allowed",
+mutant("iam-policy-resource", "E9103",
        add_resource(text, """  IngestExtraPolicy:
     Type: AWS::IAM::Policy
     Properties:
@@ -146,18 +163,18 @@ mutant("secrets-under-another-condition", "IngestLoopsRole: missing grant secret
        edit(text, "          - HasSecretsArn\n", "          - TracingEnabled\n", "IngestLoopsRole"))
 
 # ---- nothing public --------------------------------------------------------------------
-mutant("queue-policy-allows-anyone", "QueuesTlsOnlyPolicy: a statement for Principal",
+mutant("queue-policy-allows-anyone", "E9112",
        edit(text, "                aws:SecureTransport: \"false\"\n",
             "                aws:SecureTransport: \"false\"\n"
             "          - Effect: Allow\n"
             "            Principal: \"*\"\n"
             "            Action: sqs:SendMessage\n"
             "            Resource: !GetAtt EventQueue.Arn\n", "QueuesTlsOnlyPolicy"))
-mutant("function-url-auth-none", "IngestLoopsFunction: FunctionUrlConfig (AuthType NONE)",
+mutant("function-url-auth-none", "E9111",
        edit(text, "      Role: !GetAtt IngestLoopsRole.Arn\n",
             "      Role: !GetAtt IngestLoopsRole.Arn\n      FunctionUrlConfig:\n        AuthType: NONE\n",
             "IngestLoopsFunction"))
-mutant("lambda-url-resource", "WorkerUrl: AWS::Lambda::Url",
+mutant("lambda-url-resource", "E9111",
        add_resource(text, """  WorkerUrl:
     Type: AWS::Lambda::Url
     Properties:
@@ -184,11 +201,11 @@ mutant("secrets-arn-on-screener", "ScreenerFunction: gets SECRETS_ARN but reads 
             "ScreenerFunction"))
 
 # ---- queues ----------------------------------------------------------------------------
-mutant("event-queue-unencrypted", "EventQueue: not encrypted at rest",
+mutant("event-queue-unencrypted", "E9121",
        edit(text, "SqsManagedSseEnabled: true", "SqsManagedSseEnabled: false", "EventQueue"))
-mutant("tls-policy-on-one-queue", "DeadLetterQueue: no TLS-only queue policy",
+mutant("tls-policy-on-one-queue", "E9122",
        edit(text, "        - !Ref DeadLetterQueue\n", "", "QueuesTlsOnlyPolicy"))
-mutant("tls-policy-without-condition", "EventQueue: no TLS-only queue policy",
+mutant("tls-policy-without-condition", "E9122",
        edit(text, "            Condition:\n              Bool:\n                aws:SecureTransport: \"false\"\n", "",
             "QueuesTlsOnlyPolicy"))
 mutant("dlq-larger-messages", "DeadLetterQueue: MaximumMessageSize",
@@ -200,21 +217,21 @@ mutant("functions-larger-messages", "MAX_MESSAGE_BYTES is",
 mutant("any-route-unthrottled", "RouteSettings has no throttling of its own for",
        edit(text, '        "ANY /webhooks/esputnik":\n          ThrottlingBurstLimit: 10\n          ThrottlingRateLimit: 5\n',
             "", "HttpApi"))
-mutant("no-default-throttling", "DefaultRouteSettings needs",
+mutant("no-default-throttling", "E9141",
        edit(text, "      DefaultRouteSettings:\n        ThrottlingBurstLimit: 200\n        ThrottlingRateLimit: 100\n",
             "", "HttpApi"))
-mutant("no-access-log", "AccessLogSettings.DestinationArn",
+mutant("no-access-log", "E9142",
        edit(text, "        DestinationArn: !GetAtt ApiAccessLogGroup.Arn\n", "", "HttpApi"))
-mutant("access-log-with-query-string", "logs the query string",
+mutant("access-log-with-query-string", "E9142",
        edit(text, '"path":"$context.path",', '"path":"$context.path","query":"$request.querystring.token",', "HttpApi"))
 
 # ---- the worker, the table, the schedules ----------------------------------------------
 mutant("worker-unbounded-concurrency", "ScalingConfig.MaximumConcurrency must be",
        edit(text, "            ScalingConfig:\n              MaximumConcurrency: !Ref WorkerMaxConcurrency\n", "",
             "WorkerFunction"))
-mutant("table-deletable", "DeletionProtectionEnabled must be true",
+mutant("table-deletable", "E9131",
        edit(text, "DeletionProtectionEnabled: true", "DeletionProtectionEnabled: false", "StateTable"))
-mutant("table-deleted-with-stack", "DeletionPolicy must be Retain",
+mutant("table-deleted-with-stack", "E9131",
        edit(text, "    DeletionPolicy: Retain\n", "    DeletionPolicy: Delete\n", "StateTable"))
 mutant("screener-schedule-retries", "ScreenerFunction.Hourly: RetryPolicy.MaximumRetryAttempts must be 0",
        edit(text, "            RetryPolicy:\n              MaximumRetryAttempts: 0\n",
@@ -243,7 +260,7 @@ mutant("dashboard-without-reconciler-errors",
 # ---- the custom domain -----------------------------------------------------------------
 mutant("dns-record-without-zone-condition", "ApiDomainRecord: must be the A alias",
        edit(text, "    Condition: HasHostedZone\n", "", "ApiDomainRecord"))
-mutant("domain-accepts-tls-1-0", "SecurityPolicy TLS_1_2",
+mutant("domain-accepts-tls-1-0", "E9143",
        edit(text, "SecurityPolicy: TLS_1_2", "SecurityPolicy: TLS_1_0", "ApiDomainName"))
 mutant("loops-url-on-the-wrong-path", "output LoopsWebhookUrl",
        edit(text, "      - !Sub https://${DomainName}/webhooks/loops\n",
@@ -259,6 +276,14 @@ for i, (name, expect, mutated) in enumerate(M, 1):
     open(base + ".expect", "w").write(expect)
 PY
 
+# One cfn-lint run, over only the copies a rule must catch (cfn-lint lints each copy in full),
+# printing `<copy>:<line>:<col>:<line>:<col>:<rule>:<message>` lines.
+by_rule=()
+for m in "$work"/*.yaml; do
+  grep -Eqx 'E9[0-9]{3}' "${m%.yaml}.expect" && by_rule+=("$m")
+done
+lint "${by_rule[@]}" >"$work/lint.log" 2>&1 || true
+
 total=0
 caught=0
 survivors=()
@@ -267,7 +292,15 @@ for m in "$work"/*.yaml; do
   expect="$(cat "${m%.yaml}.expect")"
   log="${m%.yaml}.log"
   total=$((total + 1))
-  if SPARKBRIDGE_TEMPLATE="$m" "$bin" real_template:: --test-threads=2 >"$log" 2>&1; then
+  if [[ "$expect" =~ ^E9[0-9]{3}$ ]]; then
+    grep -F -- "$m:" "$work/lint.log" >"$log" || true
+    if grep -Eq -- "^[^ ]*:[0-9]+:[0-9]+:[0-9]+:[0-9]+:$expect:" "$log"; then
+      caught=$((caught + 1))
+      echo "caught   $name ($expect)"
+    else
+      survivors+=("$name (cfn-lint does not report $expect)")
+    fi
+  elif SPARKBRIDGE_TEMPLATE="$m" "$bin" real_template:: --test-threads=2 >"$log" 2>&1; then
     survivors+=("$name (the tests pass)")
   elif grep -qF -- "$expect" "$log"; then
     caught=$((caught + 1))

@@ -522,7 +522,7 @@ pub async fn run(
         summary.refused = Some(refusal.clone());
         progress(&summary);
         emit(&summary);
-        metrics::count("ReconcileRefused", 1, &[]);
+        metrics::count(metrics::Metric::ReconcileRefused, 1, &[]);
         tracing::error!(
             refusal = %refusal,
             checked = summary.checked,
@@ -568,9 +568,13 @@ fn found(repair: Repair, r: &Referral, esp: EspContact, now: DateTime<Utc>) -> F
 
 /// Checked and repaired per kind; `ReconcileRepairedTotal` (no dimensions) feeds the alarm.
 fn emit(summary: &Summary) {
-    metrics::count("ReconcileChecked", summary.checked, &[]);
+    metrics::count(metrics::Metric::ReconcileChecked, summary.checked, &[]);
     for (kind, n) in &summary.repaired {
-        metrics::count("ReconcileRepaired", *n, &[("Kind", kind)]);
+        metrics::count(metrics::Metric::ReconcileRepaired, *n, &[("Kind", kind)]);
     }
-    metrics::count("ReconcileRepairedTotal", summary.total_repaired(), &[]);
+    metrics::count(
+        metrics::Metric::ReconcileRepairedTotal,
+        summary.total_repaired(),
+        &[],
+    );
 }

@@ -211,7 +211,7 @@ pub async fn run(
             Verdict::Reject(_) if state.esp_status.is_none() => {
                 tracing::warn!(email = %crate::core::mask::mask_email(&state.email), dry_run, "below the screening criteria, but never added to the ESP (so never emailed): not rejected");
                 if !dry_run {
-                    metrics::count("ScreeningNotEmailed", 1, &[]);
+                    metrics::count(metrics::Metric::ScreeningNotEmailed, 1, &[]);
                 }
                 report.not_emailed.push(state.email.clone());
             }
@@ -233,7 +233,7 @@ pub async fn run(
                         .mark_screened(&state.email, &format!("reject queued: {why}"))
                         .await
                         .map_err(|e| e.to_string())?;
-                    metrics::count("ScreeningRejects", 1, &[]);
+                    metrics::count(metrics::Metric::ScreeningRejects, 1, &[]);
                 }
                 report.rejected.push((state.email.clone(), why));
             }

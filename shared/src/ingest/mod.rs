@@ -93,7 +93,11 @@ fn fit_message(
     if message.size() <= max {
         return Ok((message, None));
     }
-    metrics::count("Oversize", 1, &[("Provider", env.provider.as_str())]);
+    metrics::count(
+        metrics::Metric::Oversize,
+        1,
+        &[("Provider", env.provider.as_str())],
+    );
     let mut head = max / 2;
     loop {
         let reference = to_message(&env.oversize_reference(head, max));

@@ -9,6 +9,66 @@ use serde_json::{json, Map, Value};
 
 pub const NAMESPACE: &str = "sparkbridge";
 
+/// Declares [`Metric`] and [`Metric::ALL`] from one list, so `ALL` cannot miss a metric, and
+/// each metric's CloudWatch name is its variant's name.
+macro_rules! metrics {
+    ($($(#[$doc:meta])* $name:ident,)+) => {
+        /// Every metric the code emits. The template test checks that each one is alarmed or
+        /// on the dashboard, and that the template shows no metric outside this list.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Metric {
+            $($(#[$doc])* $name,)+
+        }
+
+        impl Metric {
+            /// Every metric, in declaration order.
+            pub const ALL: &'static [Metric] = &[$(Metric::$name,)+];
+
+            /// The metric's CloudWatch name.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Metric::$name => stringify!($name),)+
+                }
+            }
+        }
+    };
+}
+
+metrics! {
+    /// A webhook accepted and queued (dimension `Provider`).
+    WebhooksReceived,
+    /// The events one accepted webhook queued (dimension `Provider`).
+    EventsQueued,
+    /// A webhook refused (dimensions `Provider`, `Reason`).
+    WebhooksRefused,
+    /// A webhook refused as unauthorized, any provider (no dimensions: one alarm for all).
+    AuthFailures,
+    /// An event too large for the queue, queued in its reference form (dimension `Provider`).
+    Oversize,
+    /// One outbound API call (dimensions `Target`, `Outcome`).
+    OutboundCalls,
+    /// A message left for SQS to redeliver after its back-off (dimension `Reason`).
+    Retries,
+    /// An event already handled (dimension `Provider`).
+    DedupeHits,
+    /// An event with nothing to do (dimension `Provider`).
+    EventsIgnored,
+    /// A message parked on the dead-letter queue by the worker.
+    Parked,
+    /// A referral below the screening criteria whose reject was queued.
+    ScreeningRejects,
+    /// A referral below the screening criteria that the ESP never emailed: not rejected.
+    ScreeningNotEmailed,
+    /// A reconcile run that refused to queue its repairs (too many unsubscribes, failed lookups).
+    ReconcileRefused,
+    /// The referrals one reconcile run compared.
+    ReconcileChecked,
+    /// The repairs one reconcile run queued, per kind (dimension `Kind`).
+    ReconcileRepaired,
+    /// The repairs one reconcile run queued, all kinds (no dimensions: the alarm's metric).
+    ReconcileRepairedTotal,
+}
+
 fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
@@ -55,19 +115,19 @@ pub fn document_of(
     Value::Object(root)
 }
 
-pub fn count(name: &str, value: usize, dimensions: &[(&str, &str)]) {
-    counts(&[(name, value)], dimensions);
+pub fn count(metric: Metric, value: usize, dimensions: &[(&str, &str)]) {
+    counts(&[(metric, value)], dimensions);
 }
 
 /// Several counts of the same dimensions, in one line.
-pub fn counts(metrics: &[(&str, usize)], dimensions: &[(&str, &str)]) {
+pub fn counts(metrics: &[(Metric, usize)], dimensions: &[(&str, &str)]) {
     if !enabled() {
         return;
     }
     let metrics: Vec<(&str, f64)> = metrics
         .iter()
         .filter(|(_, v)| *v > 0)
-        .map(|(name, v)| (*name, *v as f64))
+        .map(|(metric, v)| (metric.name(), *v as f64))
         .collect();
     if metrics.is_empty() {
         return;
@@ -79,26 +139,56 @@ pub fn counts(metrics: &[(&str, usize)], dimensions: &[(&str, &str)]) {
 
 pub fn webhook_received(provider: &str, events: usize) {
     counts(
-        &[("WebhooksReceived", 1), ("EventsQueued", events)],
+        &[
+            (Metric::WebhooksReceived, 1),
+            (Metric::EventsQueued, events),
+        ],
         &[("Provider", provider)],
     );
 }
 
 pub fn webhook_refused(provider: &str, reason: &str) {
     count(
-        "WebhooksRefused",
+        Metric::WebhooksRefused,
         1,
         &[("Provider", provider), ("Reason", reason)],
     );
     if reason == "unauthorized" {
         // Dimensionless, so one alarm covers every provider.
-        count("AuthFailures", 1, &[]);
+        count(Metric::AuthFailures, 1, &[]);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names are what the alarms, the dashboard and the operators' queries use.
+    #[test]
+    fn metric_names_are_the_published_ones() {
+        let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "WebhooksReceived",
+                "EventsQueued",
+                "WebhooksRefused",
+                "AuthFailures",
+                "Oversize",
+                "OutboundCalls",
+                "Retries",
+                "DedupeHits",
+                "EventsIgnored",
+                "Parked",
+                "ScreeningRejects",
+                "ScreeningNotEmailed",
+                "ReconcileRefused",
+                "ReconcileChecked",
+                "ReconcileRepaired",
+                "ReconcileRepairedTotal",
+            ]
+        );
+    }
 
     #[test]
     fn emf_document_shape() {

@@ -248,7 +248,7 @@ impl Worker {
                 trace.note = format!("{} (back-off not set: {e})", trace.note);
             }
         }
-        metrics::count("Retries", 1, &[("Reason", reason)]);
+        metrics::count(metrics::Metric::Retries, 1, &[("Reason", reason)]);
     }
 
     async fn envelope(
@@ -301,7 +301,11 @@ impl Worker {
                         lease.payload_hash
                     );
                 }
-                metrics::count("DedupeHits", 1, &[("Provider", env.provider.as_str())]);
+                metrics::count(
+                    metrics::Metric::DedupeHits,
+                    1,
+                    &[("Provider", env.provider.as_str())],
+                );
                 return Verdict::Ack("duplicate".into());
             }
             Acquire::InProgress { lease_until_ms } => {
@@ -331,7 +335,11 @@ impl Worker {
         let outcome = match decision {
             Decision::Ignore(why) => {
                 // acknowledged and counted: an unexpected rise shows an event type nobody maps
-                metrics::count("EventsIgnored", 1, &[("Provider", env.provider.as_str())]);
+                metrics::count(
+                    metrics::Metric::EventsIgnored,
+                    1,
+                    &[("Provider", env.provider.as_str())],
+                );
                 trace.note = why.to_string();
                 Ok("ignored")
             }
@@ -633,7 +641,7 @@ impl Worker {
         trace: &mut Trace,
     ) -> Result<(), Failure> {
         metrics::count(
-            "OutboundCalls",
+            metrics::Metric::OutboundCalls,
             1,
             &[("Target", target), ("Outcome", outcome.label())],
         );
@@ -738,7 +746,7 @@ impl Worker {
         };
         match self.queue.park(message).await {
             Ok(()) => {
-                metrics::count("Parked", 1, &[]);
+                metrics::count(metrics::Metric::Parked, 1, &[]);
                 Verdict::Ack("parked".into())
             }
             Err(e) => Verdict::Retry {
