@@ -15,6 +15,7 @@
 mod keys;
 mod lease;
 mod subscriber;
+#[cfg(feature = "dev")]
 mod table;
 mod writes;
 
