@@ -9,6 +9,7 @@ pub mod adapters;
 pub mod config;
 pub mod core;
 pub mod ingest;
+#[cfg(feature = "dev")]
 pub mod local;
 pub mod ports;
 pub mod reconcile;

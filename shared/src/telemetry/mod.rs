@@ -25,6 +25,7 @@ pub fn init() {
 /// Lambda: a frozen execution environment would hold lines not yet written. Lossless: when
 /// the buffer is full, logging waits rather than dropping lines. Keep the guard alive; its
 /// drop flushes.
+#[cfg(feature = "dev")]
 pub fn init_buffered() -> tracing_appender::non_blocking::WorkerGuard {
     // The thread writes whatever lines have queued up at once and flushes when the queue is
     // empty: one write for many lines under load instead of one per line (stdout alone
