@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::core::dedupe::{decide, Acquire, LeaseRequest, Record, Status};
+use crate::core::email::Email;
 use crate::core::lifecycle::{StateWrite, SubscriberState, Transition, TransitionResult};
 use crate::core::reconcile::Checkpoint;
 use crate::ports::{ContactAddress, IdempotencyStore, StoreError, SubscriberStore};
@@ -69,7 +70,7 @@ fn line(at: DateTime<Utc>, what: &str) -> String {
 }
 
 fn entry<'a>(inner: &'a mut Inner, email: &str) -> &'a mut SubscriberState {
-    let key = email.to_ascii_lowercase();
+    let key = Email::new(email).into_string();
     inner
         .subscribers
         .entry(key.clone())
@@ -190,7 +191,7 @@ impl SubscriberStore for MemoryStore {
         Ok(self
             .lock()
             .subscribers
-            .get(&email.to_ascii_lowercase())
+            .get(Email::new(email).as_str())
             .cloned())
     }
 
@@ -209,7 +210,7 @@ impl SubscriberStore for MemoryStore {
 
     async fn mark_screened(&self, email: &str, note: &str) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let key = email.to_ascii_lowercase();
+        let key = Email::new(email).into_string();
         inner.screening.remove(&key);
         if let Some(s) = inner.subscribers.get_mut(&key) {
             s.screened = Some(note.to_string());
@@ -224,12 +225,15 @@ impl SubscriberStore for MemoryStore {
     }
 
     async fn left_at(&self, email: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(self.lock().left.get(&email.to_ascii_lowercase()).copied())
+        Ok(self.lock().left.get(Email::new(email).as_str()).copied())
     }
 
     async fn mark_left(&self, email: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let mark = inner.left.entry(email.to_ascii_lowercase()).or_insert(at);
+        let mark = inner
+            .left
+            .entry(Email::new(email).into_string())
+            .or_insert(at);
         *mark = (*mark).max(at);
         Ok(())
     }

@@ -74,11 +74,11 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// The key that orders a subscriber's events in the worker: lower-cased email, else an id.
+    /// The key that orders a subscriber's events in the worker: the `Email`, else an id.
     pub fn ordering_key(&self) -> Option<String> {
         self.email
             .as_deref()
-            .map(str::to_ascii_lowercase)
+            .map(|e| crate::core::email::Email::new(e).into_string())
             .or_else(|| self.esp_contact_id.clone())
             .or_else(|| self.sparkloop_id.clone())
     }

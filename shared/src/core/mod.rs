@@ -2,6 +2,7 @@
 
 pub mod backoff;
 pub mod dedupe;
+pub mod email;
 pub mod envelope;
 pub mod esputnik;
 pub mod kind;

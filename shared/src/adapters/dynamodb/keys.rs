@@ -4,6 +4,8 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
+use crate::core::email::Email;
+
 /// `gsi1pk` of a subscriber under screening (the screener queries it by deadline).
 pub(super) const SCREENING: &str = "screening";
 
@@ -24,7 +26,17 @@ pub(super) fn contact_key_of(contact_key: &str) -> String {
 }
 
 pub(super) fn sub_key(email: &str) -> String {
-    format!("sub#{}", email.to_ascii_lowercase())
+    format!("sub#{}", Email::new(email))
+}
+
+/// The signals of one subscriber (`gsi1pk`).
+pub(super) fn signals_key(email: &str) -> String {
+    format!("sig#{}", Email::new(email))
+}
+
+/// An address as the subscriber items store it.
+pub(super) fn email_value(email: &str) -> AttributeValue {
+    s(Email::new(email).into_string())
 }
 
 /// Sortable UTC timestamps for index keys.

@@ -8,7 +8,9 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 
-use super::keys::{contact_key_of, history_line, n, parse_ts, s, sub_key, ts, SCREENING};
+use super::keys::{
+    contact_key_of, email_value, history_line, n, parse_ts, s, signals_key, sub_key, ts, SCREENING,
+};
 use super::writes::{transition_change, TRANSITION_CONDITION};
 use super::{conditional, unavailable, DynamoStore, INDEX};
 use crate::core::lifecycle::{
@@ -47,7 +49,7 @@ impl DynamoStore {
     }
 
     async fn signals(&self, email: &str) -> Result<Vec<SignalEntry>, StoreError> {
-        let pk = s(format!("sig#{}", email.to_ascii_lowercase()));
+        let pk = s(signals_key(email));
         let items = self
             .query_index("gsi1pk = :pk", HashMap::from([(":pk".to_string(), pk)]))
             .await?;
@@ -205,7 +207,7 @@ impl SubscriberStore for DynamoStore {
             .key("pk", s(sub_key(email)))
             .update_expression("SET email = if_not_exists(email, :email), left_at = :at")
             .condition_expression("attribute_not_exists(left_at) OR left_at < :at")
-            .expression_attribute_values(":email", s(email.to_ascii_lowercase()))
+            .expression_attribute_values(":email", email_value(email))
             .expression_attribute_values(":at", s(ts(at)))
             .send()
             .await;

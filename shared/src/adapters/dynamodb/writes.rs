@@ -7,8 +7,11 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use super::keys::{contact_key_of, history_line, n, s, sub_key, ts, SCREENING};
+use super::keys::{
+    contact_key_of, email_value, history_line, n, s, signals_key, sub_key, ts, SCREENING,
+};
 use super::{unavailable, DynamoStore};
+use crate::core::email::Email;
 use crate::core::lifecycle::{StateWrite, Transition};
 use crate::ports::StoreError;
 
@@ -38,7 +41,7 @@ pub(super) fn transition_change(t: &Transition) -> TransitionChange {
         "history = list_append(if_not_exists(history, :empty), :h)",
     ];
     let mut values = HashMap::from([
-        (":email".to_string(), s(t.email.to_ascii_lowercase())),
+        (":email".to_string(), email_value(&t.email)),
         (":st".to_string(), s(t.status.as_str())),
         (":rank".to_string(), n(t.status.rank())),
         (":at".to_string(), s(ts(t.at))),
@@ -101,7 +104,7 @@ pub(super) fn esp_status_values(
     at: DateTime<Utc>,
 ) -> HashMap<String, AttributeValue> {
     HashMap::from([
-        (":email".to_string(), s(email.to_ascii_lowercase())),
+        (":email".to_string(), email_value(email)),
         (":st".to_string(), s(status)),
         (":at".to_string(), s(ts(at))),
         (":empty".to_string(), AttributeValue::L(vec![])),
@@ -117,7 +120,7 @@ impl DynamoStore {
         use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
         match w {
             StateWrite::Signal { email, entry } => {
-                let email = email.to_ascii_lowercase();
+                let email = Email::new(email);
                 let msg = entry.message.clone().unwrap_or_default();
                 let mut put = Put::builder()
                     .table_name(&self.table)
@@ -129,7 +132,7 @@ impl DynamoStore {
                             entry.at.timestamp_millis()
                         )),
                     )
-                    .item("gsi1pk", s(format!("sig#{email}")))
+                    .item("gsi1pk", s(signals_key(email.as_str())))
                     .item("gsi1sk", s(format!("{}#{}", ts(entry.at), entry.kind)))
                     .item("kind", s(entry.kind.as_str()))
                     .item("at", s(ts(entry.at)))
@@ -142,10 +145,10 @@ impl DynamoStore {
                 }
                 let counter = Update::builder()
                     .table_name(&self.table)
-                    .key("pk", s(sub_key(&email)))
+                    .key("pk", s(sub_key(email.as_str())))
                     .update_expression("SET email = if_not_exists(email, :email), last_signal_at = :at ADD #counter :one")
                     .expression_attribute_names("#counter", entry.kind.as_str())
-                    .expression_attribute_values(":email", s(&email))
+                    .expression_attribute_values(":email", email_value(email.as_str()))
                     .expression_attribute_values(":at", s(ts(entry.at)))
                     .expression_attribute_values(":one", n(1));
                 Ok(vec![
