@@ -1050,6 +1050,11 @@ async fn record_lines(h: &sparkbridge_tests::worker_kit::Harness) -> Vec<serde_j
     let lines = Lines::default();
     let writer = lines.clone();
     {
+        // With one dispatcher registered, `tracing` caches a callsite's interest from the
+        // default of whichever thread first reaches it: another test's thread, which has
+        // none, would switch the `record` line off for this one. A second live dispatcher
+        // makes every callsite ask them all.
+        let _second = dispatch(LogFormat::Json, LevelFilter::OFF, false, std::io::sink);
         let _guard = dispatch(LogFormat::Json, LevelFilter::INFO, false, move || {
             writer.clone()
         })
