@@ -1297,3 +1297,136 @@ async fn each_record_ends_in_one_line_with_the_documented_fields() {
     );
     assert_eq!(retried[1]["delay_secs"], 1);
 }
+
+/// The DynamoDB operations a client sends, in order, with the HTTP status of each answer.
+#[derive(Clone, Default, Debug)]
+struct Requests(Arc<std::sync::Mutex<Vec<(String, u16)>>>);
+
+impl Requests {
+    /// The operations that were answered (a 5xx the SDK retried is moto's, not the worker's).
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+            .into_iter()
+            .filter(|(_, status)| *status < 500)
+            .map(|(op, _)| op)
+            .collect()
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for Requests {
+    fn name(&self) -> &'static str {
+        "TestRequestLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let target = context.request().headers().get("x-amz-target");
+        let op = target.and_then(|t| t.split('.').next_back()).unwrap_or("?");
+        self.0.lock().unwrap().push((op.to_string(), 0));
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextRef<
+            '_,
+        >,
+        _rc: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        // one request in flight at a time here: the answer is the last request's
+        if let Some(last) = self.0.lock().unwrap().last_mut() {
+            last.1 = context.response().status().as_u16();
+        }
+        Ok(())
+    }
+}
+
+/// The DynamoDB round trips of one event at a time, in order: a SparkLoop event writes its
+/// transition with the lease; an event whose rules read stored state reads it only once the
+/// lease is ours, so a duplicate reads nothing.
+#[tokio::test]
+async fn each_event_makes_its_dynamodb_round_trips_in_order() {
+    use shared::adapters::dynamodb::DynamoStore;
+    use shared::core::envelope::{Envelope, Provider};
+    let fake = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
+        .mount(&fake)
+        .await;
+    let mut cfg = fast_config();
+    cfg.rules.confirm_signups = true;
+    let h = harness(&fake.uri(), cfg).await;
+    let requests = Requests::default();
+    let conf = sparkbridge_tests::sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&conf)
+            .interceptor(requests.clone())
+            .build(),
+    );
+    let store = Arc::new(DynamoStore::new(client, h.store.table()));
+    let worker = shared::worker::Worker {
+        store: store.clone(),
+        subscribers: store,
+        sparkloop: h.worker.sparkloop.clone(),
+        esp: h.worker.esp.clone(),
+        queue: h.worker.queue.clone(),
+        cfg: h.worker.cfg.clone(),
+    };
+    let run = |body: String| {
+        let (h, worker, requests) = (&h, &worker, &requests);
+        async move {
+            h.send(&body).await;
+            let ev = h.batch().await;
+            assert_eq!(ev.records.len(), 1);
+            assert!(h.invoke(worker, &ev).await.is_empty());
+            requests.take()
+        }
+    };
+
+    let body = serde_json::json!({
+        "type": "new_partner_referral",
+        "campaign": {"id": "c1"},
+        "subscriber": {"id": "sub_trips", "email": "trips@example.com",
+                       "referral_status": "verified", "partner_id": "partner_a"},
+        "partner": {"id": "partner_a"}
+    })
+    .to_string();
+    let (id, n) = shared::core::sparkloop::parse(body.as_bytes()).unwrap();
+    let partner = serde_json::to_string(&Envelope::new(
+        Provider::Sparkloop,
+        id,
+        chrono::Utc::now(),
+        n,
+    ))
+    .unwrap();
+    assert_eq!(
+        run(partner.clone()).await,
+        ["TransactWriteItems", "UpdateItem"],
+        "the lease and the transition in one transaction, then the completion"
+    );
+    assert_eq!(
+        run(partner).await,
+        ["TransactWriteItems", "PutItem"],
+        "a duplicate: the transaction is refused, the lease write says why"
+    );
+
+    let signup = envelope(
+        "loops",
+        "contact.created",
+        "msg_trips_signup",
+        "trips@example.com",
+        "{}",
+    );
+    assert_eq!(
+        run(signup.clone()).await,
+        ["PutItem", "GetItem", "GetItem", "UpdateItem"],
+        "the lease, then when the subscriber left (before the confirm and after it), then \
+         the completion"
+    );
+    assert_eq!(run(signup).await, ["PutItem"], "a duplicate reads nothing");
+}
