@@ -15,11 +15,11 @@ pub use config::WorkerConfig;
 
 use crate::core::backoff::{visibility_left, Attempt, NextStep};
 use crate::core::dedupe::{Acquire, LeaseRequest};
-use crate::core::envelope::{truncate, Envelope, Provider, ENVELOPE_VERSION};
-use crate::core::lifecycle::{StateWrite, TransitionResult};
+use crate::core::envelope::{truncate, Envelope, ENVELOPE_VERSION};
+use crate::core::lifecycle::{StateWrite, Transition, TransitionResult};
 use crate::core::mask::{scrub, MaskedOpt, Sanitized};
 use crate::core::outbound::CallOutcome;
-use crate::core::rules::{self, Action, Decision, Known};
+use crate::core::rules::{self, Action, Decision, Known, Reads};
 use crate::ports::{
     EspApi, IdempotencyStore, OutboundMessage, SparkLoopApi, SubscriberStore, WorkQueue,
 };
@@ -278,7 +278,12 @@ impl Worker {
             lease_until_ms: deadline_ms.min(now_ms + self.cfg.lease_budget_ms),
             expires_at: now_ms / 1000 + self.cfg.window_secs,
         };
-        let (acquired, pre_applied) = match self.acquire(env, &key, &lease).await {
+        let deciding = self.deciding(env);
+        let leading = match &deciding {
+            Deciding::BeforeLease(decision) => leading_transition(decision),
+            Deciding::AfterLease(_) => None,
+        };
+        let (acquired, pre_applied) = match self.acquire(&key, &lease, leading).await {
             Ok(a) => a,
             Err(e) => {
                 return self
@@ -319,14 +324,16 @@ impl Worker {
             }
         }
 
-        let (known, contact_write) = match self.known(env).await {
-            Ok(k) => k,
-            Err(e) => {
-                self.release(&key, &owner, trace).await;
-                return self.retry(rec, env, batch, trace, e, None).await;
-            }
+        let (decision, contact_write) = match deciding {
+            Deciding::BeforeLease(decision) => (decision, None),
+            Deciding::AfterLease(reads) => match self.known(env, reads).await {
+                Ok((known, write)) => (rules::decide(env, &known, &self.cfg.rules), write),
+                Err(e) => {
+                    self.release(&key, &owner, trace).await;
+                    return self.retry(rec, env, batch, trace, e, None).await;
+                }
+            },
         };
-        let decision = rules::decide(env, &known, &self.cfg.rules);
         let mut writes: Vec<StateWrite> = contact_write.into_iter().collect();
         let outcome = match decision {
             Decision::Ignore(why) => {
@@ -437,8 +444,11 @@ impl Worker {
 
     /// What the rules need to know before deciding: the contact's recorded address (with
     /// email-change detection) and, for a signup confirm, when the subscriber last left.
-    async fn known(&self, env: &Envelope) -> Result<(Known, Option<StateWrite>), String> {
-        let reads = rules::reads(env, &self.cfg.rules, self.cfg.detect_email_changes);
+    async fn known(
+        &self,
+        env: &Envelope,
+        reads: Reads,
+    ) -> Result<(Known, Option<StateWrite>), String> {
         let mut known = Known::default();
         let email = env.subscriber.email.as_deref();
         if let (true, Some(email)) = (reads.left_at, email) {
@@ -475,24 +485,38 @@ impl Worker {
         Ok((known, write))
     }
 
-    /// The lease. A SparkLoop event whose actions start with a status transition gets both in
-    /// one DynamoDB transaction (two round trips per event, not three); `true` says the
-    /// transition is already applied. A refusal of either falls back to one at a time.
+    /// When to decide. The worker decides once per attempt:
+    ///
+    /// - before the lease, when the rules read nothing stored for `env` (`rules::reads` is
+    ///   empty: every SparkLoop event, and ESP events without email-change detection or a
+    ///   signup confirm). The decision depends on the envelope and the settings alone, so it
+    ///   is the one a later look would make, and a leading status transition can be written
+    ///   with the lease (one round trip fewer).
+    /// - after the lease otherwise, with what was read. Reading before it would spend reads
+    ///   on duplicates and on copies another invocation is processing, which the lease write
+    ///   alone answers, and would gain nothing: the lease makes this event ours, not the
+    ///   subscriber's state.
+    fn deciding(&self, env: &Envelope) -> Deciding {
+        let reads = rules::reads(env, &self.cfg.rules, self.cfg.detect_email_changes);
+        if reads == Reads::default() {
+            Deciding::BeforeLease(rules::decide(env, &Known::default(), &self.cfg.rules))
+        } else {
+            Deciding::AfterLease(reads)
+        }
+    }
+
+    /// The lease. A status transition leading the decision made before it is written in the
+    /// same DynamoDB transaction (two round trips per SparkLoop event, not three). A refusal
+    /// of either falls back to one at a time: the transition is then applied as an action.
     async fn acquire(
         &self,
-        env: &Envelope,
         key: &str,
         lease: &LeaseRequest,
+        leading: Option<&Transition>,
     ) -> Result<(Acquire, bool), crate::ports::StoreError> {
-        if env.provider == Provider::Sparkloop {
-            // SparkLoop events need no known state (no ESP contact id): the decision made
-            // after the lease is this same one.
-            if let Decision::Act(actions) = rules::decide(env, &Known::default(), &self.cfg.rules) {
-                if let Some(Action::Transition(t)) = actions.first() {
-                    if self.store.acquire_applying(key, lease, t).await? {
-                        return Ok((Acquire::Acquired, true));
-                    }
-                }
+        if let Some(t) = leading {
+            if self.store.acquire_applying(key, lease, t).await? {
+                return Ok((Acquire::Acquired, true));
             }
         }
         Ok((self.store.acquire(key, lease).await?, false))
@@ -746,6 +770,25 @@ impl Worker {
                 delay_secs: None,
             },
         }
+    }
+}
+
+/// When the worker decides; see [`Worker::deciding`].
+enum Deciding {
+    /// Decided before the lease: the rules read nothing stored for this event.
+    BeforeLease(Decision),
+    /// Decided after the lease, once these are read.
+    AfterLease(Reads),
+}
+
+/// The decision's first action, when it is a status transition.
+fn leading_transition(decision: &Decision) -> Option<&Transition> {
+    match decision {
+        Decision::Act(actions) => match actions.first() {
+            Some(Action::Transition(t)) => Some(t),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
