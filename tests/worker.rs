@@ -1025,3 +1025,408 @@ async fn a_completion_with_an_older_address_lands_and_keeps_the_newer_one() {
     let recorded = h.store.contact_email("loops#c1").await.unwrap().unwrap();
     assert_eq!(recorded.email, "newer@example.com");
 }
+
+/// A `Write` the log lines of one test go to.
+#[derive(Clone, Default)]
+struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Receives one batch and invokes the worker on it; returns the `fields` of its `record`
+/// lines as the deployed JSON format writes them, in order.
+async fn record_lines(h: &sparkbridge_tests::worker_kit::Harness) -> Vec<serde_json::Value> {
+    use shared::telemetry::{dispatch, LevelFilter, LogFormat};
+    use tracing_subscriber::util::SubscriberInitExt;
+    let ev = h.batch().await;
+    assert!(!ev.records.is_empty(), "a batch to invoke the worker on");
+    let lines = Lines::default();
+    let writer = lines.clone();
+    {
+        // With one dispatcher registered, `tracing` caches a callsite's interest from the
+        // default of whichever thread first reaches it: another test's thread, which has
+        // none, would switch the `record` line off for this one. A second live dispatcher
+        // makes every callsite ask them all.
+        let _second = dispatch(LogFormat::Json, LevelFilter::OFF, false, std::io::sink);
+        let _guard = dispatch(LogFormat::Json, LevelFilter::INFO, false, move || {
+            writer.clone()
+        })
+        .set_default();
+        h.invoke(&h.worker, &ev).await;
+    }
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("one JSON object a line"))
+        .filter(|l| l["fields"]["message"] == "record")
+        .map(|l| l["fields"].clone())
+        .collect()
+}
+
+/// The line's `dedupe`, `calls`, `outcome`, `note` and `error` (`-` when absent).
+fn summary(line: &serde_json::Value) -> [String; 5] {
+    let text = |k: &str| {
+        line.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("-")
+            .to_string()
+    };
+    ["dedupe", "calls", "outcome", "note", "error"].map(text)
+}
+
+/// One `record` line per record, with the fields the operations guide names, for every way a
+/// record ends: operators' queries read these names and values.
+#[tokio::test]
+async fn each_record_ends_in_one_line_with_the_documented_fields() {
+    use shared::core::envelope::{Envelope, Provider};
+    let fake = MockServer::start().await;
+    for (who, status) in [("ok", 200), ("bad", 400), ("down", 503)] {
+        Mock::given(method("PUT"))
+            .and(path_regex(format!(
+                r"^/v2/subscribers/{who}%40example\.com/"
+            )))
+            .respond_with(ResponseTemplate::new(status).set_body_string(r#"{"error":"no"}"#))
+            .mount(&fake)
+            .await;
+    }
+    let h = harness(&fake.uri(), fast_config()).await;
+
+    h.send(&unsub("msg_line", "ok@example.com")).await;
+    let done = record_lines(&h).await;
+    assert_eq!(done.len(), 1);
+    let mut keys: Vec<&str> = done[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "attempt",
+            "calls",
+            "dedupe",
+            "dedupe_id",
+            "email",
+            "kind",
+            "latency_ms",
+            "message",
+            "message_id",
+            "outcome",
+            "provider"
+        ],
+        "a note, an error and a delay are there only when there is one"
+    );
+    assert_eq!(
+        (
+            &done[0]["provider"],
+            &done[0]["kind"],
+            &done[0]["dedupe_id"]
+        ),
+        (
+            &serde_json::json!("loops"),
+            &serde_json::json!("email.unsubscribed"),
+            &serde_json::json!("msg_line")
+        )
+    );
+    assert_ne!(done[0]["email"], "ok@example.com", "masked");
+    assert_eq!(
+        summary(&done[0]),
+        ["acquired", "sparkloop.unsubscribe=done", "done", "-", "-"]
+    );
+
+    h.send(&unsub("msg_line", "ok@example.com")).await;
+    let again = record_lines(&h).await;
+    assert_eq!(summary(&again[0]), ["duplicate", "", "duplicate", "-", "-"]);
+
+    h.send(&envelope(
+        "loops",
+        "email.unsubscribed",
+        "msg_line",
+        "ok@example.com",
+        r#"{"other":1}"#,
+    ))
+    .await;
+    let other = record_lines(&h).await;
+    let [dedupe, _, outcome, note, _] = summary(&other[0]);
+    assert_eq!(
+        (dedupe.as_str(), outcome.as_str()),
+        ("duplicate", "duplicate")
+    );
+    assert!(
+        note.starts_with("completed earlier with other bytes: stored sha256 "),
+        "{note}"
+    );
+
+    let held = unsub("msg_held", "ok@example.com");
+    let env: Envelope = serde_json::from_str(&held).unwrap();
+    let key = env.idempotency_key();
+    h.store
+        .acquire(&key, &live_lease("someone", &env.payload_hash()))
+        .await
+        .unwrap();
+    h.send(&held).await;
+    let waiting = record_lines(&h).await;
+    assert_eq!(
+        summary(&waiting[0]),
+        ["in_progress", "", "retry", "in progress elsewhere", "-"]
+    );
+    assert!(waiting[0]["delay_secs"].as_u64().unwrap() > 50);
+
+    let reused = unsub("msg_reused_line", "ok@example.com");
+    let env: Envelope = serde_json::from_str(&reused).unwrap();
+    h.store
+        .acquire(&env.idempotency_key(), &live_lease("someone", "other"))
+        .await
+        .unwrap();
+    h.send(&reused).await;
+    let conflict = record_lines(&h).await;
+    let [dedupe, _, outcome, _, error] = summary(&conflict[0]);
+    assert_eq!((dedupe.as_str(), outcome.as_str()), ("conflict", "parked"));
+    assert!(
+        error.starts_with("dedupe id reused with a different payload"),
+        "{error}"
+    );
+
+    h.send(&envelope(
+        "loops",
+        "email.softBounced",
+        "msg_soft",
+        "ok@example.com",
+        "{}",
+    ))
+    .await;
+    let ignored = record_lines(&h).await;
+    assert_eq!(
+        summary(&ignored[0]),
+        ["acquired", "", "ignored", "no SparkLoop effect", "-"]
+    );
+
+    h.send(&unsub("msg_bad", "bad@example.com")).await;
+    let parked = record_lines(&h).await;
+    assert_eq!(
+        summary(&parked[0]),
+        [
+            "acquired",
+            "sparkloop.unsubscribe=permanent",
+            "parked",
+            "-",
+            r#"sparkloop unsubscribe answered 400: {"error":"no"}"#
+        ]
+    );
+
+    h.send("not an envelope").await;
+    let poison = record_lines(&h).await;
+    let [dedupe, calls, outcome, _, error] = summary(&poison[0]);
+    assert_eq!(
+        (dedupe.as_str(), calls.as_str(), outcome.as_str()),
+        ("", "", "parked")
+    );
+    assert!(error.starts_with("unparseable body: "), "{error}");
+
+    // a SparkLoop event whose transition is stale stops before the ESP
+    let partner = |kind: &str, status: &str| {
+        let body = serde_json::json!({
+            "type": kind,
+            "campaign": {"id": "c1"},
+            "subscriber": {"id": "sub_line", "email": "line@example.com",
+                           "referral_status": status, "partner_id": "partner_a"},
+            "partner": {"id": "partner_a"}
+        })
+        .to_string();
+        let (id, n) = shared::core::sparkloop::parse(body.as_bytes()).unwrap();
+        serde_json::to_string(&Envelope::new(
+            Provider::Sparkloop,
+            id,
+            chrono::Utc::now(),
+            n,
+        ))
+        .unwrap()
+    };
+    h.send(&partner("new_partner_referral", "verified")).await;
+    let verified = record_lines(&h).await;
+    let [dedupe, calls, outcome, ..] = summary(&verified[0]);
+    assert_eq!((dedupe.as_str(), outcome.as_str()), ("acquired", "done"));
+    assert!(calls.starts_with("state.verified=applied"), "{calls}");
+    h.send(&partner("new_partner_pending_referral", "pending"))
+        .await;
+    let stale = record_lines(&h).await;
+    assert_eq!(
+        summary(&stale[0]),
+        [
+            "acquired",
+            "state.pending=stale",
+            "done",
+            "stale: the subscriber is already verified",
+            "-"
+        ]
+    );
+
+    h.send(&unsub("msg_down_1", "down@example.com")).await;
+    h.send(&unsub("msg_down_2", "down@example.com")).await;
+    let retried = record_lines(&h).await;
+    assert_eq!(retried.len(), 2);
+    let [dedupe, calls, outcome, note, error] = summary(&retried[0]);
+    assert_eq!(
+        (
+            dedupe.as_str(),
+            calls.as_str(),
+            outcome.as_str(),
+            note.as_str()
+        ),
+        ("acquired", "sparkloop.unsubscribe=retry", "retry", "-")
+    );
+    assert!(error.contains("HTTP 503"), "{error}");
+    assert_eq!(retried[0]["delay_secs"], 0);
+    assert_eq!(
+        summary(&retried[1]),
+        [
+            "",
+            "",
+            "retry",
+            "held behind an earlier record of this subscriber",
+            "-"
+        ]
+    );
+    assert_eq!(retried[1]["delay_secs"], 1);
+}
+
+/// The DynamoDB operations a client sends, in order, with the HTTP status of each answer.
+#[derive(Clone, Default, Debug)]
+struct Requests(Arc<std::sync::Mutex<Vec<(String, u16)>>>);
+
+impl Requests {
+    /// The operations that were answered (a 5xx the SDK retried is moto's, not the worker's).
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+            .into_iter()
+            .filter(|(_, status)| *status < 500)
+            .map(|(op, _)| op)
+            .collect()
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for Requests {
+    fn name(&self) -> &'static str {
+        "TestRequestLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let target = context.request().headers().get("x-amz-target");
+        let op = target.and_then(|t| t.split('.').next_back()).unwrap_or("?");
+        self.0.lock().unwrap().push((op.to_string(), 0));
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextRef<
+            '_,
+        >,
+        _rc: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        // one request in flight at a time here: the answer is the last request's
+        if let Some(last) = self.0.lock().unwrap().last_mut() {
+            last.1 = context.response().status().as_u16();
+        }
+        Ok(())
+    }
+}
+
+/// The DynamoDB round trips of one event at a time, in order: a SparkLoop event writes its
+/// transition with the lease; an event whose rules read stored state reads it only once the
+/// lease is ours, so a duplicate reads nothing.
+#[tokio::test]
+async fn each_event_makes_its_dynamodb_round_trips_in_order() {
+    use shared::adapters::dynamodb::DynamoStore;
+    use shared::core::envelope::{Envelope, Provider};
+    let fake = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
+        .mount(&fake)
+        .await;
+    let mut cfg = fast_config();
+    cfg.rules.confirm_signups = true;
+    let h = harness(&fake.uri(), cfg).await;
+    let requests = Requests::default();
+    let conf = sparkbridge_tests::sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&conf)
+            .interceptor(requests.clone())
+            .build(),
+    );
+    let store = Arc::new(DynamoStore::new(client, h.store.table()));
+    let worker = shared::worker::Worker {
+        store: store.clone(),
+        subscribers: store,
+        sparkloop: h.worker.sparkloop.clone(),
+        esp: h.worker.esp.clone(),
+        queue: h.worker.queue.clone(),
+        cfg: h.worker.cfg.clone(),
+    };
+    let run = |body: String| {
+        let (h, worker, requests) = (&h, &worker, &requests);
+        async move {
+            h.send(&body).await;
+            let ev = h.batch().await;
+            assert_eq!(ev.records.len(), 1);
+            assert!(h.invoke(worker, &ev).await.is_empty());
+            requests.take()
+        }
+    };
+
+    let body = serde_json::json!({
+        "type": "new_partner_referral",
+        "campaign": {"id": "c1"},
+        "subscriber": {"id": "sub_trips", "email": "trips@example.com",
+                       "referral_status": "verified", "partner_id": "partner_a"},
+        "partner": {"id": "partner_a"}
+    })
+    .to_string();
+    let (id, n) = shared::core::sparkloop::parse(body.as_bytes()).unwrap();
+    let partner = serde_json::to_string(&Envelope::new(
+        Provider::Sparkloop,
+        id,
+        chrono::Utc::now(),
+        n,
+    ))
+    .unwrap();
+    assert_eq!(
+        run(partner.clone()).await,
+        ["TransactWriteItems", "UpdateItem"],
+        "the lease and the transition in one transaction, then the completion"
+    );
+    assert_eq!(
+        run(partner).await,
+        ["TransactWriteItems", "PutItem"],
+        "a duplicate: the transaction is refused, the lease write says why"
+    );
+
+    let signup = envelope(
+        "loops",
+        "contact.created",
+        "msg_trips_signup",
+        "trips@example.com",
+        "{}",
+    );
+    assert_eq!(
+        run(signup.clone()).await,
+        ["PutItem", "GetItem", "GetItem", "UpdateItem"],
+        "the lease, then when the subscriber left (before the confirm and after it), then \
+         the completion"
+    );
+    assert_eq!(run(signup).await, ["PutItem"], "a duplicate reads nothing");
+}

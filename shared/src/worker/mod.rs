@@ -3,7 +3,9 @@
 
 mod config;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,11 +17,11 @@ pub use config::WorkerConfig;
 
 use crate::core::backoff::{visibility_left, Attempt, NextStep};
 use crate::core::dedupe::{Acquire, LeaseRequest};
-use crate::core::envelope::{truncate, Envelope, Provider, ENVELOPE_VERSION};
-use crate::core::lifecycle::{StateWrite, TransitionResult};
+use crate::core::envelope::{truncate, Envelope, ENVELOPE_VERSION};
+use crate::core::lifecycle::{ReferralStatus, StateWrite, Transition, TransitionResult};
 use crate::core::mask::{scrub, MaskedOpt, Sanitized};
 use crate::core::outbound::CallOutcome;
-use crate::core::rules::{self, Action, Decision, Known};
+use crate::core::rules::{self, Action, Decision, Known, Reads};
 use crate::ports::{
     EspApi, IdempotencyStore, OutboundMessage, SparkLoopApi, SubscriberStore, WorkQueue,
 };
@@ -208,220 +210,331 @@ impl Worker {
 
     /// Hands a record back unstarted, visible again after `delay` seconds. Spends no budget:
     /// nothing was attempted.
-    async fn hold_back(&self, rec: &Record<'_>, batch: &Batch, delay: u64, why: &str) -> Verdict {
+    async fn hold_back(
+        &self,
+        rec: &Record<'_>,
+        batch: &Batch,
+        delay: u64,
+        why: &'static str,
+    ) -> Verdict {
         let started = Instant::now();
-        let mut trace = Trace::default();
-        let verdict = self.wait(rec, batch, &mut trace, why, delay).await;
-        self.set_visibility(rec, &verdict, &mut trace).await;
-        log_record(rec, &trace, &verdict, started);
-        verdict
+        let settled = self.wait(rec, batch, why, delay).await;
+        self.finish(rec, Outcome::without_actions(settled), started)
+            .await
     }
 
     async fn record(&self, rec: &Record<'_>, batch: &Batch) -> Verdict {
         let started = Instant::now();
-        let mut trace = Trace::default();
-        let verdict = match &rec.envelope {
+        let outcome = match &rec.envelope {
             // Not ours to interpret, and no retry will change it: kept on the DLQ, visible,
             // with why.
             Err(e) => {
-                self.park(rec, &mut trace, &format!("unparseable body: {e}"))
-                    .await
+                Outcome::without_actions(self.park(rec, format!("unparseable body: {e}")).await)
             }
-            Ok(env) => self.envelope(rec, env, batch, &mut trace).await,
+            Ok(env) => self.envelope(rec, env, batch).await,
         };
-        self.set_visibility(rec, &verdict, &mut trace).await;
-        log_record(rec, &trace, &verdict, started);
+        self.finish(rec, outcome, started).await
+    }
+
+    /// Sets the back-off, writes the record's one log line, and gives SQS its answer.
+    async fn finish(&self, rec: &Record<'_>, mut outcome: Outcome, started: Instant) -> Verdict {
+        let verdict = outcome.settled.verdict();
+        outcome
+            .asides
+            .extend(self.set_visibility(rec, &verdict).await);
+        log_record(rec, &outcome, &verdict, started);
         verdict
     }
 
     /// Queue-driven back-off: the failed message becomes visible again after its delay.
-    async fn set_visibility(&self, rec: &Record<'_>, verdict: &Verdict, trace: &mut Trace) {
+    async fn set_visibility(&self, rec: &Record<'_>, verdict: &Verdict) -> Option<Aside> {
         let Verdict::Retry {
             reason,
             delay_secs: Some(secs),
         } = verdict
         else {
-            return;
+            return None;
         };
+        let mut aside = None;
         if let Some(receipt) = rec.msg.receipt_handle.as_deref() {
             if let Err(e) = self.queue.delay(receipt, *secs).await {
-                trace.note = format!("{} (back-off not set: {e})", trace.note);
+                aside = Some(Aside::BackoffNotSet(e.to_string()));
             }
         }
         metrics::count(metrics::Metric::Retries, 1, &[("Reason", reason)]);
+        aside
     }
 
-    async fn envelope(
+    /// One envelope: decide (see [`Deciding`]), take the lease, act, settle.
+    async fn envelope(&self, rec: &Record<'_>, env: &Envelope, batch: &Batch) -> Outcome {
+        if env.v != ENVELOPE_VERSION {
+            let reason = format!("unsupported envelope version {}", env.v);
+            return Outcome::without_actions(self.park(rec, reason).await);
+        }
+        let deciding = self.deciding(env);
+        let key = env.idempotency_key();
+        let lease = self.lease_request(env, batch);
+        let leading = match &deciding {
+            Deciding::BeforeLease(decision) => leading_transition(decision),
+            Deciding::AfterLease(_) => None,
+        };
+        let acquired = match self.acquire(&key, &lease, leading).await {
+            Ok(a) => a,
+            Err(e) => {
+                let reason = format!("store: {e}");
+                return Outcome::without_actions(self.retry(rec, env, batch, reason, None).await);
+            }
+        };
+        let dedupe = acquired.label();
+        let mut outcome = match acquired {
+            Acquired::Held { transition_applied } => {
+                let held = Held {
+                    key,
+                    lease,
+                    transition_applied,
+                };
+                self.held(rec, env, batch, &held, deciding).await
+            }
+            Acquired::Refused(refusal) => {
+                Outcome::without_actions(self.refused(rec, env, batch, refusal, &lease).await)
+            }
+        };
+        outcome.dedupe = Some(dedupe);
+        outcome
+    }
+
+    /// When to decide. The worker decides once per attempt:
+    ///
+    /// - before the lease, when the rules read nothing stored for `env` (`rules::reads` is
+    ///   empty: every SparkLoop event, and ESP events without email-change detection or a
+    ///   signup confirm). The decision depends on the envelope and the settings alone, so it
+    ///   is the one a later look would make, and a leading status transition can be written
+    ///   with the lease (one round trip fewer).
+    /// - after the lease otherwise, with what was read. Reading before it would spend reads
+    ///   on duplicates and on copies another invocation is processing, which the lease write
+    ///   alone answers, and would gain nothing: the lease makes this event ours, not the
+    ///   subscriber's state.
+    fn deciding(&self, env: &Envelope) -> Deciding {
+        let reads = rules::reads(env, &self.cfg.rules, self.cfg.detect_email_changes);
+        if reads == Reads::default() {
+            Deciding::BeforeLease(rules::decide(env, &Known::default(), &self.cfg.rules))
+        } else {
+            Deciding::AfterLease(reads)
+        }
+    }
+
+    /// This attempt's lease: until the invocation's deadline, at most `lease_budget_ms`.
+    fn lease_request(&self, env: &Envelope, batch: &Batch) -> LeaseRequest {
+        let now_ms = Utc::now().timestamp_millis();
+        LeaseRequest {
+            owner: uuid::Uuid::new_v4().to_string(),
+            payload_hash: env.payload_hash(),
+            now_ms,
+            lease_until_ms: batch.deadline_ms.min(now_ms + self.cfg.lease_budget_ms),
+            expires_at: now_ms / 1000 + self.cfg.window_secs,
+        }
+    }
+
+    /// The lease. A status transition leading the decision made before it is written in the
+    /// same DynamoDB transaction (two round trips per SparkLoop event, not three). A refusal
+    /// of either falls back to one at a time: the transition is then applied as an action.
+    async fn acquire(
+        &self,
+        key: &str,
+        lease: &LeaseRequest,
+        leading: Option<&Transition>,
+    ) -> Result<Acquired, crate::ports::StoreError> {
+        if let Some(t) = leading {
+            if self.store.acquire_applying(key, lease, t).await? {
+                return Ok(Acquired::Held {
+                    transition_applied: true,
+                });
+            }
+        }
+        let refusal = match self.store.acquire(key, lease).await? {
+            Acquire::Acquired => {
+                return Ok(Acquired::Held {
+                    transition_applied: false,
+                })
+            }
+            Acquire::Duplicate { other_bytes } => Refusal::Duplicate { other_bytes },
+            Acquire::InProgress { lease_until_ms } => Refusal::InProgress { lease_until_ms },
+            Acquire::Conflict { stored_hash } => Refusal::Conflict { stored_hash },
+        };
+        Ok(Acquired::Refused(refusal))
+    }
+
+    /// A record whose lease was refused: a duplicate, a copy in progress elsewhere, or a
+    /// dedupe id reused with other bytes.
+    async fn refused(
         &self,
         rec: &Record<'_>,
         env: &Envelope,
         batch: &Batch,
-        trace: &mut Trace,
-    ) -> Verdict {
-        let deadline_ms = batch.deadline_ms;
-        if env.v != ENVELOPE_VERSION {
-            return self
-                .park(
-                    rec,
-                    trace,
-                    &format!("unsupported envelope version {}", env.v),
-                )
-                .await;
-        }
-        let now_ms = Utc::now().timestamp_millis();
-        let key = env.idempotency_key();
-        let owner = uuid::Uuid::new_v4().to_string();
-        let lease = LeaseRequest {
-            owner: owner.clone(),
-            payload_hash: env.payload_hash(),
-            now_ms,
-            lease_until_ms: deadline_ms.min(now_ms + self.cfg.lease_budget_ms),
-            expires_at: now_ms / 1000 + self.cfg.window_secs,
-        };
-        let (acquired, pre_applied) = match self.acquire(env, &key, &lease).await {
-            Ok(a) => a,
-            Err(e) => {
-                return self
-                    .retry(rec, env, batch, trace, format!("store: {e}"), None)
-                    .await
-            }
-        };
-        trace.dedupe = match &acquired {
-            Acquire::Acquired => "acquired",
-            Acquire::Duplicate { .. } => "duplicate",
-            Acquire::InProgress { .. } => "in_progress",
-            Acquire::Conflict { .. } => "conflict",
-        };
-        match acquired {
-            Acquire::Acquired => {}
-            Acquire::Duplicate { other_bytes } => {
-                if let Some(stored) = other_bytes {
-                    trace.note = format!(
-                        "completed earlier with other bytes: stored sha256 {stored}, this sha256 {}",
-                        lease.payload_hash
-                    );
-                }
+        refusal: Refusal,
+        lease: &LeaseRequest,
+    ) -> Settled {
+        match refusal {
+            Refusal::Duplicate { other_bytes } => {
                 metrics::count(
                     metrics::Metric::DedupeHits,
                     1,
                     &[("Provider", env.provider.as_str())],
                 );
-                return Verdict::Ack("duplicate".into());
+                Settled::Duplicate {
+                    note: other_bytes.map(|stored| {
+                        format!(
+                            "completed earlier with other bytes: stored sha256 {stored}, this \
+                             sha256 {}",
+                            lease.payload_hash
+                        )
+                    }),
+                }
             }
-            Acquire::InProgress { lease_until_ms } => {
+            Refusal::InProgress { lease_until_ms } => {
                 // Coming back before the holder's lease ends would only spend an attempt.
-                let wait = secs_until(lease_until_ms, now_ms);
-                return self
-                    .wait(rec, batch, trace, "in progress elsewhere", wait)
-                    .await;
+                let wait = secs_until(lease_until_ms, lease.now_ms);
+                self.wait(rec, batch, "in progress elsewhere", wait).await
             }
-            Acquire::Conflict { stored_hash } => {
+            Refusal::Conflict { stored_hash } => {
                 let reason = format!(
                     "dedupe id reused with a different payload (stored sha256 {stored_hash})"
                 );
-                return self.park(rec, trace, &reason).await;
+                self.park(rec, reason).await
             }
         }
+    }
 
-        let (known, contact_write) = match self.known(env).await {
-            Ok(k) => k,
-            Err(e) => {
-                self.release(&key, &owner, trace).await;
-                return self.retry(rec, env, batch, trace, e, None).await;
-            }
-        };
-        let decision = rules::decide(env, &known, &self.cfg.rules);
-        let mut writes: Vec<StateWrite> = contact_write.into_iter().collect();
-        let outcome = match decision {
-            Decision::Ignore(why) => {
-                // acknowledged and counted: an unexpected rise shows an event type nobody maps
-                metrics::count(
-                    metrics::Metric::EventsIgnored,
-                    1,
-                    &[("Provider", env.provider.as_str())],
-                );
-                trace.note = why.to_string();
-                Ok("ignored")
-            }
-            Decision::Park(reason) => Err(Failure::Permanent(reason)),
-            Decision::Act(actions) => self
-                .act(&actions, pre_applied, batch, trace, &mut writes)
-                .await
-                .map(|_| "done"),
-        };
-        match outcome {
-            Ok(label) => {
-                let keep_until = Utc::now().timestamp() + self.cfg.window_secs;
-                match self
-                    .complete(&key, &owner, keep_until, label, &writes)
-                    .await
-                {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        trace.note = format!("{} (lease lost before completing)", trace.note)
-                    }
-                    // Nothing external happened yet: retrying loses nothing and repeats nothing.
-                    Err(e) if !trace.made_calls => {
-                        self.release(&key, &owner, trace).await;
-                        return self
-                            .retry(
-                                rec,
-                                env,
-                                batch,
-                                trace,
-                                format!("complete failed: {e}"),
-                                None,
-                            )
-                            .await;
-                    }
-                    // The calls were made but not recorded. Keep the message: once our lease
-                    // ends, the next attempt takes it over, repeats the calls (safe, see
-                    // docs/reliability.md) and completes with the state writes.
-                    Err(e) => {
-                        let wait = secs_until(lease.lease_until_ms, Utc::now().timestamp_millis());
-                        return self
-                            .retry(
-                                rec,
-                                env,
-                                batch,
-                                trace,
-                                format!("complete failed after the calls: {e}"),
-                                Some(wait),
-                            )
-                            .await;
-                    }
+    /// The lease is ours: read and decide if that waited for the lease, act, settle.
+    async fn held(
+        &self,
+        rec: &Record<'_>,
+        env: &Envelope,
+        batch: &Batch,
+        held: &Held,
+        deciding: Deciding,
+    ) -> Outcome {
+        let (decision, contact_write) = match deciding {
+            Deciding::BeforeLease(decision) => (decision, None),
+            Deciding::AfterLease(reads) => match self.known(env, reads).await {
+                Ok((known, write)) => (rules::decide(env, &known, &self.cfg.rules), write),
+                Err(e) => {
+                    let aside = self.release(held).await;
+                    let mut outcome =
+                        Outcome::without_actions(self.retry(rec, env, batch, e, None).await);
+                    outcome.asides.extend(aside);
+                    return outcome;
                 }
-                Verdict::Ack(label.into())
+            },
+        };
+        let acted = self
+            .act(env, decision, contact_write, held.transition_applied, batch)
+            .await;
+        self.settle(rec, env, batch, held, acted).await
+    }
+
+    /// Ends a held record: completes it with its state writes, or gives the lease back and
+    /// retries, waits or parks.
+    async fn settle(
+        &self,
+        rec: &Record<'_>,
+        env: &Envelope,
+        batch: &Batch,
+        held: &Held,
+        acted: Acted,
+    ) -> Outcome {
+        let Acted { effects, end } = acted;
+        let (settled, aside, finished) = match end {
+            Ok(finished) => {
+                let (settled, aside) = self
+                    .complete(rec, env, batch, held, finished, &effects)
+                    .await;
+                (settled, aside, Some(finished))
             }
             Err(failure) => {
-                self.release(&key, &owner, trace).await;
-                match failure {
-                    Failure::Deadline => {
-                        self.wait(
-                            rec,
-                            batch,
-                            trace,
-                            "stopped before a call: the invocation's deadline is near",
-                            NOT_STARTED_DELAY_SECS,
-                        )
-                        .await
-                    }
-                    Failure::Permanent(reason) => self.park(rec, trace, &reason).await,
-                    Failure::Retry {
-                        reason,
-                        retry_after,
-                    } => {
-                        self.retry(rec, env, batch, trace, reason, retry_after)
-                            .await
-                    }
-                }
+                let aside = self.release(held).await;
+                (self.failed(rec, env, batch, failure).await, aside, None)
             }
+        };
+        Outcome {
+            dedupe: None,
+            calls: effects.calls,
+            finished,
+            settled,
+            asides: aside.into_iter().collect(),
+        }
+    }
+
+    /// Records the completion with the state writes. If that fails before any call was made,
+    /// the lease is given back and the record retried: nothing is lost or repeated.
+    async fn complete(
+        &self,
+        rec: &Record<'_>,
+        env: &Envelope,
+        batch: &Batch,
+        held: &Held,
+        finished: Finished,
+        effects: &Effects,
+    ) -> (Settled, Option<Aside>) {
+        let keep_until = Utc::now().timestamp() + self.cfg.window_secs;
+        let label = finished.label();
+        let written = self
+            .write_completion(
+                &held.key,
+                &held.lease.owner,
+                keep_until,
+                label,
+                &effects.writes,
+            )
+            .await;
+        match written {
+            Ok(true) => (finished.settled(), None),
+            Ok(false) => (finished.settled(), Some(Aside::LeaseLost)),
+            Err(e) if !effects.made_calls => {
+                let aside = self.release(held).await;
+                let reason = format!("complete failed: {e}");
+                (self.retry(rec, env, batch, reason, None).await, aside)
+            }
+            // The calls were made but not recorded. Keep the message: once our lease ends,
+            // the next attempt takes it over, repeats the calls (safe, see
+            // docs/reliability.md) and completes with the state writes.
+            Err(e) => {
+                let wait = secs_until(held.lease.lease_until_ms, Utc::now().timestamp_millis());
+                let reason = format!("complete failed after the calls: {e}");
+                (self.retry(rec, env, batch, reason, Some(wait)).await, None)
+            }
+        }
+    }
+
+    /// A failed attempt whose lease was given back.
+    async fn failed(
+        &self,
+        rec: &Record<'_>,
+        env: &Envelope,
+        batch: &Batch,
+        failure: Failure,
+    ) -> Settled {
+        match failure {
+            Failure::Deadline => {
+                self.wait(
+                    rec,
+                    batch,
+                    "stopped before a call: the invocation's deadline is near",
+                    NOT_STARTED_DELAY_SECS,
+                )
+                .await
+            }
+            Failure::Permanent(reason) => self.park(rec, reason).await,
+            Failure::Retry {
+                reason,
+                retry_after,
+            } => self.retry(rec, env, batch, reason, retry_after).await,
         }
     }
 
     /// Completing after the calls were made is worth a few quick retries: giving up leaves
     /// the lease IN_PROGRESS, and the attempt after it ends repeats the calls.
-    async fn complete(
+    async fn write_completion(
         &self,
         key: &str,
         owner: &str,
@@ -437,16 +550,21 @@ impl Worker {
 
     /// Gives the lease back so the retry (or a copy) need not wait for it to end. Failing is
     /// not fatal: the lease then ends on its own, later.
-    async fn release(&self, key: &str, owner: &str, trace: &mut Trace) {
-        if let Err(e) = quick_retries("release", || self.store.release(key, owner)).await {
-            trace.note = format!("{} (release failed: {e})", trace.note);
-        }
+    async fn release(&self, held: &Held) -> Option<Aside> {
+        let (key, owner) = (held.key.as_str(), held.lease.owner.as_str());
+        quick_retries("release", || self.store.release(key, owner))
+            .await
+            .err()
+            .map(|e| Aside::ReleaseFailed(e.to_string()))
     }
 
     /// What the rules need to know before deciding: the contact's recorded address (with
     /// email-change detection) and, for a signup confirm, when the subscriber last left.
-    async fn known(&self, env: &Envelope) -> Result<(Known, Option<StateWrite>), String> {
-        let reads = rules::reads(env, &self.cfg.rules, self.cfg.detect_email_changes);
+    async fn known(
+        &self,
+        env: &Envelope,
+        reads: Reads,
+    ) -> Result<(Known, Option<StateWrite>), String> {
         let mut known = Known::default();
         let email = env.subscriber.email.as_deref();
         if let (true, Some(email)) = (reads.left_at, email) {
@@ -483,105 +601,115 @@ impl Worker {
         Ok((known, write))
     }
 
-    /// The lease. A SparkLoop event whose actions start with a status transition gets both in
-    /// one DynamoDB transaction (two round trips per event, not three); `true` says the
-    /// transition is already applied. A refusal of either falls back to one at a time.
-    async fn acquire(
+    /// Carries out the decision, once the lease is ours. `transition_applied`: its leading
+    /// transition was written with the lease.
+    async fn act(
         &self,
         env: &Envelope,
-        key: &str,
-        lease: &LeaseRequest,
-    ) -> Result<(Acquire, bool), crate::ports::StoreError> {
-        if env.provider == Provider::Sparkloop {
-            // SparkLoop events need no known state (no ESP contact id): the decision made
-            // after the lease is this same one.
-            if let Decision::Act(actions) = rules::decide(env, &Known::default(), &self.cfg.rules) {
-                if let Some(Action::Transition(t)) = actions.first() {
-                    if self.store.acquire_applying(key, lease, t).await? {
-                        return Ok((Acquire::Acquired, true));
-                    }
-                }
+        decision: Decision,
+        contact_write: Option<StateWrite>,
+        transition_applied: bool,
+        batch: &Batch,
+    ) -> Acted {
+        let mut effects = Effects {
+            writes: contact_write.into_iter().collect(),
+            ..Effects::default()
+        };
+        let end = match decision {
+            Decision::Ignore(why) => {
+                // acknowledged and counted: an unexpected rise shows an event type nobody maps
+                metrics::count(
+                    metrics::Metric::EventsIgnored,
+                    1,
+                    &[("Provider", env.provider.as_str())],
+                );
+                Ok(Finished::Ignored(why))
             }
-        }
-        Ok((self.store.acquire(key, lease).await?, false))
+            Decision::Park(reason) => Err(Failure::Permanent(reason)),
+            Decision::Act(actions) => {
+                self.actions(&actions, transition_applied, batch, &mut effects)
+                    .await
+            }
+        };
+        Acted { effects, end }
     }
 
     /// Runs the actions in order. State writes are collected for the completion; a stale
     /// transition stops the rest (the ESP must not act on an out-of-date status).
-    /// `pre_applied`: the first transition was applied with the lease.
-    async fn act(
+    async fn actions(
         &self,
         actions: &[Action],
-        mut pre_applied: bool,
+        mut transition_applied: bool,
         batch: &Batch,
-        trace: &mut Trace,
-        writes: &mut Vec<StateWrite>,
-    ) -> Result<(), Failure> {
+        effects: &mut Effects,
+    ) -> Result<Finished, Failure> {
         for action in actions {
-            match action {
-                Action::Transition(t) if std::mem::take(&mut pre_applied) => trace
-                    .calls
-                    .push(format!("state.{}=applied", t.status.as_str())),
-                Action::SparkLoop { target, call } => {
-                    let outcome = self
-                        .before_deadline(batch, self.sparkloop.call(target, call))
-                        .await?;
-                    trace.made_calls = true;
-                    Self::outcome("sparkloop", call.name(), outcome, trace)?;
+            if let Action::Transition(t) = action {
+                if std::mem::take(&mut transition_applied) {
+                    effects.note_transition(t, &TransitionResult::Applied);
+                    continue;
                 }
-                Action::Esp(call) => {
-                    let outcome = self.before_deadline(batch, self.esp.call(call)).await?;
-                    trace.made_calls = true;
-                    Self::outcome(self.esp.name(), call.name(), outcome, trace)?;
-                }
-                Action::State(w) => writes.push(w.clone()),
-                Action::MarkLeft { email, at } => {
-                    self.subscribers
-                        .mark_left(email, *at)
-                        .await
-                        .map_err(|e| Failure::Retry {
-                            reason: format!("store: {e}"),
-                            retry_after: None,
-                        })?;
-                    trace.calls.push("state.left=marked".into());
-                }
-                Action::UnsubscribeIfLeftSince {
-                    target,
-                    email,
-                    since,
-                } => {
-                    self.unsubscribe_if_left(target, email, *since, batch, trace)
-                        .await?
-                }
-                Action::Transition(t) => {
-                    let result =
-                        self.subscribers
-                            .apply_transition(t)
-                            .await
-                            .map_err(|e| Failure::Retry {
-                                reason: format!("store: {e}"),
-                                retry_after: None,
-                            })?;
-                    match result {
-                        TransitionResult::Stale(stored) => {
-                            trace
-                                .calls
-                                .push(format!("state.{}=stale", t.status.as_str()));
-                            trace.note =
-                                format!("stale: the subscriber is already {}", stored.as_str());
-                            return Ok(());
-                        }
-                        TransitionResult::Applied => trace
-                            .calls
-                            .push(format!("state.{}=applied", t.status.as_str())),
-                        TransitionResult::Same => trace
-                            .calls
-                            .push(format!("state.{}=same", t.status.as_str())),
-                    }
+            }
+            if let Some(stored) = self.action(action, batch, effects).await? {
+                return Ok(Finished::Stale(stored));
+            }
+        }
+        Ok(Finished::Done)
+    }
+
+    /// One action; `Some(stored)` when it was a transition found stale against `stored`.
+    async fn action(
+        &self,
+        action: &Action,
+        batch: &Batch,
+        effects: &mut Effects,
+    ) -> Result<Option<ReferralStatus>, Failure> {
+        let store_failed = |e: crate::ports::StoreError| Failure::Retry {
+            reason: format!("store: {e}"),
+            retry_after: None,
+        };
+        match action {
+            Action::SparkLoop { target, call } => {
+                let outcome = self
+                    .before_deadline(batch, self.sparkloop.call(target, call))
+                    .await?;
+                effects.made_calls = true;
+                Self::outcome("sparkloop", call.name(), outcome, effects)?;
+            }
+            Action::Esp(call) => {
+                let outcome = self.before_deadline(batch, self.esp.call(call)).await?;
+                effects.made_calls = true;
+                Self::outcome(self.esp.name(), call.name(), outcome, effects)?;
+            }
+            Action::State(w) => effects.writes.push(w.clone()),
+            Action::MarkLeft { email, at } => {
+                self.subscribers
+                    .mark_left(email, *at)
+                    .await
+                    .map_err(store_failed)?;
+                effects.calls.push("state.left=marked".into());
+            }
+            Action::UnsubscribeIfLeftSince {
+                target,
+                email,
+                since,
+            } => {
+                self.unsubscribe_if_left(target, email, *since, batch, effects)
+                    .await?
+            }
+            Action::Transition(t) => {
+                let result = self
+                    .subscribers
+                    .apply_transition(t)
+                    .await
+                    .map_err(store_failed)?;
+                effects.note_transition(t, &result);
+                if let TransitionResult::Stale(stored) = result {
+                    return Ok(Some(stored));
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Closes the race of a confirm with an unsubscribe in flight: the unsubscribe marks its
@@ -593,7 +721,7 @@ impl Worker {
         email: &str,
         since: chrono::DateTime<Utc>,
         batch: &Batch,
-        trace: &mut Trace,
+        effects: &mut Effects,
     ) -> Result<(), Failure> {
         let left = self
             .subscribers
@@ -610,7 +738,7 @@ impl Worker {
         let outcome = self
             .before_deadline(batch, self.sparkloop.call(target, &call))
             .await?;
-        Self::outcome("sparkloop", call.name(), outcome, trace)
+        Self::outcome("sparkloop", call.name(), outcome, effects)
     }
 
     /// Starts a call only when it can end before the invocation's deadline: the client's
@@ -633,19 +761,19 @@ impl Worker {
             }))
     }
 
-    /// Counts and traces an outbound call, and turns its outcome into a failure if needed.
+    /// Counts and notes an outbound call, and turns its outcome into a failure if needed.
     fn outcome(
         target: &str,
         call: &str,
         outcome: CallOutcome,
-        trace: &mut Trace,
+        effects: &mut Effects,
     ) -> Result<(), Failure> {
         metrics::count(
             metrics::Metric::OutboundCalls,
             1,
             &[("Target", target), ("Outcome", outcome.label())],
         );
-        trace
+        effects
             .calls
             .push(format!("{target}.{call}={}", outcome.label()));
         match outcome {
@@ -670,10 +798,9 @@ impl Worker {
         rec: &Record<'_>,
         env: &Envelope,
         batch: &Batch,
-        trace: &mut Trace,
         reason: String,
         retry_after: Option<u64>,
-    ) -> Verdict {
+    ) -> Settled {
         let delay =
             self.cfg
                 .backoff
@@ -686,57 +813,46 @@ impl Worker {
             held_secs: batch.held_secs(),
         };
         match self.cfg.retry.next(attempt, delay) {
-            NextStep::GiveUp(why) => {
-                let last = format!("{why}; last error: {reason}");
-                self.park(rec, trace, &last).await
-            }
-            NextStep::RetryIn(secs) => {
-                trace.error = Some(reason);
-                Verdict::Retry {
-                    reason: "retryable".into(),
-                    delay_secs: Some(secs),
-                }
-            }
+            NextStep::GiveUp(why) => self.park(rec, format!("{why}; last error: {reason}")).await,
+            NextStep::RetryIn(secs) => Settled::Retried {
+                error: reason,
+                delay_secs: secs,
+            },
         }
     }
 
     /// Comes back after `secs` without spending the retry budget: nothing was attempted. On
     /// the last receive the queue's redrive allows, it is parked instead, with why, rather
     /// than moved to the DLQ by SQS without a word.
-    async fn wait(
-        &self,
-        rec: &Record<'_>,
-        batch: &Batch,
-        trace: &mut Trace,
-        why: &str,
-        secs: u64,
-    ) -> Verdict {
-        trace.note = why.to_string();
+    async fn wait(&self, rec: &Record<'_>, batch: &Batch, why: &'static str, secs: u64) -> Settled {
         let redrive = self.cfg.retry.redrive_max_receives;
         if redrive > 0 && rec.receive_count >= redrive {
             let reason = format!(
                 "{why}, at receive {} (the queue's redrive count)",
                 rec.receive_count
             );
-            return self.park(rec, trace, &reason).await;
+            let mut parked = self.park(rec, reason).await;
+            if let Settled::Parked { waited, .. } = &mut parked {
+                *waited = Some(why);
+            }
+            return parked;
         }
-        Verdict::Retry {
-            reason: "waiting".into(),
-            delay_secs: Some(secs.min(visibility_left(batch.held_secs()))),
+        Settled::Waiting {
+            why,
+            delay_secs: secs.min(visibility_left(batch.held_secs())),
         }
     }
 
     /// Sends the record to the DLQ with its reason and acknowledges it. If even that fails,
     /// the record is retried so nothing is lost.
-    async fn park(&self, rec: &Record<'_>, trace: &mut Trace, reason: &str) -> Verdict {
-        trace.error = Some(reason.to_string());
+    async fn park(&self, rec: &Record<'_>, reason: String) -> Settled {
         let mut attributes: BTreeMap<String, String> = rec
             .msg
             .message_attributes
             .iter()
             .filter_map(|(k, v)| v.string_value.clone().map(|s| (k.clone(), s)))
             .collect();
-        attributes.insert("error".into(), truncate(reason, 1_000));
+        attributes.insert("error".into(), truncate(&reason, 1_000));
         attributes.insert("attempts".into(), rec.receive_count.to_string());
         attributes.insert("parked_at".into(), Utc::now().to_rfc3339());
         attributes.insert("source_message_id".into(), rec.id.clone());
@@ -744,27 +860,259 @@ impl Worker {
             body: rec.msg.body.clone().unwrap_or_default(),
             attributes,
         };
-        match self.queue.park(message).await {
+        let park_error = match self.queue.park(message).await {
             Ok(()) => {
                 metrics::count(metrics::Metric::Parked, 1, &[]);
-                Verdict::Ack("parked".into())
+                None
             }
-            Err(e) => Verdict::Retry {
-                reason: format!("park failed: {e}"),
-                delay_secs: None,
-            },
+            Err(e) => Some(e.to_string()),
+        };
+        Settled::Parked {
+            reason,
+            waited: None,
+            park_error,
         }
     }
 }
 
-/// A record's decision path, logged as one line.
+/// When the worker decides; see [`Worker::deciding`].
+enum Deciding {
+    /// Decided before the lease: the rules read nothing stored for this event.
+    BeforeLease(Decision),
+    /// Decided after the lease, once these are read.
+    AfterLease(Reads),
+}
+
+/// The decision's first action, when it is a status transition.
+fn leading_transition(decision: &Decision) -> Option<&Transition> {
+    match decision {
+        Decision::Act(actions) => match actions.first() {
+            Some(Action::Transition(t)) => Some(t),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The lease step's outcome.
+enum Acquired {
+    /// Ours. `transition_applied`: the decision's leading transition was written with it.
+    Held {
+        transition_applied: bool,
+    },
+    Refused(Refusal),
+}
+
+/// Why the lease is not ours.
+enum Refusal {
+    /// Completed earlier; `other_bytes` is the stored payload hash when it differs.
+    Duplicate { other_bytes: Option<String> },
+    /// Another attempt holds it until `lease_until_ms`.
+    InProgress { lease_until_ms: i64 },
+    /// The dedupe id is held with a different payload.
+    Conflict { stored_hash: String },
+}
+
+impl Acquired {
+    /// The log line's `dedupe` field.
+    fn label(&self) -> &'static str {
+        match self {
+            Acquired::Held { .. } => "acquired",
+            Acquired::Refused(Refusal::Duplicate { .. }) => "duplicate",
+            Acquired::Refused(Refusal::InProgress { .. }) => "in_progress",
+            Acquired::Refused(Refusal::Conflict { .. }) => "conflict",
+        }
+    }
+}
+
+/// A lease this attempt holds.
+struct Held {
+    key: String,
+    lease: LeaseRequest,
+    transition_applied: bool,
+}
+
+/// What the actions did, up to where they ended.
 #[derive(Default)]
-struct Trace {
-    dedupe: &'static str,
-    made_calls: bool,
+struct Effects {
+    /// The calls and state changes made, as `target.call=outcome`, for the log line.
     calls: Vec<String>,
-    note: String,
-    error: Option<String>,
+    /// An external API was called: a failed completion must then keep the lease.
+    made_calls: bool,
+    /// Written with the completion.
+    writes: Vec<StateWrite>,
+}
+
+impl Effects {
+    fn note_transition(&mut self, t: &Transition, result: &TransitionResult) {
+        let label = match result {
+            TransitionResult::Applied => "applied",
+            TransitionResult::Same => "same",
+            TransitionResult::Stale(_) => "stale",
+        };
+        self.calls
+            .push(format!("state.{}={label}", t.status.as_str()));
+    }
+}
+
+/// The act step's outcome.
+struct Acted {
+    effects: Effects,
+    end: Result<Finished, Failure>,
+}
+
+/// How a decision was carried out, when nothing failed.
+#[derive(Debug, Clone, Copy)]
+enum Finished {
+    Done,
+    /// Ignored by the rules, for this reason.
+    Ignored(&'static str),
+    /// A transition was stale against this stored status; the actions after it were skipped.
+    Stale(ReferralStatus),
+}
+
+impl Finished {
+    /// The completion's outcome as stored and logged.
+    fn label(self) -> &'static str {
+        match self {
+            Finished::Ignored(_) => "ignored",
+            Finished::Done | Finished::Stale(_) => "done",
+        }
+    }
+
+    fn settled(self) -> Settled {
+        match self {
+            Finished::Ignored(_) => Settled::Ignored,
+            Finished::Done | Finished::Stale(_) => Settled::Completed,
+        }
+    }
+
+    fn note(self) -> Option<Cow<'static, str>> {
+        match self {
+            Finished::Done => None,
+            Finished::Ignored(why) => Some(Cow::Borrowed(why)),
+            Finished::Stale(stored) => Some(Cow::Owned(format!(
+                "stale: the subscriber is already {}",
+                stored.as_str()
+            ))),
+        }
+    }
+}
+
+/// How a record ended: what SQS is told.
+enum Settled {
+    /// Carried out and recorded.
+    Completed,
+    /// Ignored by the rules, and recorded.
+    Ignored,
+    /// Completed earlier. `note` when with other bytes.
+    Duplicate { note: Option<String> },
+    /// Not attempted: back after `delay_secs`, its retry budget untouched.
+    Waiting { why: &'static str, delay_secs: u64 },
+    /// Failed: back after `delay_secs`.
+    Retried { error: String, delay_secs: u64 },
+    /// On the DLQ with `reason`; `waited` when it came there from a wait. When parking
+    /// failed (`park_error`), reported failed without a back-off so SQS delivers it again.
+    Parked {
+        reason: String,
+        waited: Option<&'static str>,
+        park_error: Option<String>,
+    },
+}
+
+impl Settled {
+    fn verdict(&self) -> Verdict {
+        let ack = |label: &str| Verdict::Ack(label.into());
+        let retry = |reason: String, delay_secs| Verdict::Retry { reason, delay_secs };
+        match self {
+            Settled::Completed => ack("done"),
+            Settled::Ignored => ack("ignored"),
+            Settled::Duplicate { .. } => ack("duplicate"),
+            Settled::Parked {
+                park_error: None, ..
+            } => ack("parked"),
+            Settled::Parked {
+                park_error: Some(e),
+                ..
+            } => retry(format!("park failed: {e}"), None),
+            Settled::Waiting { delay_secs, .. } => retry("waiting".into(), Some(*delay_secs)),
+            Settled::Retried { delay_secs, .. } => retry("retryable".into(), Some(*delay_secs)),
+        }
+    }
+
+    /// The log line's `error`.
+    fn error(&self) -> Option<&str> {
+        match self {
+            Settled::Retried { error, .. } => Some(error),
+            Settled::Parked { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// Something that went wrong on the way without changing what SQS is told; the log line's
+/// `note` mentions it.
+enum Aside {
+    ReleaseFailed(String),
+    LeaseLost,
+    BackoffNotSet(String),
+}
+
+impl std::fmt::Display for Aside {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Aside::ReleaseFailed(e) => write!(f, "release failed: {e}"),
+            Aside::LeaseLost => f.write_str("lease lost before completing"),
+            Aside::BackoffNotSet(e) => write!(f, "back-off not set: {e}"),
+        }
+    }
+}
+
+/// One record's end and the way there, as its log line reports it.
+struct Outcome {
+    /// The dedupe record's answer; `None` when the record never reached it.
+    dedupe: Option<&'static str>,
+    calls: Vec<String>,
+    /// How the actions ended when nothing failed (the completion may still have).
+    finished: Option<Finished>,
+    settled: Settled,
+    /// In the order they happened.
+    asides: Vec<Aside>,
+}
+
+impl Outcome {
+    /// Settled without acting.
+    fn without_actions(settled: Settled) -> Self {
+        Outcome {
+            dedupe: None,
+            calls: Vec::new(),
+            finished: None,
+            settled,
+            asides: Vec::new(),
+        }
+    }
+
+    /// The log line's `note`: why it waited, was ignored or stopped, then the asides.
+    fn note(&self) -> Cow<'_, str> {
+        let first: Option<Cow<str>> = match &self.settled {
+            Settled::Duplicate { note: Some(note) } => Some(Cow::Borrowed(note)),
+            Settled::Waiting { why, .. }
+            | Settled::Parked {
+                waited: Some(why), ..
+            } => Some(Cow::Borrowed(why)),
+            _ => self.finished.and_then(Finished::note),
+        };
+        let first = first.unwrap_or_default();
+        if self.asides.is_empty() {
+            return first;
+        }
+        let mut note = first.into_owned();
+        for aside in &self.asides {
+            // writing into a String cannot fail
+            let _ = write!(note, " ({aside})");
+        }
+        Cow::Owned(note)
+    }
 }
 
 enum Failure {
@@ -806,13 +1154,17 @@ fn parse_envelope(body: Option<&str>) -> Result<Envelope, String> {
     serde_json::from_str(body).map_err(|e| e.to_string())
 }
 
-fn log_record(rec: &Record<'_>, trace: &Trace, verdict: &Verdict, started: Instant) {
+/// The record's one line, from its outcome. Written inside the invocation's span, not a span
+/// of its own: a JSON line carries only its current span, and operators find a record's
+/// invocation by `span.requestId`.
+fn log_record(rec: &Record<'_>, outcome: &Outcome, verdict: &Verdict, started: Instant) {
     let env = rec.envelope.as_ref().ok();
-    let (outcome, delay) = match verdict {
+    let (label, delay) = match verdict {
         Verdict::Ack(label) => (label.as_str(), None),
         Verdict::Retry { delay_secs, .. } => ("retry", *delay_secs),
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let note = outcome.note();
     // One line per record, its fields written straight into it; a note or an error is a
     // field only when there is one.
     let scrubbed = |text: &str| (!text.is_empty()).then(|| tracing::field::display(scrub(text)));
@@ -823,11 +1175,11 @@ fn log_record(rec: &Record<'_>, trace: &Trace, verdict: &Verdict, started: Insta
         kind = %Sanitized(env.map(|e| e.kind.as_str()).unwrap_or("-")),
         dedupe_id = %Sanitized(env.map(|e| e.dedupe_id.as_str()).unwrap_or("-")),
         email = %MaskedOpt(env.and_then(|e| e.subscriber.email.as_deref())),
-        dedupe = trace.dedupe,
-        calls = %Comma(&trace.calls),
-        note = scrubbed(&trace.note),
-        error = trace.error.as_deref().and_then(scrubbed),
-        outcome,
+        dedupe = outcome.dedupe.unwrap_or(""),
+        calls = %Comma(&outcome.calls),
+        note = scrubbed(&note),
+        error = outcome.settled.error().and_then(scrubbed),
+        outcome = label,
         delay_secs = delay,
         latency_ms,
         "record"
@@ -851,7 +1203,8 @@ impl std::fmt::Display for Comma<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::secs_until;
+    use super::{secs_until, Aside, Finished, Outcome, Settled, Verdict};
+    use crate::core::lifecycle::ReferralStatus;
 
     #[test]
     fn waits_until_just_after_the_lease() {
@@ -864,5 +1217,83 @@ mod tests {
         ] {
             assert_eq!(secs_until(until, now), want, "{until} {now}");
         }
+    }
+
+    fn outcome(finished: Option<Finished>, settled: Settled, asides: Vec<Aside>) -> Outcome {
+        Outcome {
+            finished,
+            asides,
+            ..Outcome::without_actions(settled)
+        }
+    }
+
+    #[test]
+    fn the_note_says_why_then_what_went_wrong_on_the_way() {
+        let stale = Some(Finished::Stale(ReferralStatus::Verified));
+        for (o, want) in [
+            (outcome(None, Settled::Completed, vec![]), ""),
+            (
+                outcome(stale, Settled::Completed, vec![Aside::LeaseLost]),
+                "stale: the subscriber is already verified (lease lost before completing)",
+            ),
+            (
+                outcome(
+                    None,
+                    Settled::Retried {
+                        error: "e".into(),
+                        delay_secs: 3,
+                    },
+                    vec![
+                        Aside::ReleaseFailed("r".into()),
+                        Aside::BackoffNotSet("b".into()),
+                    ],
+                ),
+                " (release failed: r) (back-off not set: b)",
+            ),
+            (
+                // a failed completion keeps what the actions found
+                outcome(
+                    Some(Finished::Ignored("no SparkLoop effect")),
+                    Settled::Retried {
+                        error: "complete failed".into(),
+                        delay_secs: 3,
+                    },
+                    vec![],
+                ),
+                "no SparkLoop effect",
+            ),
+            (
+                outcome(
+                    None,
+                    Settled::Parked {
+                        reason: "in progress elsewhere, at receive 5".into(),
+                        waited: Some("in progress elsewhere"),
+                        park_error: None,
+                    },
+                    vec![],
+                ),
+                "in progress elsewhere",
+            ),
+        ] {
+            assert_eq!(o.note(), want);
+        }
+    }
+
+    #[test]
+    fn a_record_that_could_not_be_parked_goes_back_without_a_back_off() {
+        let parked = |park_error: Option<&str>| Settled::Parked {
+            reason: "bad".into(),
+            waited: None,
+            park_error: park_error.map(str::to_string),
+        };
+        assert_eq!(parked(None).verdict(), Verdict::Ack("parked".into()));
+        assert_eq!(
+            parked(Some("SQS down")).verdict(),
+            Verdict::Retry {
+                reason: "park failed: SQS down".into(),
+                delay_secs: None
+            }
+        );
+        assert_eq!(parked(Some("SQS down")).error(), Some("bad"));
     }
 }
