@@ -7,6 +7,9 @@
 //! `cargo bench -p shared --bench ingest_core`. The `ingest_log` group (figure 2's log line)
 //! runs after it: `cargo bench -p shared --bench ingest_core -- ingest_log`.
 
+// Each bench function lists its cases one after another, as criterion groups read best.
+#![allow(clippy::too_many_lines)]
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;

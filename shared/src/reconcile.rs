@@ -360,6 +360,7 @@ fn reads_failed(
     }
 }
 
+#[allow(clippy::too_many_lines)] // one walk over the pages; its checkpoint, held unsubscribes and refusal are shared by every step
 /// One run. `stop_at` is when to stop and save a checkpoint (the Lambda deadline minus a
 /// margin); `progress` is called after each page. A dry run changes nothing, checkpoint
 /// included, and refuses what a run would refuse.

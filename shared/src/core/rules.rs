@@ -449,6 +449,7 @@ mod tests {
         })])
     }
 
+    #[allow(clippy::too_many_lines)] // a table test: one row per case reads better than helpers
     #[test]
     fn esp_to_sparkloop_by_table() {
         use Provider::*;

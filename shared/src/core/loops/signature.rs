@@ -258,6 +258,7 @@ mod tests {
         (keys, "msg_1", body, sig)
     }
 
+    #[allow(clippy::too_many_lines)] // a table test: one row per case reads better than helpers
     #[test]
     fn negative_cases_by_table() {
         let (keys, id, body, good) = vector_a();

@@ -166,6 +166,7 @@ mod tests {
     use crate::core::kind::{InternalKind as I, SparkloopKind as S};
     use ReferralStatus::*;
 
+    #[allow(clippy::too_many_lines)] // a table test: one row per case reads better than helpers
     #[test]
     fn events_by_kind_and_payload() {
         let sync = |status: &str| format!(r#"{{"subscriber":{{"referral_status":"{status}"}}}}"#);
