@@ -5,7 +5,9 @@
 use indicatif::{ProgressBar, ProgressStyle};
 use shared::adapters::dynamodb::DynamoStore;
 use shared::adapters::sqs::SqsQueue;
-use shared::reconcile::{Deps, ReconcileConfig, ReconcileError, Summary};
+use shared::config::{Env, ReconcilerFunctionConfig};
+use shared::reconcile::{Deps, ReconcileError, Summary};
+use shared::secrets::{Component, Secrets};
 
 const KINDS: [&str; 4] = [
     "sparkloop_unsubscribe",
@@ -20,14 +22,17 @@ pub async fn run(
     force: bool,
     json: bool,
 ) -> Result<(), String> {
+    let fc = ReconcilerFunctionConfig::from_env(&Env::process()).map_err(|e| e.to_string())?;
     let aws = shared::adapters::aws::sdk_config().await;
-    let store = DynamoStore::from_env(&aws)?;
-    let queue = SqsQueue::from_env(&aws)?;
-    let secrets =
-        shared::secrets::Secrets::from_env(&aws, shared::secrets::Component::Reconciler).await?;
-    let sparkloop = shared::adapters::sparkloop::from_secrets(&secrets)?;
-    let esp = shared::adapters::esp::from_secrets(&secrets)?;
-    let mut cfg = ReconcileConfig::from_env()?;
+    let store = DynamoStore::from_conf(&aws, fc.table_name);
+    let queue = SqsQueue::from_conf(&aws, &fc.queue);
+    let secrets = Secrets::load(&aws, &fc.secrets, Component::Reconciler)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sparkloop = shared::adapters::sparkloop::from_secrets(&fc.sparkloop, &secrets)
+        .map_err(|e| e.to_string())?;
+    let esp = shared::adapters::esp::from_secrets(&fc.esp, &secrets).map_err(|e| e.to_string())?;
+    let mut cfg = fc.reconcile;
     cfg.force = force;
     if let Some(days) = since_days {
         // the horizon asked for, from the newest referral: a saved checkpoint is not resumed

@@ -25,7 +25,7 @@ pub async fn run(
         provider,
         &sample.body,
         &id,
-        &SenderCredentials::from_env(),
+        &SenderCredentials::from_env(&shared::config::Env::process()),
         now,
     )
     .map_err(|e| e.to_string())?;

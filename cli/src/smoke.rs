@@ -491,7 +491,8 @@ pub async fn run(args: SmokeArgs) -> Result<(), String> {
 
 /// The webhook URLs, table and DLQ from the stack's outputs, or from `--url` and the environment.
 async fn resolve(args: &SmokeArgs, conf: &aws_config::SdkConfig) -> Result<Target, String> {
-    let env = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+    let vars = shared::config::Env::process();
+    let env = |n: &str| vars.non_blank(n).map(str::to_string);
     if let Some(base) = &args.url {
         let trimmed = base.trim_end_matches('/');
         let mut urls = HashMap::new();
@@ -582,7 +583,7 @@ async fn resolve(args: &SmokeArgs, conf: &aws_config::SdkConfig) -> Result<Targe
 /// The credentials `send` uses. For a loopback URL (`sparkbridge dev`), an unset variable gets
 /// dev's default, as `dev` itself does; returns the names so defaulted.
 fn credentials(loopback: bool) -> (SenderCredentials, Vec<&'static str>) {
-    let mut c = SenderCredentials::from_env();
+    let mut c = SenderCredentials::from_env(&shared::config::Env::process());
     let mut defaulted = Vec::new();
     if loopback {
         use crate::defaults as d;

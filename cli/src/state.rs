@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use shared::adapters::dynamodb::DynamoStore;
 use shared::adapters::sqs::SqsQueue;
+use shared::config::{Env, ScreenerFunctionConfig, TABLE_NAME};
 use shared::core::lifecycle::SubscriberState;
 use shared::ports::{EventQueue, SubscriberStore};
-use shared::screener::{ScreenReport, ScreeningConfig};
+use shared::screener::ScreenReport;
 
 async fn fetch_json(method: reqwest::Method, url: String) -> Result<serde_json::Value, String> {
     let resp = reqwest::Client::new()
@@ -39,11 +40,16 @@ pub async fn show(email: &str, url: Option<&str>, json: bool) -> Result<(), Stri
             .await?;
             serde_json::from_value(v).map_err(|e| e.to_string())?
         }
-        None => DynamoStore::from_env(&shared::adapters::aws::sdk_config().await)?
-            .get(email)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no subscriber {email}"))?,
+        None => DynamoStore::from_conf(
+            &shared::adapters::aws::sdk_config().await,
+            Env::process()
+                .required(TABLE_NAME)
+                .map_err(|e| e.to_string())?,
+        )
+        .get(email)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no subscriber {email}"))?,
     };
     if json {
         println!(
@@ -99,11 +105,16 @@ pub async fn screen(dry_run: bool, url: Option<&str>, json: bool) -> Result<(), 
             serde_json::from_value(v).map_err(|e| e.to_string())?
         }
         None => {
+            // the screener function's settings; `--dry-run` rather than SCREENING_DRY_RUN
+            let cfg =
+                ScreenerFunctionConfig::from_env(&Env::process()).map_err(|e| e.to_string())?;
             let aws = shared::adapters::aws::sdk_config().await;
-            let store: Arc<dyn SubscriberStore> = Arc::new(DynamoStore::from_env(&aws)?);
-            let queue: Arc<dyn EventQueue> = Arc::new(SqsQueue::from_env(&aws)?);
-            let cfg = ScreeningConfig::from_env()?;
-            shared::screener::run(&store, &queue, &cfg, chrono::Utc::now(), dry_run).await?
+            let store: Arc<dyn SubscriberStore> =
+                Arc::new(DynamoStore::from_conf(&aws, cfg.table_name));
+            let queue: Arc<dyn EventQueue> = Arc::new(SqsQueue::from_conf(&aws, &cfg.queue));
+            shared::screener::run(&store, &queue, &cfg.screening, chrono::Utc::now(), dry_run)
+                .await
+                .map_err(|e| e.to_string())?
         }
     };
     if json {

@@ -5,18 +5,21 @@ use std::sync::Arc;
 
 use lambda_http::{run, service_fn, Error};
 use shared::adapters::sqs::SqsQueue;
+use shared::config::{Env, IngestEsputnikConfig};
 use shared::ingest::esputnik::EsputnikIngest;
 use shared::secrets::{Component, Secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    let env = Env::process();
+    shared::telemetry::init(&env);
+    let cfg = IngestEsputnikConfig::from_env(&env)?;
     // one configuration (region, credentials, HTTP client) for every AWS client
     let aws = shared::adapters::aws::sdk_config().await;
-    let queue = Arc::new(SqsQueue::from_env(&aws)?);
+    let queue = Arc::new(SqsQueue::from_conf(&aws, &cfg.queue));
     // the webhook secret: from SECRETS_ARN (read again after its TTL) or the environment
-    let secrets = Secrets::from_env(&aws, Component::IngestEsputnik).await?;
-    let ingest = Arc::new(EsputnikIngest::from_secrets(queue, &secrets)?);
+    let secrets = Secrets::load(&aws, &cfg.secrets, Component::IngestEsputnik).await?;
+    let ingest = Arc::new(EsputnikIngest::from_secrets(queue, &secrets, cfg.webhook)?);
     run(service_fn(move |req| {
         let ingest = ingest.clone();
         async move { Ok::<_, Error>(ingest.handle(req).await) }

@@ -5,17 +5,20 @@ use std::sync::Arc;
 
 use lambda_http::{run, service_fn, Error};
 use shared::adapters::sqs::SqsQueue;
+use shared::config::{Env, IngestLoopsConfig};
 use shared::ingest::loops::LoopsIngest;
 use shared::secrets::{Component, Secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    let env = Env::process();
+    shared::telemetry::init(&env);
+    let cfg = IngestLoopsConfig::from_env(&env)?;
     // one configuration (region, credentials, HTTP client) for every AWS client
     let aws = shared::adapters::aws::sdk_config().await;
-    let queue = Arc::new(SqsQueue::from_env(&aws)?);
+    let queue = Arc::new(SqsQueue::from_conf(&aws, &cfg.queue));
     // the webhook secret: from SECRETS_ARN (read again after its TTL) or the environment
-    let secrets = Secrets::from_env(&aws, Component::IngestLoops).await?;
+    let secrets = Secrets::load(&aws, &cfg.secrets, Component::IngestLoops).await?;
     let ingest = Arc::new(LoopsIngest::from_secrets(queue, &secrets)?);
     run(service_fn(move |req| {
         let ingest = ingest.clone();

@@ -1,5 +1,6 @@
-//! Lambda: the SQS worker (ReportBatchItemFailures). Clients are built once per execution
-//! environment; the handler lives in `shared::worker` so `sparkbridge dev` runs the same code.
+//! Lambda: the SQS worker (ReportBatchItemFailures). Configuration and clients are built once
+//! per execution environment; the handler lives in `shared::worker` so `sparkbridge dev` runs
+//! the same code.
 
 use std::sync::Arc;
 
@@ -7,24 +8,27 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use shared::adapters::dynamodb::DynamoStore;
 use shared::adapters::sqs::SqsWorkQueue;
+use shared::config::{Env, WorkerFunctionConfig};
 use shared::secrets::{Component, Secrets};
-use shared::worker::{Worker, WorkerConfig};
+use shared::worker::Worker;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    let env = Env::process();
+    shared::telemetry::init(&env);
+    let cfg = WorkerFunctionConfig::from_env(&env)?;
     // one configuration (region, credentials, HTTP client) for every AWS client
     let aws = shared::adapters::aws::sdk_config().await;
-    let store = Arc::new(DynamoStore::from_env(&aws)?);
+    let store = Arc::new(DynamoStore::from_conf(&aws, cfg.table_name));
     // the API keys: from SECRETS_ARN (read again after its TTL) or the environment
-    let secrets = Secrets::from_env(&aws, Component::Worker).await?;
+    let secrets = Secrets::load(&aws, &cfg.secrets, Component::Worker).await?;
     let worker = Arc::new(Worker {
         store: store.clone(),
         subscribers: store,
-        sparkloop: shared::adapters::sparkloop::from_secrets(&secrets)?,
-        esp: shared::adapters::esp::from_secrets(&secrets)?,
-        queue: Arc::new(SqsWorkQueue::from_env(&aws)?),
-        cfg: WorkerConfig::from_env()?,
+        sparkloop: shared::adapters::sparkloop::from_secrets(&cfg.sparkloop, &secrets)?,
+        esp: shared::adapters::esp::from_secrets(&cfg.esp, &secrets)?,
+        queue: Arc::new(SqsWorkQueue::from_conf(&aws, &cfg.queues)),
+        cfg: cfg.worker,
     });
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let worker = worker.clone();
