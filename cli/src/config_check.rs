@@ -27,6 +27,8 @@ use shared::screener::ScreeningConfig;
 use shared::secrets::{Component, Secrets, SECRETS_ARN};
 use shared::worker::WorkerConfig;
 
+use crate::error::CliError;
+
 #[derive(Serialize)]
 struct Check {
     component: &'static str,
@@ -34,7 +36,7 @@ struct Check {
     detail: String,
 }
 
-pub async fn run(json: bool, online: bool) -> Result<(), String> {
+pub async fn run(json: bool, online: bool) -> Result<(), CliError> {
     let env = Env::process();
     let queue: Arc<dyn EventQueue> = Arc::new(MemoryQueue::new(Duration::from_secs(1), 1, 1));
     let secret = SecretSettings::load(&env).await;
@@ -47,7 +49,7 @@ pub async fn run(json: bool, online: bool) -> Result<(), String> {
                 .await
                 .and_then(|s| {
                     shared::ingest::loops::LoopsIngest::from_secrets(queue.clone(), &s)
-                        .map_err(|e| e.to_string())
+                        .map_err(CliError::from)
                 })
                 .map(|_| "LOOPS_SIGNING_SECRET ok".into()),
         ),
@@ -57,13 +59,13 @@ pub async fn run(json: bool, online: bool) -> Result<(), String> {
                 .secrets(Component::IngestEsputnik, None)
                 .await
                 .and_then(|s| {
-                    let webhook = EsputnikWebhookConfig::from_env(&env).map_err(|e| e.to_string())?;
+                    let webhook = EsputnikWebhookConfig::from_env(&env)?;
                     shared::ingest::esputnik::EsputnikIngest::from_secrets(
                         queue.clone(),
                         &s,
                         webhook,
                     )
-                    .map_err(|e| e.to_string())
+                    .map_err(CliError::from)
                 })
                 .map(|_| "webhook auth and ESPUTNIK_TIMEZONE ok".into()),
         ),
@@ -74,7 +76,7 @@ pub async fn run(json: bool, online: bool) -> Result<(), String> {
                 .await
                 .and_then(|s| {
                     shared::ingest::sparkloop::SparkloopIngest::from_secrets(queue, &s)
-                        .map_err(|e| e.to_string())
+                        .map_err(CliError::from)
                 })
                 .map(|_| "SPARKLOOP_WEBHOOK_TOKEN ok".into()),
         ),
@@ -90,7 +92,7 @@ pub async fn run(json: bool, online: bool) -> Result<(), String> {
                         c.rules.confirm_signups
                     )
                 })
-                .map_err(|e| e.to_string()),
+                .map_err(CliError::from),
         ),
         check(
             "sparkloop-api",
@@ -117,7 +119,7 @@ pub async fn run(json: bool, online: bool) -> Result<(), String> {
                         c.partners.len()
                     )
                 })
-                .map_err(|e| e.to_string()),
+                .map_err(CliError::from),
         ),
         check(
             "reconciler",
@@ -129,7 +131,7 @@ pub async fn run(json: bool, online: bool) -> Result<(), String> {
                         c.max_unsubscribe_share * 100.0
                     )
                 })
-                .map_err(|e| e.to_string()),
+                .map_err(CliError::from),
         ),
     ]);
     for name in ["QUEUE_URL", "DLQ_URL", TABLE_NAME] {
@@ -149,10 +151,7 @@ pub async fn run(json: bool, online: bool) -> Result<(), String> {
     }
     let failed = checks.iter().filter(|c| !c.ok).count();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&checks).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
         for c in &checks {
             println!(
@@ -166,21 +165,21 @@ pub async fn run(json: bool, online: bool) -> Result<(), String> {
     if failed == 0 {
         Ok(())
     } else {
-        Err(format!("{failed} configuration error(s)"))
+        Err(CliError::Failed(format!("{failed} configuration error(s)")))
     }
 }
 
-fn check(component: &'static str, r: Result<String, String>) -> Check {
+fn check(component: &'static str, r: Result<String, CliError>) -> Check {
     match r {
         Ok(detail) => Check {
             component,
             ok: true,
             detail,
         },
-        Err(detail) => Check {
+        Err(e) => Check {
             component,
             ok: false,
-            detail,
+            detail: e.to_string(),
         },
     }
 }
@@ -280,16 +279,16 @@ impl SecretSettings {
         &self,
         component: Component,
         only: Option<&[&str]>,
-    ) -> Result<Secrets, String> {
+    ) -> Result<Secrets, CliError> {
         let who = match component {
             Component::Worker | Component::Reconciler => "worker, reconciler",
             other => other.name(),
         };
         match &self.secret {
             SecretState::Unset => Ok(Secrets::environment(self.cfg.env.clone())),
-            SecretState::Unreadable { .. } => Err(format!(
+            SecretState::Unreadable { .. } => Err(CliError::Failed(format!(
                 "not checked: the secret in {SECRETS_ARN} could not be read (see above; needed by {who})"
-            )),
+            ))),
             SecretState::Read { text, .. } => {
                 let mut needs = self.cfg.needs(component);
                 if let Some(keys) = only {
@@ -298,7 +297,7 @@ impl SecretSettings {
                 let source = Arc::new(MemorySecret::new(text.expose()));
                 Secrets::managed(source, needs, self.cfg.env.clone(), Duration::from_secs(300))
                     .await
-                    .map_err(|e| format!("{e} (needed by {who})"))
+                    .map_err(|e| CliError::Failed(format!("{e} (needed by {who})")))
             }
         }
     }
@@ -326,9 +325,9 @@ impl SecretSettings {
 
 /// Builds the SparkLoop client as the worker does; its settings are checked even without a
 /// key (they stop the worker once one is set).
-fn sparkloop_api(cfg: &SparkLoopConfig, secrets: &Secrets) -> Result<String, String> {
-    let client = cfg.client.as_ref().map_err(ToString::to_string)?;
-    shared::adapters::sparkloop::from_secrets(cfg, secrets).map_err(|e| e.to_string())?;
+fn sparkloop_api(cfg: &SparkLoopConfig, secrets: &Secrets) -> Result<String, CliError> {
+    let client = cfg.client.clone()?;
+    shared::adapters::sparkloop::from_secrets(cfg, secrets)?;
     if secrets.values().get(SPARKLOOP_API_KEY).is_none() {
         return Ok("SPARKLOOP_API_KEY not set: dry run (calls are logged, not made)".into());
     }
@@ -337,9 +336,9 @@ fn sparkloop_api(cfg: &SparkLoopConfig, secrets: &Secrets) -> Result<String, Str
 
 /// Builds the ESP client as the worker does (property names, field ids, rate limits), then
 /// says whether its key is there.
-fn esp(cfg: Result<EspConfig, ConfigError>, secrets: &Secrets) -> Result<String, String> {
-    let cfg = cfg.map_err(|e| e.to_string())?;
-    shared::adapters::esp::from_secrets(&cfg, secrets).map_err(|e| e.to_string())?;
+fn esp(cfg: Result<EspConfig, ConfigError>, secrets: &Secrets) -> Result<String, CliError> {
+    let cfg = cfg?;
+    shared::adapters::esp::from_secrets(&cfg, secrets)?;
     let (key, api_url, rate) = match &cfg.esp {
         EspChoice::None => return Ok("ESP not set (SparkLoop -> ESP sync off)".into()),
         EspChoice::Loops {
@@ -353,9 +352,9 @@ fn esp(cfg: Result<EspConfig, ConfigError>, secrets: &Secrets) -> Result<String,
             ..
         } => (ESPUTNIK_API_KEY, api_url, rate_per_sec),
     };
-    rate.as_ref().map_err(ToString::to_string)?;
+    rate.clone()?;
     if secrets.values().get(key).is_none() {
-        return Err(format!("{key} is not set"));
+        return Err(CliError::Failed(format!("{key} is not set")));
     }
     Ok(format!("{key} set, {api_url}"))
 }
@@ -369,7 +368,7 @@ async fn online_checks(env: &Env, secret: &SecretSettings) -> Vec<Check> {
         .await
         .and_then(|s| {
             shared::adapters::sparkloop::from_secrets(&SparkLoopConfig::from_env(env), &s)
-                .map_err(|e| e.to_string())
+                .map_err(CliError::from)
         });
     checks.push(match sparkloop {
         Ok(client) => access("sparkloop online", client.check_access().await, &hidden),
@@ -379,8 +378,8 @@ async fn online_checks(env: &Env, secret: &SecretSettings) -> Vec<Check> {
         .secrets(Component::Worker, Some(&[LOOPS_API_KEY, ESPUTNIK_API_KEY]))
         .await
         .and_then(|s| {
-            let cfg = EspConfig::from_env(env).map_err(|e| e.to_string())?;
-            shared::adapters::esp::from_secrets(&cfg, &s).map_err(|e| e.to_string())
+            let cfg = EspConfig::from_env(env)?;
+            shared::adapters::esp::from_secrets(&cfg, &s).map_err(CliError::from)
         });
     checks.push(match esp {
         Ok(client) => {

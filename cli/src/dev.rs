@@ -28,6 +28,8 @@ use shared::screener::ScreeningConfig;
 use shared::secrets::Secrets;
 use shared::worker::{Worker, WorkerConfig};
 
+use crate::error::CliError;
+
 /// API Gateway's payload limit, applied before the handlers see the body.
 const MAX_BODY: usize = 10 * 1024 * 1024;
 
@@ -51,14 +53,14 @@ struct Ingest {
     memory_dlq: Option<Arc<MemoryQueue>>,
 }
 
-pub async fn run(opts: DevOptions) -> Result<(), String> {
+pub async fn run(opts: DevOptions) -> Result<(), CliError> {
     let defaults = crate::defaults::apply();
     if !defaults.is_empty() {
         tracing::warn!(variables = %defaults.join(","), "using development default webhook secrets (`sparkbridge send` uses the same)");
     }
     // read after the defaults are set, as the functions read theirs at start-up
     let env = Env::process();
-    let cfg = WorkerConfig::from_env(&env).map_err(|e| e.to_string())?;
+    let cfg = WorkerConfig::from_env(&env)?;
     let use_aws = opts.aws || env.get("AWS_ENDPOINT_URL").is_some();
     let Backends {
         queue,
@@ -74,27 +76,24 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
         memory_backends(&cfg)
     };
     let secrets = Secrets::environment(SecretsConfig::environment(&env).env);
-    let webhook = EsputnikWebhookConfig::from_env(&env).map_err(|e| e.to_string())?;
+    let webhook = EsputnikWebhookConfig::from_env(&env)?;
     let ingest = Arc::new(Ingest {
-        loops: LoopsIngest::from_secrets(queue.clone(), &secrets).map_err(|e| e.to_string())?,
-        esputnik: EsputnikIngest::from_secrets(queue.clone(), &secrets, webhook)
-            .map_err(|e| e.to_string())?,
-        sparkloop: SparkloopIngest::from_secrets(queue.clone(), &secrets)
-            .map_err(|e| e.to_string())?,
+        loops: LoopsIngest::from_secrets(queue.clone(), &secrets)?,
+        esputnik: EsputnikIngest::from_secrets(queue.clone(), &secrets, webhook)?,
+        sparkloop: SparkloopIngest::from_secrets(queue.clone(), &secrets)?,
         mode,
         subscribers: subscribers.clone(),
         queue: queue.clone(),
-        screening: ScreeningConfig::from_env(&env).map_err(|e| e.to_string())?,
+        screening: ScreeningConfig::from_env(&env)?,
         memory_dlq,
     });
     let sparkloop_cfg = SparkLoopConfig::from_env(&env);
-    let esp_cfg = EspConfig::from_env(&env).map_err(|e| e.to_string())?;
+    let esp_cfg = EspConfig::from_env(&env)?;
     let worker = Arc::new(Worker {
         store,
         subscribers,
-        sparkloop: shared::adapters::sparkloop::from_secrets(&sparkloop_cfg, &secrets)
-            .map_err(|e| e.to_string())?,
-        esp: shared::adapters::esp::from_secrets(&esp_cfg, &secrets).map_err(|e| e.to_string())?,
+        sparkloop: shared::adapters::sparkloop::from_secrets(&sparkloop_cfg, &secrets)?,
+        esp: shared::adapters::esp::from_secrets(&esp_cfg, &secrets)?,
         queue: work_queue,
         cfg,
     });
@@ -120,8 +119,10 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
     ));
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", opts.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     tracing::info!(%addr, mode, "sparkbridge dev ready: POST /webhooks/loops, GET|POST /webhooks/esputnik, POST /webhooks/sparkloop, GET /healthz");
     eprintln!("sparkbridge dev listening on http://{addr} ({mode} queue and store)");
     axum::serve(listener, app)
@@ -129,7 +130,7 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| CliError::Failed(e.to_string()))
 }
 
 /// What `dev` runs on: SQS and DynamoDB (`--aws`), or the in-memory queue and store.
@@ -147,7 +148,7 @@ async fn aws_backends(
     opts: &DevOptions,
     env: &Env,
     cfg: &WorkerConfig,
-) -> Result<Backends, String> {
+) -> Result<Backends, CliError> {
     let (queue_url, dlq_url, table) = aws_resources(
         env,
         opts.create,
@@ -157,9 +158,7 @@ async fn aws_backends(
     .await?;
     let conf = shared::adapters::aws::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    let max = env
-        .number("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)
-        .map_err(|e| e.to_string())?;
+    let max = env.number("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)?;
     let store = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&conf),
         table,
@@ -203,7 +202,7 @@ async fn aws_resources(
     create: bool,
     name: &str,
     redrive_count: u32,
-) -> Result<(String, String, String), String> {
+) -> Result<(String, String, String), CliError> {
     let env = |n: &str| env.get(n).filter(|v| !v.is_empty()).map(str::to_string);
     if let (Some(q), Some(d), Some(t)) = (env("QUEUE_URL"), env("DLQ_URL"), env(TABLE_NAME)) {
         if !create {
@@ -211,9 +210,9 @@ async fn aws_resources(
         }
     }
     if !create {
-        return Err(
+        return Err(CliError::Usage(
             "--aws needs QUEUE_URL, DLQ_URL and TABLE_NAME, or --create to make them".into(),
-        );
+        ));
     }
     let conf = shared::adapters::aws::sdk_config().await;
     let (queue_url, dlq_url) =
@@ -221,8 +220,7 @@ async fn aws_resources(
     let table = env(TABLE_NAME).unwrap_or_else(|| name.to_string());
     DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), table.clone())
         .create_table_if_missing()
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok((queue_url, dlq_url, table))
 }
 

@@ -4,6 +4,7 @@ mod config_check;
 mod defaults;
 mod dev;
 mod dlq;
+mod error;
 mod reconcile;
 mod samples;
 mod send;

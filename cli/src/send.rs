@@ -3,13 +3,15 @@
 use shared::core::envelope::Provider;
 use shared::core::sender::{authenticate, SenderCredentials};
 
+use crate::error::CliError;
+
 pub async fn run(
     provider: Provider,
     event: &str,
     url: &str,
     new_id: bool,
     json: bool,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     crate::defaults::apply();
     let sample = crate::samples::load(provider.as_str(), event)?;
     let id = match sample
@@ -27,9 +29,9 @@ pub async fn run(
         &id,
         &SenderCredentials::from_env(&shared::config::Env::process()),
         now,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut target = reqwest::Url::parse(url).map_err(|e| format!("--url {url:?}: {e}"))?;
+    )?;
+    let mut target =
+        reqwest::Url::parse(url).map_err(|e| CliError::Usage(format!("--url {url:?}: {e}")))?;
     if target.path() == "/" || target.path().is_empty() {
         target.set_path(&format!("/webhooks/{provider}"));
     }
@@ -40,8 +42,9 @@ pub async fn run(
         };
         target.set_query(Some(&joined));
     }
-    let method =
-        reqwest::Method::from_bytes(sample.method.as_bytes()).map_err(|e| e.to_string())?;
+    let method = reqwest::Method::from_bytes(sample.method.as_bytes()).map_err(|e| {
+        CliError::Unreadable(format!("the sample's method {:?}: {e}", sample.method))
+    })?;
     let mut req = reqwest::Client::new().request(method, target.clone());
     for (k, v) in &auth.headers {
         req = req.header(k, v);
@@ -50,7 +53,7 @@ pub async fn run(
         .body(sample.body.clone())
         .send()
         .await
-        .map_err(|e| format!("POST {target}: {e}"))?;
+        .map_err(|e| CliError::Http(format!("POST {target}: {e}")))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if json {
@@ -74,6 +77,6 @@ pub async fn run(
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("{target} answered {status}"))
+        Err(CliError::Failed(format!("{target} answered {status}")))
     }
 }
