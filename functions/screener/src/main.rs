@@ -7,22 +7,14 @@ use std::sync::Arc;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use shared::adapters::dynamodb::DynamoStore;
 use shared::adapters::sqs::SqsQueue;
-use shared::config::{Env, ScreenerFunctionConfig};
+use shared::config::{Env, ScreenerFunctionConfig, StartupError};
 use shared::screener::Screener;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let env = Env::process();
     shared::telemetry::init(&env);
-    let cfg = ScreenerFunctionConfig::from_env(&env)?;
-    // one configuration (region, credentials, HTTP client) for every AWS client
-    let aws = shared::adapters::aws::sdk_config().await;
-    let screener = Arc::new(Screener {
-        store: Arc::new(DynamoStore::from_conf(&aws, cfg.table_name)),
-        queue: Arc::new(SqsQueue::from_conf(&aws, &cfg.queue)),
-        cfg: cfg.screening,
-        dry_run: cfg.dry_run,
-    });
+    let screener = Arc::new(start(&env).await?);
     run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let screener = screener.clone();
         async move {
@@ -31,4 +23,17 @@ async fn main() -> Result<(), Error> {
         }
     }))
     .await
+}
+
+/// The screener, from the environment: the table, the queue and the screening settings.
+async fn start(env: &Env) -> Result<Screener, StartupError> {
+    let cfg = ScreenerFunctionConfig::from_env(env)?;
+    // one configuration (region, credentials, HTTP client) for every AWS client
+    let aws = shared::adapters::aws::sdk_config().await;
+    Ok(Screener {
+        store: Arc::new(DynamoStore::from_conf(&aws, cfg.table_name)),
+        queue: Arc::new(SqsQueue::from_conf(&aws, &cfg.queue)),
+        cfg: cfg.screening,
+        dry_run: cfg.dry_run,
+    })
 }

@@ -8,7 +8,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use shared::adapters::dynamodb::DynamoStore;
 use shared::adapters::sqs::SqsWorkQueue;
-use shared::config::{Env, WorkerFunctionConfig};
+use shared::config::{Env, StartupError, WorkerFunctionConfig};
 use shared::secrets::{Component, Secrets};
 use shared::worker::Worker;
 
@@ -16,20 +16,7 @@ use shared::worker::Worker;
 async fn main() -> Result<(), Error> {
     let env = Env::process();
     shared::telemetry::init(&env);
-    let cfg = WorkerFunctionConfig::from_env(&env)?;
-    // one configuration (region, credentials, HTTP client) for every AWS client
-    let aws = shared::adapters::aws::sdk_config().await;
-    let store = Arc::new(DynamoStore::from_conf(&aws, cfg.table_name));
-    // the API keys: from SECRETS_ARN (read again after its TTL) or the environment
-    let secrets = Secrets::load(&aws, &cfg.secrets, Component::Worker).await?;
-    let worker = Arc::new(Worker {
-        store: store.clone(),
-        subscribers: store,
-        sparkloop: shared::adapters::sparkloop::from_secrets(&cfg.sparkloop, &secrets)?,
-        esp: shared::adapters::esp::from_secrets(&cfg.esp, &secrets)?,
-        queue: Arc::new(SqsWorkQueue::from_conf(&aws, &cfg.queues)),
-        cfg: cfg.worker,
-    });
+    let worker = Arc::new(start(&env).await?);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let worker = worker.clone();
         async move {
@@ -38,4 +25,22 @@ async fn main() -> Result<(), Error> {
         }
     }))
     .await
+}
+
+/// The worker, from the environment: the table, the queues, and the API clients with their
+/// keys from SECRETS_ARN (read again after its TTL) or the environment.
+async fn start(env: &Env) -> Result<Worker, StartupError> {
+    let cfg = WorkerFunctionConfig::from_env(env)?;
+    // one configuration (region, credentials, HTTP client) for every AWS client
+    let aws = shared::adapters::aws::sdk_config().await;
+    let store = Arc::new(DynamoStore::from_conf(&aws, cfg.table_name));
+    let secrets = Secrets::load(&aws, &cfg.secrets, Component::Worker).await?;
+    Ok(Worker {
+        store: store.clone(),
+        subscribers: store,
+        sparkloop: shared::adapters::sparkloop::from_secrets(&cfg.sparkloop, &secrets)?,
+        esp: shared::adapters::esp::from_secrets(&cfg.esp, &secrets)?,
+        queue: Arc::new(SqsWorkQueue::from_conf(&aws, &cfg.queues)),
+        cfg: cfg.worker,
+    })
 }

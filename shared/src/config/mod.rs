@@ -90,6 +90,30 @@ impl ConfigError {
     }
 }
 
+/// Why a function cannot start: its settings, or what they name (the secret, the webhook
+/// secrets). Each `functions/*/src/main.rs` builds its handler into this; the runtime prints
+/// a returned error's `Debug` in the function's log, so that is the message, quoted (as a
+/// boxed `String` prints).
+#[derive(thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::StartError),
+    #[error(transparent)]
+    LoopsSecret(#[from] crate::core::loops::SigningKeysError),
+    #[error(transparent)]
+    EsputnikAuth(#[from] crate::core::esputnik::WebhookAuthConfigError),
+    #[error(transparent)]
+    SparkloopToken(#[from] crate::ingest::sparkloop::NoToken),
+}
+
+impl std::fmt::Debug for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.to_string(), f)
+    }
+}
+
 /// The environment variables, read once: every `from_env` here takes one, so the process
 /// environment is read in one place ([`Env::process`]) and tests pass their own.
 /// Variables whose name or value is not UTF-8 count as unset.
@@ -258,6 +282,16 @@ mod tests {
                 format!("environment variable {unset} is not set")
             );
         }
+    }
+
+    #[test]
+    fn a_start_up_error_reads_as_its_message_where_the_runtime_prints_it() {
+        let boxed: Box<dyn std::error::Error + Send + Sync> =
+            StartupError::from(ConfigError::Missing { name: "TABLE_NAME" }).into();
+        assert_eq!(
+            format!("Error: {boxed:?}"),
+            r#"Error: "environment variable TABLE_NAME is not set""#
+        );
     }
 
     #[test]
