@@ -54,12 +54,11 @@ struct Ingest {
 }
 
 pub async fn run(opts: DevOptions) -> Result<(), CliError> {
-    let defaults = crate::defaults::apply();
+    let mut env = Env::process();
+    let defaults = crate::defaults::apply(&mut env);
     if !defaults.is_empty() {
         tracing::warn!(variables = %defaults.join(","), "using development default webhook secrets (`sparkbridge send` uses the same)");
     }
-    // read after the defaults are set, as the functions read theirs at start-up
-    let env = Env::process();
     let cfg = WorkerConfig::from_env(&env)?;
     let use_aws = opts.aws || env.get("AWS_ENDPOINT_URL").is_some();
     let Backends {

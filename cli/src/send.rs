@@ -1,5 +1,6 @@
 //! `sparkbridge send <provider> <event>`: a sample event, authenticated as the provider would.
 
+use shared::config::Env;
 use shared::core::envelope::Provider;
 use shared::core::sender::{authenticate, SenderCredentials};
 
@@ -12,7 +13,8 @@ pub async fn run(
     new_id: bool,
     json: bool,
 ) -> Result<(), CliError> {
-    crate::defaults::apply();
+    let mut env = Env::process();
+    crate::defaults::apply(&mut env);
     let sample = crate::samples::load(provider.as_str(), event)?;
     let id = match sample
         .headers
@@ -27,7 +29,7 @@ pub async fn run(
         provider,
         &sample.body,
         &id,
-        &SenderCredentials::from_env(&shared::config::Env::process()),
+        &SenderCredentials::from_env(&env),
         now,
     )?;
     let mut target =

@@ -1,5 +1,6 @@
 //! Configuration: every setting the functions read from the environment, with the names used
-//! when deployed, read in this module only. Each function has one typed struct
+//! when deployed, read in this module only (but for whether metrics are emitted at all,
+//! `telemetry::metrics`). Each function has one typed struct
 //! ([`IngestLoopsConfig`], [`IngestEsputnikConfig`], [`IngestSparkloopConfig`],
 //! [`WorkerFunctionConfig`], [`ScreenerFunctionConfig`], [`ReconcilerFunctionConfig`]) built
 //! from an [`Env`] read once at start-up; the handlers and clients take the values it holds.
@@ -140,6 +141,11 @@ impl Env {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
         )
+    }
+
+    /// Sets `name` (`sparkbridge dev` and `send` fill in development defaults this way).
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(name.into(), value.into());
     }
 
     /// The value as set (possibly blank).

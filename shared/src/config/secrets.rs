@@ -44,9 +44,7 @@ impl SecretsConfig {
         };
         Ok(Self {
             secret,
-            esp: env.get("ESP").map(str::to_string),
-            dry_run: env.flag("DRY_RUN"),
-            env: SecretValues::from_env(&KEYS, |k| env.get(k).map(str::to_string)),
+            ..Self::environment(env)
         })
     }
 
