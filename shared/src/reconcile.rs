@@ -615,3 +615,30 @@ fn emit(summary: &Summary) {
     }
     metrics::count("ReconcileRepairedTotal", summary.total_repaired(), &[]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::esp::DryRunEsp;
+    use crate::adapters::memory_queue::MemoryQueue;
+    use crate::adapters::memory_store::MemoryStore;
+    use crate::adapters::sparkloop::DryRunSparkLoop;
+
+    #[tokio::test]
+    async fn a_scheduled_run_keeps_30_s_before_the_deadline() {
+        let reconciler = Reconciler {
+            sparkloop: Arc::new(DryRunSparkLoop),
+            esp: Arc::new(DryRunEsp("none")),
+            store: Arc::new(MemoryStore::new()),
+            queue: Arc::new(MemoryQueue::new(StdDuration::from_secs(30), 5, 262_144)),
+            cfg: ReconcileConfig::default(),
+            dry_run: false,
+        };
+        let within_the_margin = SystemTime::now() + StdDuration::from_secs(29);
+        let s = reconciler.scheduled_run(within_the_margin).await.unwrap();
+        assert_eq!((s.pages, s.complete), (0, false), "no page read");
+        let later = SystemTime::now() + StdDuration::from_secs(120);
+        let s = reconciler.scheduled_run(later).await.unwrap();
+        assert_eq!((s.pages, s.complete), (1, true));
+    }
+}
