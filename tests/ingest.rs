@@ -9,6 +9,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Response};
 use shared::adapters::secretsmanager::SecretsManagerSource;
 use shared::adapters::sqs::{SqsQueue, DEFAULT_MAX_MESSAGE_BYTES};
+use shared::config::{Env, IngestSparkloopConfig};
 use shared::core::envelope::{Envelope, Provider};
 use shared::core::esputnik::WebhookAuth;
 use shared::core::loops::SigningKeys;
@@ -797,7 +798,55 @@ async fn an_ingest_function_refuses_to_start_when_the_secret_lacks_its_key() {
     .await
     .unwrap_err();
     assert_eq!(
-        err,
+        err.to_string(),
         "SPARKLOOP_WEBHOOK_TOKEN is in neither the secret (SECRETS_ARN) nor the environment"
+    );
+}
+
+/// As `ingest-sparkloop` starts: its configuration from the environment (`QUEUE_URL`,
+/// `SECRETS_ARN`), the secret read from moto, the token taken from it; the same start without
+/// the token in the secret fails naming the secret and the key.
+#[tokio::test]
+async fn an_ingest_function_starts_from_its_environment_and_the_secret_it_names() {
+    let k = kit().await;
+    let aws = sdk_config().await;
+    let arn =
+        fresh_secret(&serde_json::json!({ "SPARKLOOP_WEBHOOK_TOKEN": "sl-from-secret" })).await;
+    let env = Env::from_pairs([
+        ("QUEUE_URL", k.url.as_str()),
+        ("SECRETS_ARN", arn.as_str()),
+        ("SPARKLOOP_WEBHOOK_TOKEN", "sl-from-env"),
+    ]);
+    let cfg = IngestSparkloopConfig::from_env(&env).unwrap();
+    let secrets = Secrets::load(&aws, &cfg.secrets, Component::IngestSparkloop)
+        .await
+        .unwrap();
+    let ingest =
+        SparkloopIngest::from_secrets(Arc::new(SqsQueue::from_conf(&aws, &cfg.queue)), &secrets)
+            .unwrap();
+    for (token, want) in [
+        ("sl-from-secret", StatusCode::OK),
+        ("sl-from-env", StatusCode::UNAUTHORIZED),
+    ] {
+        let status = ingest.handle(sparkloop_with_token(token)).await.status();
+        assert_eq!(
+            status, want,
+            "{token}: the secret wins over the environment"
+        );
+    }
+    assert_eq!(drain(&k.sqs, &k.url).await.len(), 1);
+
+    let without = fresh_secret(&serde_json::json!({ "LOOPS_SIGNING_SECRET": LOOPS_SECRET })).await;
+    let env = Env::from_pairs([("QUEUE_URL", k.url.as_str()), ("SECRETS_ARN", &without)]);
+    let cfg = IngestSparkloopConfig::from_env(&env).unwrap();
+    let err = Secrets::load(&aws, &cfg.secrets, Component::IngestSparkloop)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "SECRETS_ARN={without}: SPARKLOOP_WEBHOOK_TOKEN is in neither the secret \
+             (SECRETS_ARN) nor the environment"
+        )
     );
 }

@@ -288,23 +288,31 @@ async fn round_trips(
         let id = format!("msg_i_{}", uuid::Uuid::new_v4().simple());
         let req = lambda_http::request::from_str(&events::signed_apigw(s, p, &body, &id))
             .map_err(|e| e.to_string())?;
-        for (k, v) in events::secret_env() {
-            std::env::set_var(k, v);
-        }
+        let env = shared::config::Env::from_pairs(events::secret_env());
+        let secrets = shared::secrets::Secrets::environment(
+            shared::config::SecretsConfig::environment(&env).env,
+        );
         counter.take();
         let status = match provider {
             "loops" => {
-                shared::ingest::loops::LoopsIngest::from_env(queue.clone())?
+                shared::ingest::loops::LoopsIngest::from_secrets(queue.clone(), &secrets)
+                    .map_err(|e| e.to_string())?
                     .handle(req)
                     .await
             }
             "esputnik" => {
-                shared::ingest::esputnik::EsputnikIngest::from_env(queue.clone())?
-                    .handle(req)
-                    .await
+                shared::ingest::esputnik::EsputnikIngest::from_secrets(
+                    queue.clone(),
+                    &secrets,
+                    shared::config::EsputnikWebhookConfig::default(),
+                )
+                .map_err(|e| e.to_string())?
+                .handle(req)
+                .await
             }
             _ => {
-                shared::ingest::sparkloop::SparkloopIngest::from_env(queue.clone())?
+                shared::ingest::sparkloop::SparkloopIngest::from_secrets(queue.clone(), &secrets)
+                    .map_err(|e| e.to_string())?
                     .handle(req)
                     .await
             }

@@ -9,17 +9,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use shared::adapters::esp::{DEFAULT_ESPUTNIK_URL, DEFAULT_LOOPS_URL};
 use shared::adapters::memory_queue::MemoryQueue;
 use shared::adapters::memory_secrets::MemorySecret;
 use shared::adapters::secretsmanager::SecretsManagerSource;
+use shared::config::{
+    ConfigError, Env, EspChoice, EspConfig, EsputnikWebhookConfig, SecretsConfig, SparkLoopConfig,
+    TABLE_NAME,
+};
 use shared::core::outbound::CallOutcome;
 use shared::core::secret::Secret;
 use shared::core::secrets::{
-    needs, parse_object, pick, ESPUTNIK_API_KEY, KEYS, LOOPS_API_KEY, SPARKLOOP_API_KEY,
+    parse_object, pick, ESPUTNIK_API_KEY, KEYS, LOOPS_API_KEY, SPARKLOOP_API_KEY,
 };
 use shared::ports::{AccessCheck, EventQueue, SecretSource};
-use shared::secrets::{env_values, Component, SecretValues, Secrets, SECRETS_ARN};
+use shared::reconcile::ReconcileConfig;
+use shared::screener::ScreeningConfig;
+use shared::secrets::{Component, Secrets, SECRETS_ARN};
+use shared::worker::WorkerConfig;
+
+use crate::error::CliError;
 
 #[derive(Serialize)]
 struct Check {
@@ -28,9 +36,10 @@ struct Check {
     detail: String,
 }
 
-pub async fn run(json: bool, online: bool) -> Result<(), String> {
+pub async fn run(json: bool, online: bool) -> Result<(), CliError> {
+    let env = Env::process();
     let queue: Arc<dyn EventQueue> = Arc::new(MemoryQueue::new(Duration::from_secs(1), 1, 1));
-    let secret = SecretSettings::load().await;
+    let secret = SecretSettings::load(&env).await;
     let mut checks: Vec<Check> = secret.check().into_iter().collect();
     checks.extend([
         check(
@@ -38,7 +47,10 @@ pub async fn run(json: bool, online: bool) -> Result<(), String> {
             secret
                 .secrets(Component::IngestLoops, None)
                 .await
-                .and_then(|s| shared::ingest::loops::LoopsIngest::from_secrets(queue.clone(), &s))
+                .and_then(|s| {
+                    shared::ingest::loops::LoopsIngest::from_secrets(queue.clone(), &s)
+                        .map_err(CliError::from)
+                })
                 .map(|_| "LOOPS_SIGNING_SECRET ok".into()),
         ),
         check(
@@ -47,7 +59,13 @@ pub async fn run(json: bool, online: bool) -> Result<(), String> {
                 .secrets(Component::IngestEsputnik, None)
                 .await
                 .and_then(|s| {
-                    shared::ingest::esputnik::EsputnikIngest::from_secrets(queue.clone(), &s)
+                    let webhook = EsputnikWebhookConfig::from_env(&env)?;
+                    shared::ingest::esputnik::EsputnikIngest::from_secrets(
+                        queue.clone(),
+                        &s,
+                        webhook,
+                    )
+                    .map_err(CliError::from)
                 })
                 .map(|_| "webhook auth and ESPUTNIK_TIMEZONE ok".into()),
         ),
@@ -56,60 +74,68 @@ pub async fn run(json: bool, online: bool) -> Result<(), String> {
             secret
                 .secrets(Component::IngestSparkloop, None)
                 .await
-                .and_then(|s| shared::ingest::sparkloop::SparkloopIngest::from_secrets(queue, &s))
+                .and_then(|s| {
+                    shared::ingest::sparkloop::SparkloopIngest::from_secrets(queue, &s)
+                        .map_err(CliError::from)
+                })
                 .map(|_| "SPARKLOOP_WEBHOOK_TOKEN ok".into()),
         ),
         check(
             "worker",
-            shared::worker::WorkerConfig::from_env().map(|c| {
-                format!(
-                    "retry window {} s, max attempts {}, base delay {} s, confirm signups {}",
-                    c.retry.window_secs,
-                    c.retry.max_attempts,
-                    c.backoff.base_secs,
-                    c.rules.confirm_signups
-                )
-            }),
+            WorkerConfig::from_env(&env)
+                .map(|c| {
+                    format!(
+                        "retry window {} s, max attempts {}, base delay {} s, confirm signups {}",
+                        c.retry.window_secs,
+                        c.retry.max_attempts,
+                        c.backoff.base_secs,
+                        c.rules.confirm_signups
+                    )
+                })
+                .map_err(CliError::from),
         ),
         check(
             "sparkloop-api",
             secret
                 .secrets(Component::Worker, Some(&[SPARKLOOP_API_KEY]))
                 .await
-                .and_then(|s| sparkloop_api(&s)),
+                .and_then(|s| sparkloop_api(&SparkLoopConfig::from_env(&env), &s)),
         ),
         check(
             "esp",
             secret
                 .secrets(Component::Worker, Some(&[LOOPS_API_KEY, ESPUTNIK_API_KEY]))
                 .await
-                .and_then(|s| esp(&s)),
+                .and_then(|s| esp(EspConfig::from_env(&env), &s)),
         ),
         check(
             "screener",
-            shared::screener::ScreeningConfig::from_env().map(|c| {
-                format!(
-                    "enabled {}, {} days, {} partner rule(s)",
-                    c.enabled,
-                    c.days,
-                    c.partners.len()
-                )
-            }),
+            ScreeningConfig::from_env(&env)
+                .map(|c| {
+                    format!(
+                        "enabled {}, {} days, {} partner rule(s)",
+                        c.enabled,
+                        c.days,
+                        c.partners.len()
+                    )
+                })
+                .map_err(CliError::from),
         ),
         check(
             "reconciler",
-            shared::reconcile::ReconcileConfig::from_env()
+            ReconcileConfig::from_env(&env)
                 .map(|c| {
                     format!(
                         "looks back {} days, queues SparkLoop unsubscribes for at most {:.1}% of the referrals compared",
                         c.since.num_days(),
                         c.max_unsubscribe_share * 100.0
                     )
-                }),
+                })
+                .map_err(CliError::from),
         ),
     ]);
-    for name in ["QUEUE_URL", "DLQ_URL", "TABLE_NAME"] {
-        let set = std::env::var(name).is_ok_and(|v| !v.is_empty());
+    for name in ["QUEUE_URL", "DLQ_URL", TABLE_NAME] {
+        let set = env.get(name).is_some_and(|v| !v.is_empty());
         checks.push(Check {
             component: "aws",
             ok: true,
@@ -121,14 +147,11 @@ pub async fn run(json: bool, online: bool) -> Result<(), String> {
         });
     }
     if online {
-        checks.extend(online_checks(&secret).await);
+        checks.extend(online_checks(&env, &secret).await);
     }
     let failed = checks.iter().filter(|c| !c.ok).count();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&checks).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
         for c in &checks {
             println!(
@@ -142,34 +165,40 @@ pub async fn run(json: bool, online: bool) -> Result<(), String> {
     if failed == 0 {
         Ok(())
     } else {
-        Err(format!("{failed} configuration error(s)"))
+        Err(CliError::Failed(format!("{failed} configuration error(s)")))
     }
 }
 
-fn check(component: &'static str, r: Result<String, String>) -> Check {
+fn check(component: &'static str, r: Result<String, CliError>) -> Check {
     match r {
         Ok(detail) => Check {
             component,
             ok: true,
             detail,
         },
-        Err(detail) => Check {
+        Err(e) => Check {
             component,
             ok: false,
-            detail,
+            detail: e.to_string(),
         },
     }
 }
 
-/// The secret in `SECRETS_ARN`, read once; each function is checked against it as it would
-/// be at start-up.
-enum SecretSettings {
+/// The secret settings as configured (`SECRETS_ARN` read once, when set): each function is
+/// checked against them as it would be at start-up.
+struct SecretSettings {
+    /// `ESP`, `DRY_RUN` and the secret variables of the environment.
+    cfg: SecretsConfig,
+    secret: SecretState,
+}
+
+enum SecretState {
     /// `SECRETS_ARN` is not set: the environment only.
     Unset,
     Read {
         arn: String,
         text: Secret,
-        ttl: Result<Duration, String>,
+        ttl: Result<Duration, ConfigError>,
     },
     Unreadable {
         arn: String,
@@ -178,36 +207,43 @@ enum SecretSettings {
 }
 
 impl SecretSettings {
-    async fn load() -> Self {
-        let Some(arn) = shared::secrets::arn_from_env() else {
-            return Self::Unset;
+    async fn load(env: &Env) -> Self {
+        let cfg = SecretsConfig::environment(env);
+        let Some(arn) = SecretsConfig::arn(env) else {
+            return Self {
+                cfg,
+                secret: SecretState::Unset,
+            };
         };
         let aws = shared::adapters::aws::sdk_config().await;
-        match SecretsManagerSource::from_conf(&aws, arn.clone())
+        let secret = match SecretsManagerSource::from_conf(&aws, arn.clone())
             .read()
             .await
         {
-            Ok(text) => Self::Read {
+            Ok(text) => SecretState::Read {
                 arn,
                 text,
-                ttl: shared::secrets::ttl_from_env(),
+                ttl: SecretsConfig::ttl(env),
             },
-            Err(e) => Self::Unreadable {
+            Err(e) => SecretState::Unreadable {
                 arn,
                 error: e.to_string(),
             },
-        }
+        };
+        Self { cfg, secret }
     }
 
     /// The line about the secret itself: read (which keys it holds, never their values), or
     /// why not.
     fn check(&self) -> Option<Check> {
-        let (ok, detail) = match self {
-            Self::Unset => return None,
-            Self::Unreadable { arn, error } => (false, format!("{SECRETS_ARN}={arn}: {error}")),
-            Self::Read { arn, text, ttl } => match (parse_object(text.expose()), ttl) {
+        let (ok, detail) = match &self.secret {
+            SecretState::Unset => return None,
+            SecretState::Unreadable { arn, error } => {
+                (false, format!("{SECRETS_ARN}={arn}: {error}"))
+            }
+            SecretState::Read { arn, text, ttl } => match (parse_object(text.expose()), ttl) {
                 (Err(e), _) => (false, format!("{SECRETS_ARN}={arn}: {e}")),
-                (Ok(_), Err(e)) => (false, e.clone()),
+                (Ok(_), Err(e)) => (false, e.to_string()),
                 (Ok(object), Ok(ttl)) => {
                     let known: Vec<&str> = KEYS
                         .iter()
@@ -243,29 +279,25 @@ impl SecretSettings {
         &self,
         component: Component,
         only: Option<&[&str]>,
-    ) -> Result<Secrets, String> {
+    ) -> Result<Secrets, CliError> {
         let who = match component {
             Component::Worker | Component::Reconciler => "worker, reconciler",
             other => other.name(),
         };
-        match self {
-            Self::Unset => Ok(Secrets::environment()),
-            Self::Unreadable { .. } => Err(format!(
+        match &self.secret {
+            SecretState::Unset => Ok(Secrets::environment(self.cfg.env.clone())),
+            SecretState::Unreadable { .. } => Err(CliError::Failed(format!(
                 "not checked: the secret in {SECRETS_ARN} could not be read (see above; needed by {who})"
-            )),
-            Self::Read { text, .. } => {
-                let mut needs = needs(
-                    component,
-                    std::env::var("ESP").ok().as_deref(),
-                    shared::config::flag("DRY_RUN"),
-                );
+            ))),
+            SecretState::Read { text, .. } => {
+                let mut needs = self.cfg.needs(component);
                 if let Some(keys) = only {
                     needs = needs.only(keys);
                 }
                 let source = Arc::new(MemorySecret::new(text.expose()));
-                Secrets::managed(source, needs, env_values(), Duration::from_secs(300))
+                Secrets::managed(source, needs, self.cfg.env.clone(), Duration::from_secs(300))
                     .await
-                    .map_err(|e| format!("{e} (needed by {who})"))
+                    .map_err(|e| CliError::Failed(format!("{e} (needed by {who})")))
             }
         }
     }
@@ -274,11 +306,12 @@ impl SecretSettings {
     /// printed: an API may echo what it was sent.
     fn api_keys(&self) -> Vec<String> {
         const API_KEYS: [&str; 3] = [SPARKLOOP_API_KEY, LOOPS_API_KEY, ESPUTNIK_API_KEY];
-        let mut out: Vec<String> = SecretValues::from_env(&API_KEYS, |k| std::env::var(k).ok())
-            .values()
+        let mut out: Vec<String> = API_KEYS
+            .iter()
+            .filter_map(|k| self.cfg.env.get(k))
             .map(|v| v.expose().to_string())
             .collect();
-        if let Self::Read { text, .. } = self {
+        if let SecretState::Read { text, .. } = &self.secret {
             if let Some(from_secret) = parse_object(text.expose())
                 .ok()
                 .and_then(|o| pick(&o, &API_KEYS).ok())
@@ -290,52 +323,53 @@ impl SecretSettings {
     }
 }
 
-fn sparkloop_api(secrets: &Secrets) -> Result<String, String> {
-    shared::adapters::sparkloop::from_secrets(secrets)?;
-    let url = std::env::var("SPARKLOOP_API_URL")
-        .unwrap_or_else(|_| shared::adapters::sparkloop::DEFAULT_API_URL.into());
-    shared::config::check_api_url("SPARKLOOP_API_URL", &url)?;
-    shared::config::number("SPARKLOOP_RATE_PER_MIN", 60u32)?;
+/// Builds the SparkLoop client as the worker does; its settings are checked even without a
+/// key (they stop the worker once one is set).
+fn sparkloop_api(cfg: &SparkLoopConfig, secrets: &Secrets) -> Result<String, CliError> {
+    let client = cfg.client.clone()?;
+    shared::adapters::sparkloop::from_secrets(cfg, secrets)?;
     if secrets.values().get(SPARKLOOP_API_KEY).is_none() {
         return Ok("SPARKLOOP_API_KEY not set: dry run (calls are logged, not made)".into());
     }
-    Ok(format!("key set, {url}"))
+    Ok(format!("key set, {}", client.api_url))
 }
 
 /// Builds the ESP client as the worker does (property names, field ids, rate limits), then
 /// says whether its key is there.
-fn esp(secrets: &Secrets) -> Result<String, String> {
-    shared::adapters::esp::from_secrets(secrets)?;
-    match std::env::var("ESP").unwrap_or_default().as_str() {
-        "" => Ok("ESP not set (SparkLoop -> ESP sync off)".into()),
-        "loops" => key_and_url(secrets, LOOPS_API_KEY, "LOOPS_API_URL", DEFAULT_LOOPS_URL),
-        "esputnik" => key_and_url(
-            secrets,
-            ESPUTNIK_API_KEY,
-            "ESPUTNIK_API_URL",
-            DEFAULT_ESPUTNIK_URL,
-        ),
-        other => Err(format!("ESP={other:?} must be loops or esputnik")),
-    }
-}
-
-fn key_and_url(secrets: &Secrets, key: &str, url: &str, default: &str) -> Result<String, String> {
-    let u = std::env::var(url).unwrap_or_else(|_| default.into());
-    shared::config::check_api_url(url, &u)?;
+fn esp(cfg: Result<EspConfig, ConfigError>, secrets: &Secrets) -> Result<String, CliError> {
+    let cfg = cfg?;
+    shared::adapters::esp::from_secrets(&cfg, secrets)?;
+    let (key, api_url, rate) = match &cfg.esp {
+        EspChoice::None => return Ok("ESP not set (SparkLoop -> ESP sync off)".into()),
+        EspChoice::Loops {
+            api_url,
+            rate_per_sec,
+            ..
+        } => (LOOPS_API_KEY, api_url, rate_per_sec),
+        EspChoice::Esputnik {
+            api_url,
+            rate_per_sec,
+            ..
+        } => (ESPUTNIK_API_KEY, api_url, rate_per_sec),
+    };
+    rate.clone()?;
     if secrets.values().get(key).is_none() {
-        return Err(format!("{key} is not set"));
+        return Err(CliError::Failed(format!("{key} is not set")));
     }
-    Ok(format!("{key} set, {u}"))
+    Ok(format!("{key} set, {api_url}"))
 }
 
 /// One authenticated read per configured API, each on one line naming the URL it tried.
-async fn online_checks(secret: &SecretSettings) -> Vec<Check> {
+async fn online_checks(env: &Env, secret: &SecretSettings) -> Vec<Check> {
     let hidden = secret.api_keys();
     let mut checks = Vec::new();
     let sparkloop = secret
         .secrets(Component::Worker, Some(&[SPARKLOOP_API_KEY]))
         .await
-        .and_then(|s| shared::adapters::sparkloop::from_secrets(&s));
+        .and_then(|s| {
+            shared::adapters::sparkloop::from_secrets(&SparkLoopConfig::from_env(env), &s)
+                .map_err(CliError::from)
+        });
     checks.push(match sparkloop {
         Ok(client) => access("sparkloop online", client.check_access().await, &hidden),
         Err(_) => not_built("sparkloop online"),
@@ -343,7 +377,10 @@ async fn online_checks(secret: &SecretSettings) -> Vec<Check> {
     let esp = secret
         .secrets(Component::Worker, Some(&[LOOPS_API_KEY, ESPUTNIK_API_KEY]))
         .await
-        .and_then(|s| shared::adapters::esp::from_secrets(&s));
+        .and_then(|s| {
+            let cfg = EspConfig::from_env(env)?;
+            shared::adapters::esp::from_secrets(&cfg, &s).map_err(CliError::from)
+        });
     checks.push(match esp {
         Ok(client) => {
             let component = match client.name() {

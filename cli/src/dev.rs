@@ -16,13 +16,19 @@ use shared::adapters::dynamodb::DynamoStore;
 use shared::adapters::memory_queue::MemoryQueue;
 use shared::adapters::memory_store::MemoryStore;
 use shared::adapters::sqs::{SqsQueue, SqsWorkQueue, DEFAULT_MAX_MESSAGE_BYTES};
+use shared::config::{
+    Env, EspConfig, EsputnikWebhookConfig, SecretsConfig, SparkLoopConfig, TABLE_NAME,
+};
 use shared::ingest::esputnik::EsputnikIngest;
 use shared::ingest::loops::LoopsIngest;
 use shared::ingest::sparkloop::SparkloopIngest;
 use shared::local::{BatchSource, SqsSource};
 use shared::ports::{EventQueue, IdempotencyStore, SubscriberStore, WorkQueue};
 use shared::screener::ScreeningConfig;
+use shared::secrets::Secrets;
 use shared::worker::{Worker, WorkerConfig};
+
+use crate::error::CliError;
 
 /// API Gateway's payload limit, applied before the handlers see the body.
 const MAX_BODY: usize = 10 * 1024 * 1024;
@@ -47,13 +53,14 @@ struct Ingest {
     memory_dlq: Option<Arc<MemoryQueue>>,
 }
 
-pub async fn run(opts: DevOptions) -> Result<(), String> {
-    let defaults = crate::defaults::apply();
+pub async fn run(opts: DevOptions) -> Result<(), CliError> {
+    let mut env = Env::process();
+    let defaults = crate::defaults::apply(&mut env);
     if !defaults.is_empty() {
         tracing::warn!(variables = %defaults.join(","), "using development default webhook secrets (`sparkbridge send` uses the same)");
     }
-    let cfg = WorkerConfig::from_env()?;
-    let use_aws = opts.aws || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    let cfg = WorkerConfig::from_env(&env)?;
+    let use_aws = opts.aws || env.get("AWS_ENDPOINT_URL").is_some();
     let Backends {
         queue,
         store,
@@ -63,25 +70,29 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
         mode,
         memory_dlq,
     } = if use_aws {
-        aws_backends(&opts, &cfg).await?
+        aws_backends(&opts, &env, &cfg).await?
     } else {
         memory_backends(&cfg)
     };
+    let secrets = Secrets::environment(SecretsConfig::environment(&env).env);
+    let webhook = EsputnikWebhookConfig::from_env(&env)?;
     let ingest = Arc::new(Ingest {
-        loops: LoopsIngest::from_env(queue.clone())?,
-        esputnik: EsputnikIngest::from_env(queue.clone())?,
-        sparkloop: SparkloopIngest::from_env(queue.clone())?,
+        loops: LoopsIngest::from_secrets(queue.clone(), &secrets)?,
+        esputnik: EsputnikIngest::from_secrets(queue.clone(), &secrets, webhook)?,
+        sparkloop: SparkloopIngest::from_secrets(queue.clone(), &secrets)?,
         mode,
         subscribers: subscribers.clone(),
         queue: queue.clone(),
-        screening: ScreeningConfig::from_env()?,
+        screening: ScreeningConfig::from_env(&env)?,
         memory_dlq,
     });
+    let sparkloop_cfg = SparkLoopConfig::from_env(&env);
+    let esp_cfg = EspConfig::from_env(&env)?;
     let worker = Arc::new(Worker {
         store,
         subscribers,
-        sparkloop: shared::adapters::sparkloop::from_env()?,
-        esp: shared::adapters::esp::from_env()?,
+        sparkloop: shared::adapters::sparkloop::from_secrets(&sparkloop_cfg, &secrets)?,
+        esp: shared::adapters::esp::from_secrets(&esp_cfg, &secrets)?,
         queue: work_queue,
         cfg,
     });
@@ -101,11 +112,16 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
         .route("/_dev/screen", axum::routing::post(screen))
         .route("/_dev/dlq", get(dlq))
         .with_state(ingest.clone());
-    tokio::spawn(screen_periodically(ingest.clone()));
+    tokio::spawn(screen_periodically(
+        ingest.clone(),
+        screening_interval(&env),
+    ));
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", opts.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     tracing::info!(%addr, mode, "sparkbridge dev ready: POST /webhooks/loops, GET|POST /webhooks/esputnik, POST /webhooks/sparkloop, GET /healthz");
     eprintln!("sparkbridge dev listening on http://{addr} ({mode} queue and store)");
     axum::serve(listener, app)
@@ -113,7 +129,7 @@ pub async fn run(opts: DevOptions) -> Result<(), String> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| CliError::Failed(e.to_string()))
 }
 
 /// What `dev` runs on: SQS and DynamoDB (`--aws`), or the in-memory queue and store.
@@ -127,8 +143,13 @@ struct Backends {
     memory_dlq: Option<Arc<MemoryQueue>>,
 }
 
-async fn aws_backends(opts: &DevOptions, cfg: &WorkerConfig) -> Result<Backends, String> {
+async fn aws_backends(
+    opts: &DevOptions,
+    env: &Env,
+    cfg: &WorkerConfig,
+) -> Result<Backends, CliError> {
     let (queue_url, dlq_url, table) = aws_resources(
+        env,
         opts.create,
         &opts.name,
         cfg.retry.redrive_count(&cfg.backoff),
@@ -136,7 +157,7 @@ async fn aws_backends(opts: &DevOptions, cfg: &WorkerConfig) -> Result<Backends,
     .await?;
     let conf = shared::adapters::aws::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    let max = shared::config::number("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)?;
+    let max = env.number("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)?;
     let store = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&conf),
         table,
@@ -176,38 +197,44 @@ fn memory_backends(cfg: &WorkerConfig) -> Backends {
 
 /// Queue, DLQ and table for `--aws`: from QUEUE_URL/DLQ_URL/TABLE_NAME, or created with `--create`.
 async fn aws_resources(
+    env: &Env,
     create: bool,
     name: &str,
     redrive_count: u32,
-) -> Result<(String, String, String), String> {
-    let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
-    if let (Some(q), Some(d), Some(t)) = (env("QUEUE_URL"), env("DLQ_URL"), env("TABLE_NAME")) {
+) -> Result<(String, String, String), CliError> {
+    let env = |n: &str| env.get(n).filter(|v| !v.is_empty()).map(str::to_string);
+    if let (Some(q), Some(d), Some(t)) = (env("QUEUE_URL"), env("DLQ_URL"), env(TABLE_NAME)) {
         if !create {
             return Ok((q, d, t));
         }
     }
     if !create {
-        return Err(
+        return Err(CliError::Usage(
             "--aws needs QUEUE_URL, DLQ_URL and TABLE_NAME, or --create to make them".into(),
-        );
+        ));
     }
     let conf = shared::adapters::aws::sdk_config().await;
     let (queue_url, dlq_url) =
         crate::dlq::create_queues(&aws_sdk_sqs::Client::new(&conf), name, redrive_count).await?;
-    let table = env("TABLE_NAME").unwrap_or_else(|| name.to_string());
+    let table = env(TABLE_NAME).unwrap_or_else(|| name.to_string());
     DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), table.clone())
         .create_table_if_missing()
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok((queue_url, dlq_url, table))
 }
 
-/// Runs the screener like its EventBridge schedule would (`SCREENING_INTERVAL_SECS`, 3600).
-async fn screen_periodically(ingest: Arc<Ingest>) {
-    let every = shared::config::number("SCREENING_INTERVAL_SECS", 3_600u64)
+/// How often `dev` runs the screener (`SCREENING_INTERVAL_SECS`, 3600; malformed is 3600).
+fn screening_interval(env: &Env) -> Duration {
+    let secs = env
+        .number("SCREENING_INTERVAL_SECS", 3_600u64)
         .unwrap_or(3_600)
         .max(1);
-    let mut tick = tokio::time::interval(Duration::from_secs(every));
+    Duration::from_secs(secs)
+}
+
+/// Runs the screener like its EventBridge schedule would.
+async fn screen_periodically(ingest: Arc<Ingest>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         if !ingest.screening.enabled {
@@ -290,7 +317,7 @@ async fn screen(State(ingest): State<Arc<Ingest>>, req: AxumRequest) -> AxumResp
         ),
         Err(e) => json_response(
             http::StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"error": e}),
+            serde_json::json!({"error": e.to_string()}),
         ),
     }
 }

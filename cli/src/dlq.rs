@@ -8,23 +8,21 @@ use aws_sdk_sqs::Client;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-fn err<E: std::error::Error + 'static>(e: E) -> String {
-    aws_sdk_sqs::error::DisplayErrorContext(e).to_string()
-}
+use crate::error::CliError;
 
 /// Creates `<name>` and `<name>-dlq` with a redrive policy (idempotent); returns both URLs.
 pub async fn create_queues(
     sqs: &Client,
     name: &str,
     max_receive_count: u32,
-) -> Result<(String, String), String> {
+) -> Result<(String, String), CliError> {
     let dlq_url = sqs
         .create_queue()
         .queue_name(format!("{name}-dlq"))
         .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
         .send()
         .await
-        .map_err(err)?
+        .map_err(CliError::aws)?
         .queue_url()
         .unwrap_or_default()
         .to_string();
@@ -34,10 +32,10 @@ pub async fn create_queues(
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(err)?
+        .map_err(CliError::aws)?
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .ok_or("DLQ has no ARN")?;
+        .ok_or_else(|| CliError::Aws("DLQ has no ARN".into()))?;
     let redrive =
         serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count})
             .to_string();
@@ -48,7 +46,7 @@ pub async fn create_queues(
         .attributes(QueueAttributeName::VisibilityTimeout, "180")
         .send()
         .await
-        .map_err(err)?
+        .map_err(CliError::aws)?
         .queue_url()
         .unwrap_or_default()
         .to_string();
@@ -71,7 +69,7 @@ const SCAN_VISIBILITY_SECS: i32 = 900;
 /// Reads up to `max` DLQ messages, hidden for [`SCAN_VISIBILITY_SECS`]; callers make them
 /// visible again (`release`) or delete them. Long polling asks every SQS server, so an empty
 /// answer means the queue has nothing visible (a short poll may answer empty while it has).
-pub async fn scan(sqs: &Client, dlq_url: &str, max: usize) -> Result<Vec<DlqMessage>, String> {
+pub async fn scan(sqs: &Client, dlq_url: &str, max: usize) -> Result<Vec<DlqMessage>, CliError> {
     let mut out: Vec<DlqMessage> = Vec::new();
     while out.len() < max {
         let res = sqs
@@ -83,7 +81,7 @@ pub async fn scan(sqs: &Client, dlq_url: &str, max: usize) -> Result<Vec<DlqMess
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(err)?;
+            .map_err(CliError::aws)?;
         let msgs = res.messages();
         if msgs.is_empty() {
             break;
@@ -126,14 +124,11 @@ pub async fn release(sqs: &Client, dlq_url: &str, msgs: &[DlqMessage]) {
     }
 }
 
-pub async fn list(sqs: &Client, dlq_url: &str, max: usize, json: bool) -> Result<(), String> {
+pub async fn list(sqs: &Client, dlq_url: &str, max: usize, json: bool) -> Result<(), CliError> {
     let msgs = scan(sqs, dlq_url, max).await?;
     release(sqs, dlq_url, &msgs).await;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&msgs).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&msgs)?);
         return Ok(());
     }
     if msgs.is_empty() {
@@ -160,18 +155,15 @@ pub async fn list(sqs: &Client, dlq_url: &str, max: usize, json: bool) -> Result
     Ok(())
 }
 
-pub async fn show(sqs: &Client, dlq_url: &str, id: &str, json: bool) -> Result<(), String> {
+pub async fn show(sqs: &Client, dlq_url: &str, id: &str, json: bool) -> Result<(), CliError> {
     let msgs = scan(sqs, dlq_url, 10_000).await?;
     release(sqs, dlq_url, &msgs).await;
     let m = msgs
         .iter()
         .find(|m| m.id == id)
-        .ok_or_else(|| format!("no message {id} in the DLQ"))?;
+        .ok_or_else(|| CliError::Usage(format!("no message {id} in the DLQ")))?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(m).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(m)?);
     } else {
         println!("id: {}", m.id);
         for (k, v) in &m.attributes {
@@ -194,9 +186,11 @@ pub async fn replay(
     ids: &[String],
     all: bool,
     dry_run: bool,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     if !all && ids.is_empty() {
-        return Err("name message ids to replay, or --all".into());
+        return Err(CliError::Usage(
+            "name message ids to replay, or --all".into(),
+        ));
     }
     let msgs = scan(sqs, dlq_url, usize::MAX).await?;
     let (chosen, rest): (Vec<DlqMessage>, Vec<DlqMessage>) =
@@ -204,7 +198,7 @@ pub async fn replay(
     release(sqs, dlq_url, &rest).await;
     if let Some(missing) = ids.iter().find(|id| !chosen.iter().any(|m| &m.id == *id)) {
         release(sqs, dlq_url, &chosen).await;
-        return Err(format!("no message {missing} in the DLQ"));
+        return Err(CliError::Usage(format!("no message {missing} in the DLQ")));
     }
     if dry_run {
         for m in &chosen {
@@ -222,7 +216,7 @@ pub async fn replay(
     let bar = ProgressBar::new(chosen.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} replayed ({eta})")
-            .map_err(|e| e.to_string())?,
+            .expect("a static template parses"),
     );
     let mut replayed = 0;
     for (i, m) in chosen.iter().enumerate() {
@@ -230,7 +224,7 @@ pub async fn replay(
             // what was not replayed shows in the DLQ again now, not after the scan's timeout
             release(sqs, dlq_url, &chosen[i..]).await;
             bar.abandon();
-            return Err(format!("replayed {replayed}, then: {e}"));
+            return Err(CliError::Failed(format!("replayed {replayed}, then: {e}")));
         }
         replayed += 1;
         bar.inc(1);
@@ -246,7 +240,7 @@ async fn replay_one(
     dlq_url: &str,
     queue_url: &str,
     m: &DlqMessage,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let mut req = sqs
         .send_message()
         .queue_url(queue_url)
@@ -260,15 +254,15 @@ async fn replay_one(
             .data_type("String")
             .string_value(v)
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(CliError::aws)?;
         req = req.message_attributes(k, a);
     }
-    req.send().await.map_err(err)?;
+    req.send().await.map_err(CliError::aws)?;
     sqs.delete_message()
         .queue_url(dlq_url)
         .receipt_handle(&m.receipt)
         .send()
         .await
-        .map_err(err)?;
+        .map_err(CliError::aws)?;
     Ok(())
 }

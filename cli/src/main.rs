@@ -4,6 +4,7 @@ mod config_check;
 mod defaults;
 mod dev;
 mod dlq;
+mod error;
 mod reconcile;
 mod samples;
 mod send;
@@ -170,8 +171,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // dev logs a line per request and per record: written from a thread of its own, so the
     // handlers never wait on stdout (kept until exit, which flushes what is left).
-    let _log_guard =
-        matches!(cli.command, Command::Dev { .. }).then(shared::telemetry::init_buffered);
+    let _log_guard = matches!(cli.command, Command::Dev { .. })
+        .then(|| shared::telemetry::init_buffered(&shared::config::Env::process()));
     let result = match cli.command {
         Command::Dev {
             listen,

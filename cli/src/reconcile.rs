@@ -5,7 +5,11 @@
 use indicatif::{ProgressBar, ProgressStyle};
 use shared::adapters::dynamodb::DynamoStore;
 use shared::adapters::sqs::SqsQueue;
-use shared::reconcile::{Deps, ReconcileConfig, ReconcileError, Summary};
+use shared::config::{Env, ReconcilerFunctionConfig};
+use shared::reconcile::{Deps, ReconcileError, Summary};
+use shared::secrets::{Component, Secrets};
+
+use crate::error::CliError;
 
 const KINDS: [&str; 4] = [
     "sparkloop_unsubscribe",
@@ -19,15 +23,15 @@ pub async fn run(
     since_days: Option<i64>,
     force: bool,
     json: bool,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
+    let fc = ReconcilerFunctionConfig::from_env(&Env::process())?;
     let aws = shared::adapters::aws::sdk_config().await;
-    let store = DynamoStore::from_env(&aws)?;
-    let queue = SqsQueue::from_env(&aws)?;
-    let secrets =
-        shared::secrets::Secrets::from_env(&aws, shared::secrets::Component::Reconciler).await?;
-    let sparkloop = shared::adapters::sparkloop::from_secrets(&secrets)?;
-    let esp = shared::adapters::esp::from_secrets(&secrets)?;
-    let mut cfg = ReconcileConfig::from_env()?;
+    let store = DynamoStore::from_conf(&aws, fc.table_name);
+    let queue = SqsQueue::from_conf(&aws, &fc.queue);
+    let secrets = Secrets::load(&aws, &fc.secrets, Component::Reconciler).await?;
+    let sparkloop = shared::adapters::sparkloop::from_secrets(&fc.sparkloop, &secrets)?;
+    let esp = shared::adapters::esp::from_secrets(&fc.esp, &secrets)?;
+    let mut cfg = fc.reconcile;
     cfg.force = force;
     if let Some(days) = since_days {
         // the horizon asked for, from the newest referral: a saved checkpoint is not resumed
@@ -39,7 +43,9 @@ pub async fn run(
     } else {
         ProgressBar::new_spinner()
     };
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").map_err(|e| e.to_string())?);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}").expect("a static template parses"),
+    );
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let deps = Deps {
         sparkloop: sparkloop.as_ref(),
@@ -59,21 +65,22 @@ pub async fn run(
     let result =
         shared::reconcile::run(&deps, &cfg, chrono::Utc::now(), dry_run, None, &progress).await;
     bar.finish_and_clear();
-    let (summary, error) = match &result {
+    let (summary, refused) = match result {
         Ok(summary) => (summary, None),
-        Err(e @ ReconcileError::Refused { summary, .. }) => (summary.as_ref(), Some(e)),
-        Err(e) => return Err(e.to_string()),
+        Err(ReconcileError::Refused { refusal, summary }) => (*summary, Some(refusal)),
+        Err(e) => return Err(e.into()),
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(summary).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print_summary(summary, dry_run);
+        print_summary(&summary, dry_run);
     }
-    match error {
-        Some(e) => Err(e.to_string()),
+    match refused {
+        Some(refusal) => Err(ReconcileError::Refused {
+            refusal,
+            summary: Box::new(summary),
+        }
+        .into()),
         None => Ok(()),
     }
 }

@@ -1,5 +1,7 @@
 //! The embedded sample events (API Gateway v2 requests from `events/`).
 
+use crate::error::CliError;
+
 include!(concat!(env!("OUT_DIR"), "/samples.rs"));
 
 pub struct Sample {
@@ -9,33 +11,33 @@ pub struct Sample {
 }
 
 /// Finds `<provider>/<event>` among the embedded samples, or reads `event` as a file path.
-pub fn load(provider: &str, event: &str) -> Result<Sample, String> {
+pub fn load(provider: &str, event: &str) -> Result<Sample, CliError> {
     let text = match SAMPLES
         .iter()
         .find(|(p, name, _)| *p == provider && *name == event)
     {
         Some((_, _, text)) => text.to_string(),
-        None if std::path::Path::new(event).is_file() => {
-            std::fs::read_to_string(event).map_err(|e| format!("cannot read {event}: {e}"))?
-        }
+        None if std::path::Path::new(event).is_file() => std::fs::read_to_string(event)
+            .map_err(|e| CliError::Unreadable(format!("cannot read {event}: {e}")))?,
         None => {
             let known: Vec<&str> = SAMPLES
                 .iter()
                 .filter(|(p, _, _)| *p == provider)
                 .map(|(_, n, _)| *n)
                 .collect();
-            return Err(format!(
+            return Err(CliError::Usage(format!(
                 "no sample {provider}/{event} and no such file; samples: {}",
                 known.join(", ")
-            ));
+            )));
         }
     };
     parse(&text)
 }
 
 /// Accepts an API Gateway v2 request, or a bare provider payload (sent as the body).
-pub fn parse(text: &str) -> Result<Sample, String> {
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+pub fn parse(text: &str) -> Result<Sample, CliError> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| CliError::Unreadable(format!("not JSON: {e}")))?;
     if v.get("version").and_then(|x| x.as_str()) != Some("2.0") || v.get("requestContext").is_none()
     {
         return Ok(Sample {
@@ -49,7 +51,7 @@ pub fn parse(text: &str) -> Result<Sample, String> {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD
             .decode(body)
-            .map_err(|e| format!("body is not base64: {e}"))?
+            .map_err(|e| CliError::Unreadable(format!("body is not base64: {e}")))?
     } else {
         body.as_bytes().to_vec()
     };

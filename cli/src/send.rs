@@ -1,7 +1,10 @@
 //! `sparkbridge send <provider> <event>`: a sample event, authenticated as the provider would.
 
+use shared::config::Env;
 use shared::core::envelope::Provider;
 use shared::core::sender::{authenticate, SenderCredentials};
+
+use crate::error::CliError;
 
 pub async fn run(
     provider: Provider,
@@ -9,8 +12,9 @@ pub async fn run(
     url: &str,
     new_id: bool,
     json: bool,
-) -> Result<(), String> {
-    crate::defaults::apply();
+) -> Result<(), CliError> {
+    let mut env = Env::process();
+    crate::defaults::apply(&mut env);
     let sample = crate::samples::load(provider.as_str(), event)?;
     let id = match sample
         .headers
@@ -25,11 +29,11 @@ pub async fn run(
         provider,
         &sample.body,
         &id,
-        &SenderCredentials::from_env(),
+        &SenderCredentials::from_env(&env),
         now,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut target = reqwest::Url::parse(url).map_err(|e| format!("--url {url:?}: {e}"))?;
+    )?;
+    let mut target =
+        reqwest::Url::parse(url).map_err(|e| CliError::Usage(format!("--url {url:?}: {e}")))?;
     if target.path() == "/" || target.path().is_empty() {
         target.set_path(&format!("/webhooks/{provider}"));
     }
@@ -40,8 +44,9 @@ pub async fn run(
         };
         target.set_query(Some(&joined));
     }
-    let method =
-        reqwest::Method::from_bytes(sample.method.as_bytes()).map_err(|e| e.to_string())?;
+    let method = reqwest::Method::from_bytes(sample.method.as_bytes()).map_err(|e| {
+        CliError::Unreadable(format!("the sample's method {:?}: {e}", sample.method))
+    })?;
     let mut req = reqwest::Client::new().request(method, target.clone());
     for (k, v) in &auth.headers {
         req = req.header(k, v);
@@ -50,7 +55,7 @@ pub async fn run(
         .body(sample.body.clone())
         .send()
         .await
-        .map_err(|e| format!("POST {target}: {e}"))?;
+        .map_err(|e| CliError::Http(format!("POST {target}: {e}")))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if json {
@@ -74,6 +79,6 @@ pub async fn run(
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("{target} answered {status}"))
+        Err(CliError::Failed(format!("{target} answered {status}")))
     }
 }

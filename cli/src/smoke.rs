@@ -18,6 +18,8 @@ use serde::Serialize;
 use shared::core::envelope::{Envelope, Provider};
 use shared::core::sender::{authenticate, SenderCredentials};
 
+use crate::error::CliError;
+
 /// The options of `sparkbridge smoke` (its about text is the subcommand's, in main.rs).
 #[derive(Args, Debug)]
 #[command(
@@ -145,7 +147,7 @@ pub(crate) fn event(
     id: &Identity,
     live: bool,
     now: DateTime<Utc>,
-) -> Result<SmokeEvent, String> {
+) -> Result<SmokeEvent, CliError> {
     let kind = kind(provider, live);
     let run = &id.run;
     let webhook_id = format!("msg_smoke_{run}");
@@ -167,7 +169,8 @@ pub(crate) fn event(
                 "contactIdentity": {"id": null, "email": id.email, "userId": null},
             })
             .to_string();
-            let n = shared::core::loops::parse(body.as_bytes()).map_err(|e| e.to_string())?;
+            let n = shared::core::loops::parse(body.as_bytes())
+                .map_err(|e| CliError::Failed(e.to_string()))?;
             let env = Envelope::new(provider, webhook_id.clone(), now, n);
             (body, env)
         }
@@ -185,7 +188,7 @@ pub(crate) fn event(
             let el = shared::core::esputnik::split(body.as_bytes(), chrono_tz::UTC)
                 .into_iter()
                 .next()
-                .ok_or("the eSputnik test event has no element")?;
+                .ok_or_else(|| CliError::Failed("the eSputnik test event has no element".into()))?;
             let env = Envelope::new(provider, el.dedupe_id, now, el.event);
             (body, env)
         }
@@ -200,12 +203,12 @@ pub(crate) fn event(
                 subscriber["referral_status"] = serde_json::json!("rejected");
             }
             let body = serde_json::json!({"type": kind, "subscriber": subscriber}).to_string();
-            let (dedupe_id, n) =
-                shared::core::sparkloop::parse(body.as_bytes()).map_err(|e| e.to_string())?;
+            let (dedupe_id, n) = shared::core::sparkloop::parse(body.as_bytes())
+                .map_err(|e| CliError::Failed(e.to_string()))?;
             let env = Envelope::new(provider, dedupe_id, now, n);
             (body, env)
         }
-        Provider::Sparkbridge => return Err("sparkbridge has no webhook".into()),
+        Provider::Sparkbridge => return Err(CliError::Usage("sparkbridge has no webhook".into())),
     };
     Ok(SmokeEvent {
         provider,
@@ -298,7 +301,7 @@ struct Summary {
     providers: Vec<ProviderReport>,
 }
 
-pub async fn run(args: SmokeArgs) -> Result<(), String> {
+pub async fn run(args: SmokeArgs) -> Result<(), CliError> {
     let conf = shared::adapters::aws::sdk_config().await;
     let target = resolve(&args, &conf).await?;
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
@@ -310,11 +313,11 @@ pub async fn run(args: SmokeArgs) -> Result<(), String> {
         .send()
         .await
         .map_err(|e| {
-            format!(
+            CliError::Aws(format!(
                 "cannot read the state table {}: {}",
                 target.table,
                 aws_sdk_dynamodb::error::DisplayErrorContext(e)
-            )
+            ))
         })?;
 
     let (creds, defaulted) = credentials(target.loopback);
@@ -348,7 +351,7 @@ pub async fn run(args: SmokeArgs) -> Result<(), String> {
         let bar = ProgressBar::new_spinner();
         bar.set_style(
             ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}")
-                .map_err(|e| e.to_string())?,
+                .expect("a static template parses"),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
@@ -358,7 +361,7 @@ pub async fn run(args: SmokeArgs) -> Result<(), String> {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(args.timeout.clamp(1, 30)))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CliError::Http(e.to_string()))?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout);
     let mut reports = Vec::new();
@@ -470,10 +473,7 @@ pub async fn run(args: SmokeArgs) -> Result<(), String> {
             outbound,
             providers: reports,
         };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         for r in &reports {
             println!("{}", line(r));
@@ -485,19 +485,23 @@ pub async fn run(args: SmokeArgs) -> Result<(), String> {
         }
         Ok(())
     } else {
-        Err(format!("smoke failed: {}", failed.join(", ")))
+        Err(CliError::Failed(format!(
+            "smoke failed: {}",
+            failed.join(", ")
+        )))
     }
 }
 
 /// The webhook URLs, table and DLQ from the stack's outputs, or from `--url` and the environment.
-async fn resolve(args: &SmokeArgs, conf: &aws_config::SdkConfig) -> Result<Target, String> {
-    let env = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+async fn resolve(args: &SmokeArgs, conf: &aws_config::SdkConfig) -> Result<Target, CliError> {
+    let vars = shared::config::Env::process();
+    let env = |n: &str| vars.non_blank(n).map(str::to_string);
     if let Some(base) = &args.url {
         let trimmed = base.trim_end_matches('/');
         let mut urls = HashMap::new();
         for p in PROVIDERS {
             let u = reqwest::Url::parse(&format!("{trimmed}/webhooks/{p}"))
-                .map_err(|e| format!("--url {base:?}: {e}"))?;
+                .map_err(|e| CliError::Usage(format!("--url {base:?}: {e}")))?;
             urls.insert(p, u);
         }
         let loopback = urls[&Provider::Loops].host_str().is_some_and(|h| {
@@ -506,10 +510,13 @@ async fn resolve(args: &SmokeArgs, conf: &aws_config::SdkConfig) -> Result<Targe
                     .parse::<std::net::IpAddr>()
                     .is_ok_and(|a| a.is_loopback())
         });
-        let table = env("TABLE_NAME").ok_or(
-            "smoke watches the state table: set TABLE_NAME (stack output StateTableName; for \
-             `sparkbridge dev`, run it with --aws) or use --stack",
-        )?;
+        let table = env("TABLE_NAME").ok_or_else(|| {
+            CliError::Usage(
+                "smoke watches the state table: set TABLE_NAME (stack output StateTableName; \
+                 for `sparkbridge dev`, run it with --aws) or use --stack"
+                    .into(),
+            )
+        })?;
         return Ok(Target {
             label: trimmed.to_string(),
             stack: None,
@@ -523,7 +530,7 @@ async fn resolve(args: &SmokeArgs, conf: &aws_config::SdkConfig) -> Result<Targe
     let name = args
         .stack
         .as_deref()
-        .ok_or("--stack or --url is required")?;
+        .ok_or_else(|| CliError::Usage("--stack or --url is required".into()))?;
     let cfn = aws_sdk_cloudformation::Client::new(conf);
     let described = cfn
         .describe_stacks()
@@ -531,15 +538,15 @@ async fn resolve(args: &SmokeArgs, conf: &aws_config::SdkConfig) -> Result<Targe
         .send()
         .await
         .map_err(|e| {
-            format!(
+            CliError::Aws(format!(
                 "cannot read stack {name}: {}",
                 aws_sdk_cloudformation::error::DisplayErrorContext(e)
-            )
+            ))
         })?;
     let stack = described
         .stacks()
         .first()
-        .ok_or_else(|| format!("no stack {name}"))?;
+        .ok_or_else(|| CliError::Aws(format!("no stack {name}")))?;
     let outputs: HashMap<&str, &str> = stack
         .outputs()
         .iter()
@@ -547,7 +554,9 @@ async fn resolve(args: &SmokeArgs, conf: &aws_config::SdkConfig) -> Result<Targe
         .collect();
     let output = |key: &str| {
         outputs.get(key).map(|v| v.to_string()).ok_or_else(|| {
-            format!("stack {name} has no output {key} (is it sparkbridge's template.yaml?)")
+            CliError::Usage(format!(
+                "stack {name} has no output {key} (is it sparkbridge's template.yaml?)"
+            ))
         })
     };
     let mut urls = HashMap::new();
@@ -559,7 +568,8 @@ async fn resolve(args: &SmokeArgs, conf: &aws_config::SdkConfig) -> Result<Targe
         let u = output(key)?;
         urls.insert(
             p,
-            reqwest::Url::parse(&u).map_err(|e| format!("output {key} {u:?}: {e}"))?,
+            reqwest::Url::parse(&u)
+                .map_err(|e| CliError::Unreadable(format!("output {key} {u:?}: {e}")))?,
         );
     }
     let dry_run = stack
@@ -582,7 +592,7 @@ async fn resolve(args: &SmokeArgs, conf: &aws_config::SdkConfig) -> Result<Targe
 /// The credentials `send` uses. For a loopback URL (`sparkbridge dev`), an unset variable gets
 /// dev's default, as `dev` itself does; returns the names so defaulted.
 fn credentials(loopback: bool) -> (SenderCredentials, Vec<&'static str>) {
-    let mut c = SenderCredentials::from_env();
+    let mut c = SenderCredentials::from_env(&shared::config::Env::process());
     let mut defaulted = Vec::new();
     if loopback {
         use crate::defaults as d;
@@ -733,7 +743,7 @@ async fn read_record(
     ddb: &aws_sdk_dynamodb::Client,
     table: &str,
     key: &str,
-) -> Result<Option<(String, Option<String>)>, String> {
+) -> Result<Option<(String, Option<String>)>, CliError> {
     let out = ddb
         .get_item()
         .table_name(table)
@@ -741,7 +751,7 @@ async fn read_record(
         .consistent_read(true)
         .send()
         .await
-        .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())?;
+        .map_err(CliError::aws)?;
     Ok(out.item().map(|item| {
         let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
         (
@@ -769,13 +779,13 @@ struct DlqFindings {
 }
 
 impl DlqFindings {
-    fn merge(&mut self, read: Result<Vec<(EventId, ParkedMessage)>, String>) {
+    fn merge(&mut self, read: Result<Vec<(EventId, ParkedMessage)>, CliError>) {
         match read {
             Ok(found) => {
                 self.parked.extend(found);
                 self.error = None;
             }
-            Err(e) => self.error = Some(e),
+            Err(e) => self.error = Some(e.to_string()),
         }
     }
 }
@@ -787,7 +797,7 @@ async fn look_in_dlq(
     sqs: &aws_sdk_sqs::Client,
     dlq_url: &str,
     wanted: &[EventId],
-) -> Result<Vec<(EventId, ParkedMessage)>, String> {
+) -> Result<Vec<(EventId, ParkedMessage)>, CliError> {
     let msgs = crate::dlq::scan(sqs, dlq_url, DLQ_SCAN_MAX).await?;
     crate::dlq::release(sqs, dlq_url, &msgs).await;
     let mut found = Vec::new();

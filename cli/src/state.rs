@@ -5,28 +5,34 @@ use std::sync::Arc;
 
 use shared::adapters::dynamodb::DynamoStore;
 use shared::adapters::sqs::SqsQueue;
+use shared::config::{Env, ScreenerFunctionConfig, TABLE_NAME};
 use shared::core::lifecycle::SubscriberState;
 use shared::ports::{EventQueue, SubscriberStore};
-use shared::screener::{ScreenReport, ScreeningConfig};
+use shared::screener::ScreenReport;
 
-async fn fetch_json(method: reqwest::Method, url: String) -> Result<serde_json::Value, String> {
+use crate::error::CliError;
+
+async fn fetch_json(method: reqwest::Method, url: String) -> Result<serde_json::Value, CliError> {
     let resp = reqwest::Client::new()
         .request(method, &url)
         .send()
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| CliError::Http(format!("{url}: {e}")))?;
     let status = resp.status();
-    let v: serde_json::Value = resp.json().await.map_err(|e| format!("{url}: {e}"))?;
+    let v: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| CliError::Http(format!("{url}: {e}")))?;
     if !status.is_success() {
-        return Err(format!(
+        return Err(CliError::Http(format!(
             "{url} answered {status}: {}",
             v["error"].as_str().unwrap_or("")
-        ));
+        )));
     }
     Ok(v)
 }
 
-pub async fn show(email: &str, url: Option<&str>, json: bool) -> Result<(), String> {
+pub async fn show(email: &str, url: Option<&str>, json: bool) -> Result<(), CliError> {
     let state: SubscriberState = match url {
         Some(base) => {
             let path: String =
@@ -37,19 +43,18 @@ pub async fn show(email: &str, url: Option<&str>, json: bool) -> Result<(), Stri
                 format!("{}/_dev/subscribers/{path}", base.trim_end_matches('/')),
             )
             .await?;
-            serde_json::from_value(v).map_err(|e| e.to_string())?
+            serde_json::from_value(v)?
         }
-        None => DynamoStore::from_env(&shared::adapters::aws::sdk_config().await)?
-            .get(email)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no subscriber {email}"))?,
+        None => DynamoStore::from_conf(
+            &shared::adapters::aws::sdk_config().await,
+            Env::process().required(TABLE_NAME)?,
+        )
+        .get(email)
+        .await?
+        .ok_or_else(|| CliError::Usage(format!("no subscriber {email}")))?,
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&state).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&state)?);
         return Ok(());
     }
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
@@ -87,7 +92,7 @@ pub async fn show(email: &str, url: Option<&str>, json: bool) -> Result<(), Stri
     Ok(())
 }
 
-pub async fn screen(dry_run: bool, url: Option<&str>, json: bool) -> Result<(), String> {
+pub async fn screen(dry_run: bool, url: Option<&str>, json: bool) -> Result<(), CliError> {
     let report: ScreenReport = match url {
         Some(base) => {
             let q = if dry_run { "?dry_run=true" } else { "" };
@@ -96,21 +101,21 @@ pub async fn screen(dry_run: bool, url: Option<&str>, json: bool) -> Result<(), 
                 format!("{}/_dev/screen{q}", base.trim_end_matches('/')),
             )
             .await?;
-            serde_json::from_value(v).map_err(|e| e.to_string())?
+            serde_json::from_value(v)?
         }
         None => {
+            // the screener function's settings; `--dry-run` rather than SCREENING_DRY_RUN
+            let cfg = ScreenerFunctionConfig::from_env(&Env::process())?;
             let aws = shared::adapters::aws::sdk_config().await;
-            let store: Arc<dyn SubscriberStore> = Arc::new(DynamoStore::from_env(&aws)?);
-            let queue: Arc<dyn EventQueue> = Arc::new(SqsQueue::from_env(&aws)?);
-            let cfg = ScreeningConfig::from_env()?;
-            shared::screener::run(&store, &queue, &cfg, chrono::Utc::now(), dry_run).await?
+            let store: Arc<dyn SubscriberStore> =
+                Arc::new(DynamoStore::from_conf(&aws, cfg.table_name));
+            let queue: Arc<dyn EventQueue> = Arc::new(SqsQueue::from_conf(&aws, &cfg.queue));
+            shared::screener::run(&store, &queue, &cfg.screening, chrono::Utc::now(), dry_run)
+                .await?
         }
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     let verb = if report.dry_run {

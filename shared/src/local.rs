@@ -22,11 +22,35 @@ pub struct Delivery {
     pub receive_count: u32,
 }
 
+/// A queue call of a local poller that failed, with the queue's answer. What was not deleted
+/// is delivered again (and deduped), as with Lambda's event source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error("receive failed: {0}")]
+    Receive(String),
+    #[error("delete failed: {0}")]
+    Delete(String),
+}
+
+/// Why one poll did not go through.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PollError {
+    #[error(transparent)]
+    Receive(SourceError),
+    /// The batch was handled; these of its messages stay on the queue.
+    #[error("{failed} of {batch} deletes failed: {first}")]
+    Deletes {
+        failed: usize,
+        batch: usize,
+        first: SourceError,
+    },
+}
+
 #[async_trait]
 pub trait BatchSource: Send + Sync {
     /// Up to 10 messages; may wait a little when the queue is empty.
-    async fn receive(&self) -> Result<Vec<Delivery>, String>;
-    async fn delete(&self, receipt: &str) -> Result<(), String>;
+    async fn receive(&self) -> Result<Vec<Delivery>, SourceError>;
+    async fn delete(&self, receipt: &str) -> Result<(), SourceError>;
 }
 
 /// Builds the event Lambda would deliver for these messages.
@@ -57,8 +81,8 @@ pub async fn poll_once(
     source: &dyn BatchSource,
     worker: &Worker,
     invocation_budget: Duration,
-) -> Result<usize, String> {
-    let batch = source.receive().await?;
+) -> Result<usize, PollError> {
+    let batch = source.receive().await.map_err(PollError::Receive)?;
     if batch.is_empty() {
         return Ok(0);
     }
@@ -80,13 +104,14 @@ pub async fn poll_once(
             }
         }
     }
-    match errors.len() {
-        0 => Ok(batch.len()),
-        n => Err(format!(
-            "{n} of {} deletes failed: {}",
-            batch.len(),
-            errors[0]
-        )),
+    let failed = errors.len();
+    match errors.into_iter().next() {
+        None => Ok(batch.len()),
+        Some(first) => Err(PollError::Deletes {
+            failed,
+            batch: batch.len(),
+            first,
+        }),
     }
 }
 
@@ -117,7 +142,7 @@ pub async fn run(
 
 #[async_trait]
 impl BatchSource for MemoryQueue {
-    async fn receive(&self) -> Result<Vec<Delivery>, String> {
+    async fn receive(&self) -> Result<Vec<Delivery>, SourceError> {
         let mut got = MemoryQueue::receive(self, 10);
         if got.is_empty() {
             self.wait(Duration::from_millis(200)).await;
@@ -135,7 +160,7 @@ impl BatchSource for MemoryQueue {
             .collect())
     }
 
-    async fn delete(&self, receipt: &str) -> Result<(), String> {
+    async fn delete(&self, receipt: &str) -> Result<(), SourceError> {
         MemoryQueue::delete(self, receipt);
         Ok(())
     }
@@ -150,7 +175,7 @@ pub struct SqsSource {
 
 #[async_trait]
 impl BatchSource for SqsSource {
-    async fn receive(&self) -> Result<Vec<Delivery>, String> {
+    async fn receive(&self) -> Result<Vec<Delivery>, SourceError> {
         let out = self
             .client
             .receive_message()
@@ -164,7 +189,9 @@ impl BatchSource for SqsSource {
             )
             .send()
             .await
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+            .map_err(|e| {
+                SourceError::Receive(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            })?;
         Ok(out
             .messages()
             .iter()
@@ -185,14 +212,16 @@ impl BatchSource for SqsSource {
             .collect())
     }
 
-    async fn delete(&self, receipt: &str) -> Result<(), String> {
+    async fn delete(&self, receipt: &str) -> Result<(), SourceError> {
         self.client
             .delete_message()
             .queue_url(&self.url)
             .receipt_handle(receipt)
             .send()
             .await
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+            .map_err(|e| {
+                SourceError::Delete(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            })?;
         Ok(())
     }
 }

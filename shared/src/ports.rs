@@ -185,7 +185,7 @@ pub trait WorkQueue: Send + Sync {
     async fn park(&self, message: OutboundMessage) -> Result<(), QueueError>;
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretReadError {
     /// The secret could not be read (access, network, no such secret). The message is the
     /// service's error, which never contains the secret's value.

@@ -13,12 +13,12 @@
 //! finds them again.
 
 use std::collections::BTreeMap;
-use std::time::{Duration as StdDuration, Instant};
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant, SystemTime};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::number;
 use crate::core::mask::mask_email;
 use crate::core::outbound::CallOutcome;
 use crate::core::reconcile::{
@@ -37,6 +37,7 @@ const LOOKUP_CONCURRENCY: usize = 8;
 /// The setting that caps SparkLoop unsubscribes per run.
 pub const MAX_UNSUBSCRIBE_SHARE_VAR: &str = "RECONCILE_MAX_UNSUBSCRIBE_SHARE";
 
+/// Read from the environment by `crate::config` (`ReconcileConfig::from_env`).
 #[derive(Debug, Clone)]
 pub struct ReconcileConfig {
     /// How far back to look (`RECONCILE_SINCE_DAYS`, default 37: the longest screening
@@ -75,28 +76,6 @@ impl Default for ReconcileConfig {
             force: false,
             max_failed_reads: MAX_CONSECUTIVE_FAILED_READS,
         }
-    }
-}
-
-impl ReconcileConfig {
-    pub fn from_env() -> Result<Self, String> {
-        let d = Self::default();
-        let share = number(MAX_UNSUBSCRIBE_SHARE_VAR, d.max_unsubscribe_share)?;
-        if !(0.0..=1.0).contains(&share) {
-            return Err(format!(
-                "{MAX_UNSUBSCRIBE_SHARE_VAR}={share} must be between 0 and 1 (0.05 is 5%)"
-            ));
-        }
-        Ok(Self {
-            since: Duration::days(number("RECONCILE_SINCE_DAYS", 37i64)?),
-            per_page: number("RECONCILE_PAGE_SIZE", d.per_page)?.clamp(1, 200),
-            max_pages: std::env::var("RECONCILE_MAX_PAGES")
-                .ok()
-                .map(|_| number("RECONCILE_MAX_PAGES", 0u32))
-                .transpose()?,
-            max_unsubscribe_share: share,
-            ..d
-        })
     }
 }
 
@@ -273,6 +252,68 @@ impl Summary {
                 self.not_queued_repairs.push(f.line.clone());
             }
         }
+    }
+}
+
+/// The reconciler function: its clients and settings, built once per execution environment.
+pub struct Reconciler {
+    pub sparkloop: Arc<dyn SparkLoopApi>,
+    pub esp: Arc<dyn EspApi>,
+    pub store: Arc<dyn SubscriberStore>,
+    pub queue: Arc<dyn EventQueue>,
+    pub cfg: ReconcileConfig,
+    /// `RECONCILE_DRY_RUN`: report the repairs, queue none.
+    pub dry_run: bool,
+}
+
+impl Reconciler {
+    /// Time kept before the invocation's deadline to save the checkpoint and answer.
+    pub const STOP_BEFORE_DEADLINE: StdDuration = StdDuration::from_secs(30);
+
+    /// One scheduled run, stopping [`Self::STOP_BEFORE_DEADLINE`] before `deadline` with a
+    /// checkpoint (the next run resumes there), logged as one line. A run that refuses
+    /// repairs still logs what it saw and queued, then ends with the error.
+    pub async fn scheduled_run(&self, deadline: SystemTime) -> Result<Summary, ReconcileError> {
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let stop_at = Instant::now() + left.saturating_sub(Self::STOP_BEFORE_DEADLINE);
+        let deps = Deps {
+            sparkloop: self.sparkloop.as_ref(),
+            esp: self.esp.as_ref(),
+            store: self.store.as_ref(),
+            queue: self.queue.as_ref(),
+        };
+        let result = run(
+            &deps,
+            &self.cfg,
+            Utc::now(),
+            self.dry_run,
+            Some(stop_at),
+            &|_| {},
+        )
+        .await;
+        if let Some(summary) = result
+            .as_ref()
+            .ok()
+            .or_else(|| result.as_ref().err().and_then(|e| e.summary()))
+        {
+            tracing::info!(
+                checked = summary.checked,
+                in_agreement = summary.in_agreement,
+                repaired = summary.total_repaired(),
+                not_queued = summary.total_not_queued(),
+                failed = summary.failed,
+                complete = summary.complete,
+                refused = summary
+                    .refused
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                "reconcile run"
+            );
+        }
+        result
     }
 }
 
@@ -578,4 +619,31 @@ fn emit(summary: &Summary) {
         summary.total_repaired(),
         &[],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::esp::DryRunEsp;
+    use crate::adapters::memory_queue::MemoryQueue;
+    use crate::adapters::memory_store::MemoryStore;
+    use crate::adapters::sparkloop::DryRunSparkLoop;
+
+    #[tokio::test]
+    async fn a_scheduled_run_keeps_30_s_before_the_deadline() {
+        let reconciler = Reconciler {
+            sparkloop: Arc::new(DryRunSparkLoop),
+            esp: Arc::new(DryRunEsp("none")),
+            store: Arc::new(MemoryStore::new()),
+            queue: Arc::new(MemoryQueue::new(StdDuration::from_secs(30), 5, 262_144)),
+            cfg: ReconcileConfig::default(),
+            dry_run: false,
+        };
+        let within_the_margin = SystemTime::now() + StdDuration::from_secs(29);
+        let s = reconciler.scheduled_run(within_the_margin).await.unwrap();
+        assert_eq!((s.pages, s.complete), (0, false), "no page read");
+        let later = SystemTime::now() + StdDuration::from_secs(120);
+        let s = reconciler.scheduled_run(later).await.unwrap();
+        assert_eq!((s.pages, s.complete), (1, true));
+    }
 }

@@ -10,13 +10,12 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::{flag, number};
 use crate::core::envelope::{derive_dedupe_id, Envelope, Normalized, Provider, Subscriber};
 use crate::core::kind::{InternalKind, Kind};
 use crate::core::lifecycle::{screen, Criteria, LifecycleConfig, Verdict};
 use crate::core::rules::KIND_SCREENING_REJECT;
 use crate::ingest::to_message;
-use crate::ports::{EventQueue, SubscriberStore};
+use crate::ports::{EventQueue, QueueError, StoreError, SubscriberStore};
 use crate::telemetry::metrics;
 
 /// Per-partner screening rules (`SCREENING_PARTNER_RULES`), keyed by SparkLoop partner id.
@@ -28,6 +27,7 @@ pub struct PartnerRule {
     pub criteria: Criteria,
 }
 
+/// Read from the environment by `crate::config` (`ScreeningConfig::from_env`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScreeningConfig {
     pub enabled: bool,
@@ -50,46 +50,6 @@ impl Default for ScreeningConfig {
 }
 
 impl ScreeningConfig {
-    /// `SCREENING_ENABLED`, `SCREENING_DAYS` (14), `REJECT_BEFORE_END_HOURS` (24),
-    /// `SCREENING_MIN_OPENS`, `SCREENING_MIN_CLICKS`, `SCREENING_FIRST_EMAILS`,
-    /// `SCREENING_MIN_OPENS_OF_FIRST`, `SCREENING_MATCH` (`all` | `any`),
-    /// `SCREENING_PARTNER_RULES` (JSON: `{"partner_id": {"days": 7, "min_clicks": 1}}`).
-    pub fn from_env() -> Result<Self, String> {
-        let days = number("SCREENING_DAYS", 14i64)?;
-        if !(1..=30).contains(&days) {
-            return Err(format!("SCREENING_DAYS={days} must be between 1 and 30"));
-        }
-        let any = match std::env::var("SCREENING_MATCH")
-            .unwrap_or_default()
-            .as_str()
-        {
-            "" | "all" => false,
-            "any" => true,
-            other => return Err(format!("SCREENING_MATCH={other:?} must be all or any")),
-        };
-        let partners = match std::env::var("SCREENING_PARTNER_RULES")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-        {
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| format!("SCREENING_PARTNER_RULES is not valid: {e}"))?,
-            None => BTreeMap::new(),
-        };
-        Ok(Self {
-            enabled: flag("SCREENING_ENABLED"),
-            days,
-            before_end: Duration::hours(number("REJECT_BEFORE_END_HOURS", 24i64)?),
-            criteria: Criteria {
-                min_opens: number("SCREENING_MIN_OPENS", 0u32)?,
-                min_clicks: number("SCREENING_MIN_CLICKS", 0u32)?,
-                first_emails: number("SCREENING_FIRST_EMAILS", 0u32)?,
-                min_opens_of_first: number("SCREENING_MIN_OPENS_OF_FIRST", 0u32)?,
-                any,
-            },
-            partners,
-        })
-    }
-
     /// The screening periods the worker records when a referral enters screening.
     pub fn lifecycle(&self) -> LifecycleConfig {
         LifecycleConfig {
@@ -161,13 +121,49 @@ pub fn reject_envelope(
     )
 }
 
+/// What stopped a screening run: the state table or the queue failed. The run is retried by
+/// the next schedule; what it already queued is deduped by the worker.
+#[derive(Debug, thiserror::Error)]
+pub enum ScreenerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// The screener function: its clients and settings, built once per execution environment.
+pub struct Screener {
+    pub store: Arc<dyn SubscriberStore>,
+    pub queue: Arc<dyn EventQueue>,
+    pub cfg: ScreeningConfig,
+    /// `SCREENING_DRY_RUN`: report the rejects, queue none.
+    pub dry_run: bool,
+}
+
+impl Screener {
+    /// One scheduled run, logged as one line.
+    pub async fn scheduled_run(&self, now: DateTime<Utc>) -> Result<ScreenReport, ScreenerError> {
+        let r = run(&self.store, &self.queue, &self.cfg, now, self.dry_run).await?;
+        tracing::info!(
+            checked = r.checked,
+            passed = r.passed,
+            not_due = r.not_due,
+            expired = r.expired,
+            rejected = r.rejected.len(),
+            dry_run = r.dry_run,
+            "screening run"
+        );
+        Ok(r)
+    }
+}
+
 pub async fn run(
     store: &Arc<dyn SubscriberStore>,
     queue: &Arc<dyn EventQueue>,
     cfg: &ScreeningConfig,
     now: DateTime<Utc>,
     dry_run: bool,
-) -> Result<ScreenReport, String> {
+) -> Result<ScreenReport, ScreenerError> {
     let mut report = ScreenReport {
         dry_run,
         ..Default::default()
@@ -176,10 +172,7 @@ pub async fn run(
         tracing::info!("screening is off (SCREENING_ENABLED is not true); nothing to do");
         return Ok(report);
     }
-    let candidates = store
-        .screening_candidates(now + cfg.before_end)
-        .await
-        .map_err(|e| e.to_string())?;
+    let candidates = store.screening_candidates(now + cfg.before_end).await?;
     for state in candidates {
         report.checked += 1;
         match screen(
@@ -195,17 +188,13 @@ pub async fn run(
                 if !dry_run {
                     store
                         .mark_screened(&state.email, "screening ended before it was judged")
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        .await?;
                 }
             }
             Verdict::Passes => {
                 report.passed += 1;
                 if !dry_run {
-                    store
-                        .mark_screened(&state.email, "passed")
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    store.mark_screened(&state.email, "passed").await?;
                 }
             }
             Verdict::Reject(_) if state.esp_status.is_none() => {
@@ -225,14 +214,10 @@ pub async fn run(
                         &why,
                         now,
                     );
-                    queue
-                        .enqueue(vec![to_message(&env)])
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    queue.enqueue(vec![to_message(&env)]).await?;
                     store
                         .mark_screened(&state.email, &format!("reject queued: {why}"))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        .await?;
                     metrics::count(metrics::Metric::ScreeningRejects, 1, &[]);
                 }
                 report.rejected.push((state.email.clone(), why));

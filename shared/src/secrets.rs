@@ -10,42 +10,39 @@
 //! logs a warning naming what failed, never a value. A value in the secret wins over the same
 //! environment variable.
 //!
-//! Without `SECRETS_ARN` the values come from the environment, read once at start-up.
+//! Without `SECRETS_ARN` the values come from the environment, read once at start-up
+//! (`crate::config::SecretsConfig`).
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::adapters::secretsmanager::SecretsManagerSource;
-use crate::core::secrets::{needs, refresh_due, resolve, DEFAULT_TTL, KEYS};
-use crate::ports::SecretSource;
+use crate::config::SecretsConfig;
+use crate::core::secrets::{refresh_due, resolve, SecretsError};
+use crate::ports::{SecretReadError, SecretSource};
 
+pub use crate::config::{SECRETS_ARN, SECRETS_TTL_SECS};
 pub use crate::core::secrets::{Component, Needs, SecretValues};
 
-/// The ARN (or name) of the secret holding the secret settings.
-pub const SECRETS_ARN: &str = "SECRETS_ARN";
-/// Seconds the values read from the secret are used before it is read again.
-pub const SECRETS_TTL_SECS: &str = "SECRETS_TTL_SECS";
-
-/// `SECRETS_ARN`, when set.
-pub fn arn_from_env() -> Option<String> {
-    std::env::var(SECRETS_ARN)
-        .ok()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
+/// Why the secret's values could not be used: it could not be read, or what it holds is
+/// refused. Messages name keys, never values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Read(#[from] SecretReadError),
+    #[error(transparent)]
+    Refused(#[from] SecretsError),
+    #[error("no answer within {} s", .0.as_secs())]
+    TimedOut(Duration),
 }
 
-/// `SECRETS_TTL_SECS` (default 300, at least 1).
-pub fn ttl_from_env() -> Result<Duration, String> {
-    let secs = crate::config::number(SECRETS_TTL_SECS, DEFAULT_TTL.as_secs())?;
-    if secs == 0 {
-        return Err(format!("{SECRETS_TTL_SECS}=0 must be at least 1"));
-    }
-    Ok(Duration::from_secs(secs))
-}
-
-/// Every secret variable the environment sets.
-pub fn env_values() -> SecretValues {
-    SecretValues::from_env(&KEYS, |k| std::env::var(k).ok())
+/// A function cannot start with the secret in `SECRETS_ARN`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("SECRETS_ARN={arn}: {source}")]
+pub struct StartError {
+    pub arn: String,
+    #[source]
+    pub source: LoadError,
 }
 
 /// The longest a request or call waits for the secret to be read again; past it the last
@@ -84,7 +81,7 @@ impl SecretsCache {
         needs: Needs,
         env: SecretValues,
         ttl: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, LoadError> {
         let values = read(source.as_ref(), &needs, &env).await?;
         Ok(Self {
             source,
@@ -135,7 +132,7 @@ impl SecretsCache {
             read(self.source.as_ref(), &self.needs, &self.env),
         )
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {} s", REFRESH_TIMEOUT.as_secs())));
+        .unwrap_or(Err(LoadError::TimedOut(REFRESH_TIMEOUT)));
         let now = Instant::now();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         match result {
@@ -167,11 +164,12 @@ async fn read(
     source: &dyn SecretSource,
     needs: &Needs,
     env: &SecretValues,
-) -> Result<SecretValues, String> {
-    let text = source.read().await.map_err(|e| e.to_string())?;
-    resolve(text.expose(), needs, env).map_err(|e| e.to_string())
+) -> Result<SecretValues, LoadError> {
+    let text = source.read().await?;
+    Ok(resolve(text.expose(), needs, env)?)
 }
 
+/// Builds a value from the secret values; a refusal is logged by what it says.
 type Build<T> = Box<dyn Fn(&SecretValues) -> Result<T, String> + Send + Sync>;
 
 struct Rebuild<T> {
@@ -244,8 +242,8 @@ impl<T> std::fmt::Debug for Live<T> {
 /// Where a function's secret settings come from.
 #[derive(Clone)]
 pub enum Secrets {
-    /// The environment variables, read once.
-    Environment,
+    /// The environment variables, as read at start-up.
+    Environment(SecretValues),
     /// The secret in `SECRETS_ARN`, read again after the TTL.
     Managed(Arc<SecretsCache>),
 }
@@ -253,36 +251,35 @@ pub enum Secrets {
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Environment => f.write_str("Secrets::Environment"),
+            Self::Environment(_) => f.write_str("Secrets::Environment"),
             Self::Managed(c) => write!(f, "Secrets::Managed({:?})", c.snapshot().values),
         }
     }
 }
 
 impl Secrets {
-    pub fn environment() -> Self {
-        Self::Environment
+    /// The values the environment sets, with no secret.
+    pub fn environment(values: SecretValues) -> Self {
+        Self::Environment(values)
     }
 
-    /// For `component`: the secret in `SECRETS_ARN` (read now; `SECRETS_TTL_SECS`), or the
-    /// environment when it is not set. The keys needed follow `ESP` and `DRY_RUN`.
-    pub async fn from_env(
+    /// For `component`: the secret in `cfg.secret` (read now, then again after its TTL), or
+    /// the environment's values when there is none. The keys needed follow `ESP` and `DRY_RUN`.
+    pub async fn load(
         aws: &aws_config::SdkConfig,
+        cfg: &SecretsConfig,
         component: Component,
-    ) -> Result<Self, String> {
-        let Some(arn) = arn_from_env() else {
-            return Ok(Self::Environment);
+    ) -> Result<Self, StartError> {
+        let Some(secret) = &cfg.secret else {
+            return Ok(Self::Environment(cfg.env.clone()));
         };
-        let ttl = ttl_from_env()?;
-        let needs = needs(
-            component,
-            std::env::var("ESP").ok().as_deref(),
-            crate::config::flag("DRY_RUN"),
-        );
-        let source = Arc::new(SecretsManagerSource::from_conf(aws, arn.clone()));
-        Self::managed(source, needs, env_values(), ttl)
+        let source = Arc::new(SecretsManagerSource::from_conf(aws, secret.arn.clone()));
+        Self::managed(source, cfg.needs(component), cfg.env.clone(), secret.ttl)
             .await
-            .map_err(|e| format!("{SECRETS_ARN}={arn}: {e}"))
+            .map_err(|source| StartError {
+                arn: secret.arn.clone(),
+                source,
+            })
     }
 
     /// Reads `source` now and keeps `needs.keys` from it (or from `env`), read again after
@@ -292,7 +289,7 @@ impl Secrets {
         needs: Needs,
         env: SecretValues,
         ttl: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, LoadError> {
         Ok(Self::Managed(Arc::new(
             SecretsCache::load(source, needs, env, ttl).await?,
         )))
@@ -301,19 +298,20 @@ impl Secrets {
     /// The values now (the environment's, or the secret's as last read).
     pub fn values(&self) -> SecretValues {
         match self {
-            Self::Environment => env_values(),
+            Self::Environment(values) => values.clone(),
             Self::Managed(cache) => cache.snapshot().values.clone(),
         }
     }
 
     /// A value built by `build` from the secret values, rebuilt when they change (from the
-    /// secret); the first build's error is returned.
-    pub fn live<T, F>(&self, build: F) -> Result<Live<T>, String>
+    /// secret); the first build's error is returned, later ones are logged.
+    pub fn live<T, E, F>(&self, build: F) -> Result<Live<T>, E>
     where
-        F: Fn(&SecretValues) -> Result<T, String> + Send + Sync + 'static,
+        E: std::fmt::Display + 'static,
+        F: Fn(&SecretValues) -> Result<T, E> + Send + Sync + 'static,
     {
         match self {
-            Self::Environment => Ok(Live::fixed(build(&env_values())?)),
+            Self::Environment(values) => Ok(Live::fixed(build(values)?)),
             Self::Managed(cache) => {
                 let snapshot = cache.snapshot();
                 let value = build(&snapshot.values)?;
@@ -321,7 +319,7 @@ impl Secrets {
                     built: RwLock::new((snapshot.version, Arc::new(value))),
                     rebuild: Some(Rebuild {
                         cache: cache.clone(),
-                        build: Box::new(build),
+                        build: Box::new(move |v| build(v).map_err(|e| e.to_string())),
                     }),
                 })
             }
@@ -340,7 +338,7 @@ mod tests {
     async fn worker_secrets(
         source: Arc<MemorySecret>,
         env: SecretValues,
-    ) -> Result<Secrets, String> {
+    ) -> Result<Secrets, LoadError> {
         Secrets::managed(
             source,
             needs(Component::Worker, Some("loops"), false),
@@ -362,7 +360,7 @@ mod tests {
         let secrets = worker_secrets(source.clone(), SecretValues::default())
             .await
             .unwrap();
-        let live = secrets.live(|v| Ok(key(v))).unwrap();
+        let live = secrets.live(|v| Ok::<_, String>(key(v))).unwrap();
         assert_eq!(*live.get().await, "k1");
         source.set(Some(
             r#"{"SPARKLOOP_API_KEY": "k2", "LOOPS_API_KEY": "l1"}"#,
@@ -384,7 +382,7 @@ mod tests {
         let secrets = worker_secrets(source.clone(), SecretValues::default())
             .await
             .unwrap();
-        let live = secrets.live(|v| Ok(key(v))).unwrap();
+        let live = secrets.live(|v| Ok::<_, String>(key(v))).unwrap();
         tokio::time::sleep(TTL).await;
         // unreadable, then readable without a key it needs: both keep the last values
         for broken in [
@@ -428,7 +426,7 @@ mod tests {
                 if k.starts_with("good") {
                     Ok(k)
                 } else {
-                    Err("SPARKLOOP_API_KEY is refused".into())
+                    Err("SPARKLOOP_API_KEY is refused".to_string())
                 }
             })
             .unwrap();
@@ -452,6 +450,10 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err,
+            LoadError::Refused(SecretsError::Missing(vec![LOOPS_API_KEY]))
+        );
+        assert_eq!(
+            err.to_string(),
             "LOOPS_API_KEY is in neither the secret (SECRETS_ARN) nor the environment"
         );
         let env = SecretValues::from_env(&[LOOPS_API_KEY, SPARKLOOP_API_KEY], |k| {
@@ -474,6 +476,10 @@ mod tests {
         let err = worker_secrets(source, SecretValues::default())
             .await
             .unwrap_err();
-        assert!(err.starts_with("cannot read the secret"), "{err}");
+        assert!(matches!(err, LoadError::Read(_)), "{err:?}");
+        assert!(
+            err.to_string().starts_with("cannot read the secret"),
+            "{err}"
+        );
     }
 }

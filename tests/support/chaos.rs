@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use shared::core::dedupe::{Acquire, LeaseRequest};
 use shared::core::envelope::{Envelope, Provider};
 use shared::core::lifecycle::StateWrite;
-use shared::local::{BatchSource, Delivery};
+use shared::local::{BatchSource, Delivery, SourceError};
 use shared::ports::{
     EventQueue, IdempotencyStore, OutboundMessage, QueueError, StoreError, WorkQueue,
 };
@@ -1318,16 +1318,16 @@ impl ChaosSource {
 
 #[async_trait]
 impl BatchSource for ChaosSource {
-    async fn receive(&self) -> Result<Vec<Delivery>, String> {
+    async fn receive(&self) -> Result<Vec<Delivery>, SourceError> {
         let fault = self.faults.decide();
         if fault == Some(true) {
             self.injected.add("receive.before");
-            return Err("injected (receive, before)".into());
+            return Err(SourceError::Receive("injected (before)".into()));
         }
         let got = self.inner.receive().await?;
         if fault == Some(false) {
             self.injected.add("receive.after");
-            return Err("injected (receive, after)".into());
+            return Err(SourceError::Receive("injected (after)".into()));
         }
         self.received.fetch_add(got.len() as u64, Ordering::Relaxed);
         for d in &got {
@@ -1337,19 +1337,19 @@ impl BatchSource for ChaosSource {
         Ok(got)
     }
 
-    async fn delete(&self, receipt: &str) -> Result<(), String> {
+    async fn delete(&self, receipt: &str) -> Result<(), SourceError> {
         if self.skip_deletes.load(Ordering::SeqCst) {
             return Ok(());
         }
         let fault = self.faults.decide();
         if fault == Some(true) {
             self.injected.add("delete.before");
-            return Err("injected (delete, before)".into());
+            return Err(SourceError::Delete("injected (before)".into()));
         }
         self.inner.delete(receipt).await?;
         if fault == Some(false) {
             self.injected.add("delete.after");
-            return Err("injected (delete, after)".into());
+            return Err(SourceError::Delete("injected (after)".into()));
         }
         self.deleted.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -1912,11 +1912,11 @@ impl BatchDeleteSqsSource {
 
 #[async_trait]
 impl BatchSource for BatchDeleteSqsSource {
-    async fn receive(&self) -> Result<Vec<Delivery>, String> {
+    async fn receive(&self) -> Result<Vec<Delivery>, SourceError> {
         self.receive.receive().await
     }
 
-    async fn delete(&self, receipt: &str) -> Result<(), String> {
+    async fn delete(&self, receipt: &str) -> Result<(), SourceError> {
         let full = {
             let mut p = self.pending.lock().await;
             p.push(receipt.to_string());

@@ -1,25 +1,34 @@
 //! Lambda: Esputnik webhooks -> SQS. Configuration and clients are built once per execution
-//! environment; the handler lives in `shared::ingest::esputnik` so `sparkbridge dev` runs the same code.
+//! environment; the handler lives in `shared::ingest::esputnik` so `sparkbridge dev` runs the
+//! same code.
 
 use std::sync::Arc;
 
 use lambda_http::{run, service_fn, Error};
 use shared::adapters::sqs::SqsQueue;
+use shared::config::{Env, IngestEsputnikConfig, StartupError};
 use shared::ingest::esputnik::EsputnikIngest;
 use shared::secrets::{Component, Secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
-    // one configuration (region, credentials, HTTP client) for every AWS client
-    let aws = shared::adapters::aws::sdk_config().await;
-    let queue = Arc::new(SqsQueue::from_env(&aws)?);
-    // the webhook secret: from SECRETS_ARN (read again after its TTL) or the environment
-    let secrets = Secrets::from_env(&aws, Component::IngestEsputnik).await?;
-    let ingest = Arc::new(EsputnikIngest::from_secrets(queue, &secrets)?);
+    let env = Env::process();
+    shared::telemetry::init(&env);
+    let ingest = Arc::new(start(&env).await?);
     run(service_fn(move |req| {
         let ingest = ingest.clone();
         async move { Ok::<_, Error>(ingest.handle(req).await) }
     }))
     .await
+}
+
+/// The handler, from the environment: the queue, and the webhook secret from SECRETS_ARN
+/// (read again after its TTL) or the environment.
+async fn start(env: &Env) -> Result<EsputnikIngest, StartupError> {
+    let cfg = IngestEsputnikConfig::from_env(env)?;
+    // one configuration (region, credentials, HTTP client) for every AWS client
+    let aws = shared::adapters::aws::sdk_config().await;
+    let queue = Arc::new(SqsQueue::from_conf(&aws, &cfg.queue));
+    let secrets = Secrets::load(&aws, &cfg.secrets, Component::IngestEsputnik).await?;
+    Ok(EsputnikIngest::from_secrets(queue, &secrets, cfg.webhook)?)
 }

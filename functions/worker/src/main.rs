@@ -1,5 +1,6 @@
-//! Lambda: the SQS worker (ReportBatchItemFailures). Clients are built once per execution
-//! environment; the handler lives in `shared::worker` so `sparkbridge dev` runs the same code.
+//! Lambda: the SQS worker (ReportBatchItemFailures). Configuration and clients are built once
+//! per execution environment; the handler lives in `shared::worker` so `sparkbridge dev` runs
+//! the same code.
 
 use std::sync::Arc;
 
@@ -7,25 +8,15 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use shared::adapters::dynamodb::DynamoStore;
 use shared::adapters::sqs::SqsWorkQueue;
+use shared::config::{Env, StartupError, WorkerFunctionConfig};
 use shared::secrets::{Component, Secrets};
-use shared::worker::{Worker, WorkerConfig};
+use shared::worker::Worker;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
-    // one configuration (region, credentials, HTTP client) for every AWS client
-    let aws = shared::adapters::aws::sdk_config().await;
-    let store = Arc::new(DynamoStore::from_env(&aws)?);
-    // the API keys: from SECRETS_ARN (read again after its TTL) or the environment
-    let secrets = Secrets::from_env(&aws, Component::Worker).await?;
-    let worker = Arc::new(Worker {
-        store: store.clone(),
-        subscribers: store,
-        sparkloop: shared::adapters::sparkloop::from_secrets(&secrets)?,
-        esp: shared::adapters::esp::from_secrets(&secrets)?,
-        queue: Arc::new(SqsWorkQueue::from_env(&aws)?),
-        cfg: WorkerConfig::from_env()?,
-    });
+    let env = Env::process();
+    shared::telemetry::init(&env);
+    let worker = Arc::new(start(&env).await?);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let worker = worker.clone();
         async move {
@@ -34,4 +25,22 @@ async fn main() -> Result<(), Error> {
         }
     }))
     .await
+}
+
+/// The worker, from the environment: the table, the queues, and the API clients with their
+/// keys from SECRETS_ARN (read again after its TTL) or the environment.
+async fn start(env: &Env) -> Result<Worker, StartupError> {
+    let cfg = WorkerFunctionConfig::from_env(env)?;
+    // one configuration (region, credentials, HTTP client) for every AWS client
+    let aws = shared::adapters::aws::sdk_config().await;
+    let store = Arc::new(DynamoStore::from_conf(&aws, cfg.table_name));
+    let secrets = Secrets::load(&aws, &cfg.secrets, Component::Worker).await?;
+    Ok(Worker {
+        store: store.clone(),
+        subscribers: store,
+        sparkloop: shared::adapters::sparkloop::from_secrets(&cfg.sparkloop, &secrets)?,
+        esp: shared::adapters::esp::from_secrets(&cfg.esp, &secrets)?,
+        queue: Arc::new(SqsWorkQueue::from_conf(&aws, &cfg.queues)),
+        cfg: cfg.worker,
+    })
 }

@@ -6,11 +6,3 @@ use aws_config::BehaviorVersion;
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).load().await
 }
-
-/// Reads a required environment variable with a message that names it.
-pub fn required_env(name: &str) -> Result<String, String> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| format!("environment variable {name} is not set"))
-}

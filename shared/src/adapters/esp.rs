@@ -10,8 +10,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{json, Map, Value};
 
 use crate::adapters::sparkloop::{
-    api_base, http_client, read_json, read_ok, send, send_reading, ClientSettings,
+    api_base, http_client, read_json, read_ok, send, send_reading, ClientSettings, KeyNotSet,
 };
+use crate::config::{ConfigError, EspChoice, EspConfig};
 use crate::core::lifecycle::EspCall;
 use crate::core::mask::mask_email;
 use crate::core::outbound::{CallOutcome, Goal, Missing};
@@ -58,16 +59,22 @@ impl Default for PropertyNames {
 }
 
 impl PropertyNames {
-    pub fn from_json(text: Option<&str>) -> Result<Self, String> {
+    /// `ESP_PROPERTY_NAMES` (a JSON object, logical name -> the ESP's name) over the defaults.
+    pub fn from_json(text: Option<&str>) -> Result<Self, ConfigError> {
+        const NAME: &str = "ESP_PROPERTY_NAMES";
         let mut names = Self::default();
         if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
-            let overrides: BTreeMap<String, String> = serde_json::from_str(text)
-                .map_err(|e| format!("ESP_PROPERTY_NAMES is not a JSON object of strings: {e}"))?;
+            let overrides: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| {
+                ConfigError::unshown(NAME, format!("is not a JSON object of strings: {e}"))
+            })?;
             for (k, v) in overrides {
                 if !names.0.contains_key(&k) {
-                    return Err(format!(
-                        "ESP_PROPERTY_NAMES: unknown property {k:?} (known: {})",
-                        names.0.keys().cloned().collect::<Vec<_>>().join(", ")
+                    return Err(ConfigError::unshown(
+                        NAME,
+                        format!(
+                            "names an unknown property {k:?} (known: {})",
+                            names.0.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
                     ));
                 }
                 names.0.insert(k, v);
@@ -480,77 +487,55 @@ impl EspApi for DryRunEsp {
     }
 }
 
-/// `ESP` (`loops` | `esputnik`), its `*_API_KEY` and `*_API_URL`, `ESP_PROPERTY_NAMES`,
-/// `ESPUTNIK_FIELD_IDS`, `LOOPS_RATE_PER_SEC` (10), `ESPUTNIK_RATE_PER_SEC` (5).
-pub fn from_env() -> Result<Arc<dyn EspApi>, String> {
-    from_secrets(&Secrets::environment())
-}
-
-/// As [`from_env`], with the ESP's API key from `secrets` (read per call, so a rotation in
-/// the secret needs no restart).
-pub fn from_secrets(secrets: &Secrets) -> Result<Arc<dyn EspApi>, String> {
-    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
-    let dry = crate::config::flag("DRY_RUN");
-    let settings = ClientSettings {
-        total_timeout: std::time::Duration::from_secs(crate::config::number(
-            "HTTP_TIMEOUT_SECS",
-            10u64,
-        )?),
-        ..ClientSettings::default()
-    };
-    let key = |name: &'static str| -> Result<Option<Live<Secret>>, String> {
-        if dry || secrets.values().get(name).is_none() {
+/// The ESP client `cfg` asks for (`ESP`: `loops` | `esputnik`), with its API key from
+/// `secrets` (read per call, so a rotation in the secret needs no restart). Without an ESP,
+/// without its key, or with `DRY_RUN`, calls are only logged.
+pub fn from_secrets(cfg: &EspConfig, secrets: &Secrets) -> Result<Arc<dyn EspApi>, ConfigError> {
+    let key = |name: &'static str| -> Result<Option<Live<Secret>>, ConfigError> {
+        if cfg.dry_run || secrets.values().get(name).is_none() {
             return Ok(None);
         }
         secrets
-            .live(move |v| {
-                v.get(name)
-                    .cloned()
-                    .ok_or_else(|| format!("{name} is not set"))
-            })
+            .live(move |v| v.get(name).cloned().ok_or(KeyNotSet(name)))
             .map(Some)
+            .map_err(|KeyNotSet(name)| ConfigError::Missing { name })
     };
-    match var("ESP").as_deref() {
-        None => {
+    match &cfg.esp {
+        EspChoice::None => {
             tracing::warn!("ESP is not set: SparkLoop -> ESP calls run in dry-run (set ESP=loops or ESP=esputnik)");
             Ok(Arc::new(DryRunEsp("none")))
         }
-        Some("loops") => {
-            let url = var("LOOPS_API_URL").unwrap_or_else(|| DEFAULT_LOOPS_URL.into());
-            crate::config::check_api_url("LOOPS_API_URL", &url)?;
-            let names = PropertyNames::from_json(var("ESP_PROPERTY_NAMES").as_deref())?;
-            match key(LOOPS_API_KEY)? {
-                Some(key) => Ok(Arc::new(LoopsClient::with_key(
-                    &url,
-                    key,
-                    names,
-                    &settings,
-                    crate::config::number("LOOPS_RATE_PER_SEC", 10u32)?,
-                ))),
-                None => {
-                    tracing::warn!(
-                        "LOOPS_API_KEY is not set or DRY_RUN is on: Loops calls run in dry-run"
-                    );
-                    Ok(Arc::new(DryRunEsp("loops")))
-                }
+        EspChoice::Loops {
+            api_url,
+            names,
+            rate_per_sec,
+        } => match key(LOOPS_API_KEY)? {
+            Some(key) => Ok(Arc::new(LoopsClient::with_key(
+                api_url,
+                key,
+                names.clone(),
+                &cfg.settings,
+                rate_per_sec.clone()?,
+            ))),
+            None => {
+                tracing::warn!(
+                    "LOOPS_API_KEY is not set or DRY_RUN is on: Loops calls run in dry-run"
+                );
+                Ok(Arc::new(DryRunEsp("loops")))
             }
-        }
-        Some("esputnik") => {
-            let url = var("ESPUTNIK_API_URL").unwrap_or_else(|| DEFAULT_ESPUTNIK_URL.into());
-            crate::config::check_api_url("ESPUTNIK_API_URL", &url)?;
-            let ids: BTreeMap<String, i64> = match var("ESPUTNIK_FIELD_IDS") {
-                Some(t) => serde_json::from_str(&t).map_err(|e| {
-                    format!("ESPUTNIK_FIELD_IDS is not a JSON object of field ids: {e}")
-                })?,
-                None => BTreeMap::new(),
-            };
+        },
+        EspChoice::Esputnik {
+            api_url,
+            field_ids,
+            rate_per_sec,
+        } => {
             match key(ESPUTNIK_API_KEY)? {
                 Some(key) => Ok(Arc::new(EsputnikClient::with_key(
-                    &url,
+                    api_url,
                     key,
-                    ids,
-                    &settings,
-                    crate::config::number("ESPUTNIK_RATE_PER_SEC", 5u32)?,
+                    field_ids.clone(),
+                    &cfg.settings,
+                    rate_per_sec.clone()?,
                 ))),
                 None => {
                     tracing::warn!("ESPUTNIK_API_KEY is not set or DRY_RUN is on: eSputnik calls run in dry-run");
@@ -558,7 +543,6 @@ pub fn from_secrets(secrets: &Secrets) -> Result<Arc<dyn EspApi>, String> {
                 }
             }
         }
-        Some(other) => Err(format!("ESP={other:?} must be loops or esputnik")),
     }
 }
 

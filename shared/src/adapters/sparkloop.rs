@@ -8,6 +8,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::Method;
 
+use crate::config::{ConfigError, SparkLoopConfig};
 use crate::core::mask::mask_email;
 use crate::core::outbound::{
     classify, parse_retry_after, redirect_refused, CallOutcome, Goal, Missing, SparkLoopCall,
@@ -301,21 +302,21 @@ pub fn rate_share(total: u32, worker_instances: Option<u32>) -> u32 {
     }
 }
 
-/// The SparkLoop client the configuration asks for: `SPARKLOOP_API_KEY`, `SPARKLOOP_API_URL`
-/// (default `https://api.sparkloop.app`; https required unless `SPARKBRIDGE_ALLOW_HTTP=true`),
-/// `SPARKLOOP_RATE_PER_MIN` (default 60, the stack's total: see [`rate_share`]). Without a
-/// key, or with `DRY_RUN=true`, calls are only logged.
-pub fn from_env() -> Result<std::sync::Arc<dyn SparkLoopApi>, String> {
-    from_secrets(&Secrets::environment())
-}
+/// A secret API key is not set where it is read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0} is not set")]
+pub struct KeyNotSet(pub &'static str);
 
-/// As [`from_env`], with `SPARKLOOP_API_KEY` from `secrets` (read per call, so a rotation
-/// in the secret needs no restart).
-pub fn from_secrets(secrets: &Secrets) -> Result<std::sync::Arc<dyn SparkLoopApi>, String> {
-    let dry = crate::config::flag("DRY_RUN");
-    if secrets.values().get(SPARKLOOP_API_KEY).is_none() || dry {
+/// The SparkLoop client `cfg` asks for, with `SPARKLOOP_API_KEY` from `secrets` (read per
+/// call, so a rotation in the secret needs no restart). Without a key, or with `DRY_RUN`,
+/// calls are only logged, and `cfg.client` is not used.
+pub fn from_secrets(
+    cfg: &SparkLoopConfig,
+    secrets: &Secrets,
+) -> Result<std::sync::Arc<dyn SparkLoopApi>, ConfigError> {
+    if secrets.values().get(SPARKLOOP_API_KEY).is_none() || cfg.dry_run {
         tracing::warn!(
-            reason = if dry {
+            reason = if cfg.dry_run {
                 "DRY_RUN is on"
             } else {
                 "SPARKLOOP_API_KEY is not set"
@@ -324,37 +325,18 @@ pub fn from_secrets(secrets: &Secrets) -> Result<std::sync::Arc<dyn SparkLoopApi
         );
         return Ok(std::sync::Arc::new(DryRunSparkLoop));
     }
-    let url = std::env::var("SPARKLOOP_API_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| DEFAULT_API_URL.into());
-    crate::config::check_api_url("SPARKLOOP_API_URL", &url)?;
-    let settings = ClientSettings {
-        rate_per_min: rate_share(
-            crate::config::number("SPARKLOOP_RATE_PER_MIN", 60u32)?,
-            std::env::var("WORKER_MAX_CONCURRENCY")
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .map(|v| {
-                    v.trim()
-                        .parse::<u32>()
-                        .map_err(|_| format!("WORKER_MAX_CONCURRENCY={v:?} is not a valid number"))
-                })
-                .transpose()?,
-        ),
-        total_timeout: std::time::Duration::from_secs(crate::config::number(
-            "HTTP_TIMEOUT_SECS",
-            10u64,
-        )?),
-        ..ClientSettings::default()
-    };
-    let key = secrets.live(|v| {
-        v.get(SPARKLOOP_API_KEY)
-            .cloned()
-            .ok_or_else(|| format!("{SPARKLOOP_API_KEY} is not set"))
-    })?;
+    let client = cfg.client.clone()?;
+    let key = secrets
+        .live(|v| {
+            v.get(SPARKLOOP_API_KEY)
+                .cloned()
+                .ok_or(KeyNotSet(SPARKLOOP_API_KEY))
+        })
+        .map_err(|KeyNotSet(name)| ConfigError::Missing { name })?;
     Ok(std::sync::Arc::new(SparkLoopClient::with_key(
-        &url, key, &settings,
+        &client.api_url,
+        key,
+        &client.settings,
     )))
 }
 

@@ -208,11 +208,14 @@ mod tests {
 }
 
 impl SqsQueue {
-    /// `QUEUE_URL` (required) and `MAX_MESSAGE_BYTES` (default 262144) from the environment.
-    pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
-        let url = crate::adapters::aws::required_env("QUEUE_URL")?;
-        let max = crate::config::number("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)?;
-        Ok(Self::new(Client::new(aws), url, max))
+    /// The queue `cfg` names (`QUEUE_URL`, `MAX_MESSAGE_BYTES`); `aws` is loaded once and
+    /// shared by every client.
+    pub fn from_conf(aws: &aws_config::SdkConfig, cfg: &crate::config::QueueConfig) -> Self {
+        Self::new(
+            Client::new(aws),
+            cfg.queue_url.clone(),
+            cfg.max_message_bytes,
+        )
     }
 }
 
@@ -233,11 +236,9 @@ impl SqsWorkQueue {
         }
     }
 
-    /// `QUEUE_URL` and `DLQ_URL` from the environment.
-    pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
-        let queue_url = crate::adapters::aws::required_env("QUEUE_URL")?;
-        let dlq_url = crate::adapters::aws::required_env("DLQ_URL")?;
-        Ok(Self::new(Client::new(aws), queue_url, dlq_url))
+    /// The queues `cfg` names (`QUEUE_URL`, `DLQ_URL`).
+    pub fn from_conf(aws: &aws_config::SdkConfig, cfg: &crate::config::WorkQueueConfig) -> Self {
+        Self::new(Client::new(aws), cfg.queue_url.clone(), cfg.dlq_url.clone())
     }
 }
 

@@ -6,6 +6,7 @@ use base64::Engine;
 use crate::core::envelope::Provider;
 use crate::core::loops::SigningKeys;
 
+/// Read from the environment by `crate::config` (the variables the ingest functions read).
 #[derive(Debug, Clone, Default)]
 pub struct SenderCredentials {
     /// First entry of `LOOPS_SIGNING_SECRET`.
@@ -89,20 +90,6 @@ pub fn authenticate(
     auth.headers
         .push(("content-type".into(), "application/json".into()));
     Ok(auth)
-}
-
-impl SenderCredentials {
-    /// The same variables the deployed functions read.
-    pub fn from_env() -> Self {
-        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
-        Self {
-            loops_secret: var("LOOPS_SIGNING_SECRET"),
-            esputnik_user: var("ESPUTNIK_WEBHOOK_USER"),
-            esputnik_password: var("ESPUTNIK_WEBHOOK_PASSWORD"),
-            esputnik_token: var("ESPUTNIK_WEBHOOK_TOKEN"),
-            sparkloop_token: var("SPARKLOOP_WEBHOOK_TOKEN"),
-        }
-    }
 }
 
 #[cfg(test)]

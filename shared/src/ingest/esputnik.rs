@@ -11,8 +11,9 @@ use lambda_http::http::Method;
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use super::{empty_ok, enqueue, finish, single_header, IngestError};
+use crate::config::EsputnikWebhookConfig;
 use crate::core::envelope::{Envelope, Provider};
-use crate::core::esputnik::{self, WebhookAuth};
+use crate::core::esputnik::{self, WebhookAuth, WebhookAuthConfigError};
 use crate::core::secrets::{
     ESPUTNIK_WEBHOOK_PASSWORD, ESPUTNIK_WEBHOOK_TOKEN, ESPUTNIK_WEBHOOK_USER,
 };
@@ -35,18 +36,15 @@ impl EsputnikIngest {
         }
     }
 
-    /// Reads `ESPUTNIK_WEBHOOK_USER`/`_PASSWORD`, `ESPUTNIK_WEBHOOK_TOKEN`,
-    /// `ESPUTNIK_ALLOW_UNAUTHENTICATED` and `ESPUTNIK_TIMEZONE` (IANA name, default UTC).
-    pub fn from_env(queue: Arc<dyn EventQueue>) -> Result<Self, String> {
-        Self::from_secrets(queue, &Secrets::environment())
-    }
-
-    /// As [`Self::from_env`], with the webhook credentials from `secrets` (read again
-    /// whenever the secret changes).
-    pub fn from_secrets(queue: Arc<dyn EventQueue>, secrets: &Secrets) -> Result<Self, String> {
-        let var = |n: &str| std::env::var(n).ok();
-        let allow_unauthenticated = var("ESPUTNIK_ALLOW_UNAUTHENTICATED")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    /// The webhook credentials (`ESPUTNIK_WEBHOOK_USER`/`_PASSWORD`, `ESPUTNIK_WEBHOOK_TOKEN`)
+    /// from `secrets`, read again whenever the secret changes; `webhook` says whether none
+    /// may be configured and which time zone eSputnik's local times are in.
+    pub fn from_secrets(
+        queue: Arc<dyn EventQueue>,
+        secrets: &Secrets,
+        webhook: EsputnikWebhookConfig,
+    ) -> Result<Self, WebhookAuthConfigError> {
+        let allow_unauthenticated = webhook.allow_unauthenticated;
         let auth = secrets.live(move |v| {
             WebhookAuth::new(
                 v.get(ESPUTNIK_WEBHOOK_USER).cloned(),
@@ -54,17 +52,12 @@ impl EsputnikIngest {
                 v.get(ESPUTNIK_WEBHOOK_TOKEN).cloned(),
                 allow_unauthenticated,
             )
-            .map_err(|e| e.to_string())
         })?;
-        let tz_name = var("ESPUTNIK_TIMEZONE")
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "UTC".into());
-        let tz: Tz = tz_name.parse().map_err(|_| {
-            format!(
-                "ESPUTNIK_TIMEZONE={tz_name:?} is not an IANA time zone (e.g. UTC, Europe/Kyiv)"
-            )
-        })?;
-        Ok(Self { queue, auth, tz })
+        Ok(Self {
+            queue,
+            auth,
+            tz: webhook.timezone,
+        })
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {

@@ -9,7 +9,7 @@ use lambda_http::{Body, Request, Response};
 
 use super::{enqueue, finish, single_header, IngestError};
 use crate::core::envelope::{Envelope, Provider};
-use crate::core::loops::{self, SigningKeys};
+use crate::core::loops::{self, SigningKeys, SigningKeysError};
 use crate::core::secrets::LOOPS_SIGNING_SECRET;
 use crate::ports::EventQueue;
 use crate::secrets::{Live, Secrets};
@@ -28,17 +28,13 @@ impl LoopsIngest {
         }
     }
 
-    /// Reads `LOOPS_SIGNING_SECRET` (one or more `whsec_` secrets, comma-separated) from the
-    /// environment.
-    pub fn from_env(queue: Arc<dyn EventQueue>) -> Result<Self, String> {
-        Self::from_secrets(queue, &Secrets::environment())
-    }
-
-    /// Reads `LOOPS_SIGNING_SECRET` from `secrets`, and again whenever the secret changes.
-    pub fn from_secrets(queue: Arc<dyn EventQueue>, secrets: &Secrets) -> Result<Self, String> {
-        let keys = secrets.live(|v| {
-            SigningKeys::parse(v.text(LOOPS_SIGNING_SECRET)).map_err(|e| e.to_string())
-        })?;
+    /// Reads `LOOPS_SIGNING_SECRET` (one or more `whsec_` secrets, comma-separated) from
+    /// `secrets`, and again whenever the secret changes.
+    pub fn from_secrets(
+        queue: Arc<dyn EventQueue>,
+        secrets: &Secrets,
+    ) -> Result<Self, SigningKeysError> {
+        let keys = secrets.live(|v| SigningKeys::parse(v.text(LOOPS_SIGNING_SECRET)))?;
         Ok(Self { queue, keys })
     }
 

@@ -32,13 +32,9 @@ impl SparkloopIngest {
     }
 
     /// Reads `SPARKLOOP_WEBHOOK_TOKEN` (comma-separated to accept an old and a new token
-    /// while rotating); refuses to start without one.
-    pub fn from_env(queue: Arc<dyn EventQueue>) -> Result<Self, String> {
-        Self::from_secrets(queue, &Secrets::environment())
-    }
-
-    /// Reads `SPARKLOOP_WEBHOOK_TOKEN` from `secrets`, and again whenever the secret changes.
-    pub fn from_secrets(queue: Arc<dyn EventQueue>, secrets: &Secrets) -> Result<Self, String> {
+    /// while rotating) from `secrets`, and again whenever the secret changes; refuses to
+    /// start without one.
+    pub fn from_secrets(queue: Arc<dyn EventQueue>, secrets: &Secrets) -> Result<Self, NoToken> {
         let tokens = secrets.live(|v| parse_tokens(v.text(SPARKLOOP_WEBHOOK_TOKEN)))?;
         Ok(Self { queue, tokens })
     }
@@ -78,16 +74,19 @@ impl SparkloopIngest {
     }
 }
 
+/// `SPARKLOOP_WEBHOOK_TOKEN` holds no token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("SPARKLOOP_WEBHOOK_TOKEN is not set (copy it from SparkLoop's Webhooks page)")]
+pub struct NoToken;
+
 /// The configured tokens (comma-separated); none is an error.
-fn parse_tokens(raw: &str) -> Result<Vec<Secret>, String> {
+fn parse_tokens(raw: &str) -> Result<Vec<Secret>, NoToken> {
     let tokens: Vec<Secret> = raw
         .split(',')
         .filter_map(|t| Secret::from_opt(Some(t.to_string())))
         .collect();
     if tokens.is_empty() {
-        return Err(
-            "SPARKLOOP_WEBHOOK_TOKEN is not set (copy it from SparkLoop's Webhooks page)".into(),
-        );
+        return Err(NoToken);
     }
     Ok(tokens)
 }
@@ -110,6 +109,6 @@ mod tests {
         assert!(token_matches(&tokens, b"new"));
         assert!(!token_matches(&tokens, b"other"));
         assert!(!token_matches(&tokens, b"old,new"));
-        assert!(parse_tokens(" , ").is_err());
+        assert_eq!(parse_tokens(" , ").unwrap_err(), NoToken);
     }
 }

@@ -4,7 +4,6 @@ mod json;
 pub mod metrics;
 
 use std::io::IsTerminal;
-use std::str::FromStr;
 
 use tracing::Dispatch;
 use tracing_subscriber::filter::EnvFilter;
@@ -15,10 +14,13 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 pub use json::JsonLine;
 
+use crate::config::{Env, LogSettings};
+
 /// JSON or text logs per Lambda's advanced logging controls (`AWS_LAMBDA_LOG_FORMAT`,
-/// `AWS_LAMBDA_LOG_LEVEL`), else `RUST_LOG`; the runtime adds request ids to every line.
-pub fn init() {
-    init_with_writer(std::io::stdout);
+/// `AWS_LAMBDA_LOG_LEVEL`), else `RUST_LOG` ([`LogSettings`]); the runtime adds request ids
+/// to every line.
+pub fn init(env: &Env) {
+    init_with_writer(LogSettings::from_env(env), std::io::stdout);
 }
 
 /// The same settings, writing through a background thread (`sparkbridge dev`). Not for
@@ -26,7 +28,7 @@ pub fn init() {
 /// the buffer is full, logging waits rather than dropping lines. Keep the guard alive; its
 /// drop flushes.
 #[cfg(feature = "dev")]
-pub fn init_buffered() -> tracing_appender::non_blocking::WorkerGuard {
+pub fn init_buffered(env: &Env) -> tracing_appender::non_blocking::WorkerGuard {
     // The thread writes whatever lines have queued up at once and flushes when the queue is
     // empty: one write for many lines under load instead of one per line (stdout alone
     // flushes at every newline).
@@ -34,45 +36,29 @@ pub fn init_buffered() -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(stdout);
-    init_with_writer(writer);
+    init_with_writer(LogSettings::from_env(env), writer);
     guard
 }
 
 /// How lines are written: `Json` when `AWS_LAMBDA_LOG_FORMAT` is `JSON` (the template sets
-/// `LogFormat: JSON`), else `Text`.
+/// `LogFormat: JSON`), else `Text` (`crate::config::LogSettings`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Json,
     Text,
 }
 
-impl LogFormat {
-    pub fn from_env() -> Self {
-        let format = std::env::var("AWS_LAMBDA_LOG_FORMAT").unwrap_or_default();
-        if format.eq_ignore_ascii_case("json") {
-            LogFormat::Json
-        } else {
-            LogFormat::Text
-        }
-    }
-}
-
 /// The settings of `lambda_runtime`'s default subscriber, which this replaces: the level from
 /// `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else INFO (with `RUST_LOG` directives applied), no
 /// time (Lambda adds it) and no target.
-fn init_with_writer<W>(writer: W)
+fn init_with_writer<W>(settings: LogSettings, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .ok();
-    let level =
-        LevelFilter::from_str(level.as_deref().unwrap_or("INFO")).unwrap_or(LevelFilter::INFO);
     // Colours only on a terminal: escape codes in a file or in CloudWatch are noise, and
     // writing them costs more than the rest of the line.
     let ansi = std::io::stdout().is_terminal();
-    dispatch(LogFormat::from_env(), level, ansi, writer).init();
+    dispatch(settings.format, settings.level, ansi, writer).init();
 }
 
 /// The subscriber: JSON lines from [`JsonLine`] (the layout of `tracing-subscriber`'s JSON

@@ -1,7 +1,6 @@
-//! Worker settings from the environment (names as deployed).
+//! Worker settings (read from the environment by `crate::config`, names as deployed).
 
-use crate::config::{flag, number};
-use crate::core::backoff::{BackoffPolicy, RetryBudget, MAX_RETRY_WINDOW_SECS};
+use crate::core::backoff::{BackoffPolicy, RetryBudget};
 use crate::core::rules::RulesConfig;
 
 #[derive(Debug, Clone)]
@@ -43,44 +42,4 @@ impl Default for WorkerConfig {
             detect_email_changes: false,
         }
     }
-}
-
-impl WorkerConfig {
-    pub fn from_env() -> Result<Self, String> {
-        let d = Self::default();
-        let base_secs = number("RETRY_BASE_DELAY_SECS", d.backoff.base_secs)?;
-        Ok(Self {
-            rules: RulesConfig {
-                confirm_signups: flag("CONFIRM_SIGNUPS"),
-                lifecycle: crate::screener::ScreeningConfig::from_env()?.lifecycle(),
-            },
-            backoff: BackoffPolicy {
-                base_secs,
-                cap_secs: number("RETRY_MAX_DELAY_SECS", d.backoff.cap_secs)?,
-            },
-            retry: retry_budget()?,
-            call_reserve_ms: number("HTTP_TIMEOUT_SECS", 10i64)?.max(1) * 1000 + 2_000,
-            settle_ms: d.settle_ms,
-            window_secs: number("DEDUPE_WINDOW_DAYS", 30i64)?.max(1) * 86_400,
-            concurrency: number("WORKER_CONCURRENCY", d.concurrency)?.max(1),
-            lease_budget_ms: number("LEASE_SECS", 60i64)? * 1000,
-            detect_email_changes: flag("DETECT_EMAIL_CHANGES"),
-        })
-    }
-}
-
-fn retry_budget() -> Result<RetryBudget, String> {
-    let d = RetryBudget::default();
-    let window_secs = number("RETRY_WINDOW_SECS", d.window_secs)?;
-    if !(1..=MAX_RETRY_WINDOW_SECS).contains(&window_secs) {
-        return Err(format!(
-            "RETRY_WINDOW_SECS={window_secs} must be between 1 and {MAX_RETRY_WINDOW_SECS} \
-             (12 days: parked messages must reach the DLQ before SQS's 14-day retention ends)"
-        ));
-    }
-    Ok(RetryBudget {
-        window_secs,
-        max_attempts: number("MAX_ATTEMPTS", d.max_attempts)?,
-        redrive_max_receives: number("REDRIVE_MAX_RECEIVE_COUNT", d.redrive_max_receives)?,
-    })
 }

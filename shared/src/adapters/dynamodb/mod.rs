@@ -62,10 +62,10 @@ impl DynamoStore {
         }
     }
 
-    /// `TABLE_NAME` from the environment; `aws` is loaded once and shared by every client.
-    pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, String> {
-        let table = crate::adapters::aws::required_env("TABLE_NAME")?;
-        Ok(Self::new(Client::new(aws), table))
+    /// The table named `table` (`TABLE_NAME`, read by `crate::config`); `aws` is loaded once
+    /// and shared by every client.
+    pub fn from_conf(aws: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(aws), table)
     }
 
     pub fn client(&self) -> &Client {
