@@ -12,6 +12,9 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else INFO (also when unreadable).
     pub level: LevelFilter,
+    /// Metrics as EMF lines: inside Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set) or with
+    /// `SPARKBRIDGE_EMF=1`; elsewhere they would only be noise.
+    pub emf: bool,
 }
 
 impl LogSettings {
@@ -32,6 +35,8 @@ impl LogSettings {
         Self {
             format,
             level: LevelFilter::from_str(level).unwrap_or(LevelFilter::INFO),
+            emf: env.get("AWS_LAMBDA_FUNCTION_NAME").is_some()
+                || env.get("SPARKBRIDGE_EMF") == Some("1"),
         }
     }
 }
@@ -61,7 +66,17 @@ mod tests {
             ),
         ] {
             let got = LogSettings::from_env(&Env::from_pairs(vars.clone()));
-            assert_eq!(got, LogSettings { format, level }, "{vars:?}");
+            let emf = false;
+            assert_eq!(got, LogSettings { format, level, emf }, "{vars:?}");
         }
+    }
+
+    #[test]
+    fn metrics_are_emitted_inside_lambda_or_when_asked() {
+        let emf = |vars: Vec<(&str, &str)>| LogSettings::from_env(&Env::from_pairs(vars)).emf;
+        assert!(emf(vec![("AWS_LAMBDA_FUNCTION_NAME", "worker")]));
+        assert!(emf(vec![("SPARKBRIDGE_EMF", "1")]));
+        assert!(!emf(vec![("SPARKBRIDGE_EMF", "yes")]));
+        assert!(!emf(vec![]));
     }
 }

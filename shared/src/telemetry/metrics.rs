@@ -69,12 +69,15 @@ metrics! {
     ReconcileRepairedTotal,
 }
 
+static ON: OnceLock<bool> = OnceLock::new();
+
+/// Set once, when logging starts (`crate::config::LogSettings::emf`); off until then.
+pub(crate) fn enable(on: bool) {
+    let _ = ON.set(on);
+}
+
 fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
-            || std::env::var("SPARKBRIDGE_EMF").is_ok_and(|v| v == "1")
-    })
+    ON.get().copied().unwrap_or(false)
 }
 
 /// Builds one EMF document (pure, for tests).

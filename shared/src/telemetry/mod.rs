@@ -58,6 +58,7 @@ where
     // Colours only on a terminal: escape codes in a file or in CloudWatch are noise, and
     // writing them costs more than the rest of the line.
     let ansi = std::io::stdout().is_terminal();
+    metrics::enable(settings.emf);
     dispatch(settings.format, settings.level, ansi, writer).init();
 }
 
