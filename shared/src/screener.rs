@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::core::envelope::{derive_dedupe_id, Envelope, Normalized, Provider, Subscriber};
-use crate::core::kind::{InternalKind, Kind};
 use crate::core::lifecycle::{screen, Criteria, LifecycleConfig, Verdict};
 use crate::core::rules::KIND_SCREENING_REJECT;
+use crate::core::{InternalKind, Kind};
 use crate::ingest::to_message;
 use crate::ports::{EventQueue, QueueError, StoreError, SubscriberStore};
 use crate::telemetry::metrics;

@@ -8,11 +8,6 @@ pub fn mask_email(email: &str) -> String {
     Masked(email).to_string()
 }
 
-/// Masks an optional address, for log fields.
-pub fn mask_opt(email: Option<&str>) -> String {
-    MaskedOpt(email).to_string()
-}
-
 /// [`mask_email`] as it is written, for log fields: nothing is allocated.
 #[derive(Clone, Copy)]
 pub struct Masked<'a>(pub &'a str);
@@ -40,7 +35,7 @@ impl fmt::Display for Masked<'_> {
     }
 }
 
-/// [`mask_opt`] as it is written: the masked address, or `-`.
+/// An optional address as it is written in a log field: the masked address, or `-`.
 #[derive(Clone, Copy)]
 pub struct MaskedOpt<'a>(pub Option<&'a str>);
 
@@ -133,7 +128,7 @@ mod tests {
         ] {
             assert_eq!(mask_email(input), want, "{input}");
         }
-        assert_eq!(mask_opt(None), "-");
+        assert_eq!(MaskedOpt(None).to_string(), "-");
     }
 
     #[test]

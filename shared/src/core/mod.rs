@@ -2,25 +2,30 @@
 
 pub mod backoff;
 pub mod dedupe;
-pub mod email;
+mod email;
 pub mod envelope;
 pub mod esputnik;
-pub mod kind;
-pub mod lenient;
+mod kind;
+pub(crate) mod lenient;
 pub mod lifecycle;
 pub mod loops;
-pub mod mask;
+pub(crate) mod mask;
 pub mod outbound;
-pub mod property;
+mod property;
 pub mod reconcile;
 pub mod rules;
 pub mod secret;
 pub mod secrets;
 pub mod sender;
 pub mod sparkloop;
-pub mod sqs_text;
-pub mod subscriber;
-pub mod time;
+pub(crate) mod sqs_text;
+mod subscriber;
+pub(crate) mod time;
 
+pub use email::Email;
 pub use envelope::{Envelope, Normalized, Provider, Subscriber};
-pub use kind::Kind;
+pub use kind::{EsputnikKind, InternalKind, Kind, LoopsKind, SparkloopKind, PARKED, UNKNOWN};
+pub use property::{Properties, Property};
+pub use subscriber::{
+    ReferralStatus, Signal, SignalEntry, StateWrite, SubscriberState, Transition, TransitionResult,
+};

@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use crate::core::email::Email;
+use crate::core::Email;
 
 /// `gsi1pk` of a subscriber under screening (the screener queries it by deadline).
 pub(super) const SCREENING: &str = "screening";
