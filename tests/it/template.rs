@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
-const OPERATIONS: &str = include_str!("../docs/operations.md");
+const OPERATIONS: &str = include_str!("../../docs/operations.md");
 
 /// The metrics the code emits (shared::telemetry::metrics, the worker, the screener, the
 /// reconciler).
