@@ -4,10 +4,10 @@
 # Shows that the template's checks catch what they claim. Each mutant is one small breakage of
 # a copy of template.yaml (a wildcard resource, a managed policy, a public queue policy, a
 # function URL, a secret on the wrong function, an unencrypted queue, a missing alarm, ...)
-# with what must catch it: either a text that tests/template.rs must fail with, or the id of
+# with what must catch it: either a text that tests/it/template.rs must fail with, or the id of
 # one of the custom cfn-lint rules of scripts/cfn-rules/ (E9xxx) that must report it.
 # The template tests are built once; then the checks of the template under test
-# (`real_template::`) run against each copy (SPARKBRIDGE_TEMPLATE=<copy>), and one cfn-lint
+# (`template::real_template::`) run against each copy (SPARKBRIDGE_TEMPLATE=<copy>), and one cfn-lint
 # run (with the custom rules) lints every copy. A mutant counts as caught when the tests fail
 # with its text, or cfn-lint reports its rule id on that copy (a failure for another
 # reason, say a copy that no longer parses, does not count). The unmutated template must pass
@@ -23,10 +23,13 @@ keep=false
 work="$(mktemp -d "${TMPDIR:-/tmp}/template-mutants.XXXXXX")"
 if ! $keep; then trap 'rm -rf "$work"' EXIT; fi
 
-# Build the test binary (tests/template.rs) once and find it. --workspace --locked, as
-# `make test` builds it, so after `make test` (CI) this builds nothing: `-p sparkbridge-tests`
-# would resolve features for that package alone and rebuild the dependencies.
-bin="$(cargo test --workspace --locked --test template --no-run --message-format=json 2>"$work/build.log" |
+# Build the test binary that holds the template tests (tests/it/main.rs, module `template`)
+# once and find it. --workspace --locked, as `make test` builds it, so after `make test` (CI)
+# this builds nothing: `-p sparkbridge-tests` would resolve features for that package alone
+# and rebuild the dependencies. shared has a test binary named `it` too: the one wanted is
+# found by its source file. It holds other modules (some need moto): every run below names
+# the template module's tests.
+bin="$(cargo test --workspace --locked --test it --no-run --message-format=json 2>"$work/build.log" |
   python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -34,18 +37,18 @@ for line in sys.stdin:
         m = json.loads(line)
     except ValueError:
         continue
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "template" \
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("src_path") == sys.argv[1] \
             and m.get("profile", {}).get("test") and m.get("executable"):
         print(m["executable"])
-')" || true
+' "$PWD/tests/it/main.rs")" || true
 if [ -z "$bin" ] || [ ! -x "$bin" ]; then
   cat "$work/build.log" >&2
   echo "template-mutants: could not build the template tests" >&2
   exit 1
 fi
 
-# The unmutated template passes every test, and cfn-lint with the custom rules.
-if ! SPARKBRIDGE_TEMPLATE="$PWD/template.yaml" "$bin" --test-threads=2 >"$work/baseline.log" 2>&1; then
+# The unmutated template passes every test of the template module, and cfn-lint with the custom rules.
+if ! SPARKBRIDGE_TEMPLATE="$PWD/template.yaml" "$bin" template:: --test-threads=2 >"$work/baseline.log" 2>&1; then
   cat "$work/baseline.log" >&2
   echo "template-mutants: the unmutated template.yaml fails its tests" >&2
   exit 1
@@ -300,7 +303,7 @@ for m in "$work"/*.yaml; do
     else
       survivors+=("$name (cfn-lint does not report $expect)")
     fi
-  elif SPARKBRIDGE_TEMPLATE="$m" "$bin" real_template:: --test-threads=2 >"$log" 2>&1; then
+  elif SPARKBRIDGE_TEMPLATE="$m" "$bin" template::real_template:: --test-threads=2 >"$log" 2>&1; then
     survivors+=("$name (the tests pass)")
   elif grep -qF -- "$expect" "$log"; then
     caught=$((caught + 1))

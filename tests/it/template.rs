@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 use serde_json::{json, Map, Value};
 use shared::telemetry::metrics::{Metric, NAMESPACE};
 
-const OPERATIONS: &str = include_str!("../docs/operations.md");
+const OPERATIONS: &str = include_str!("../../docs/operations.md");
 
 /// (method, path, binary of the function that must serve it). `ANY` sends the other methods
 /// to the function, which answers 405 with `Allow` (API Gateway would answer 404 for a route

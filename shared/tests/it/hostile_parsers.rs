@@ -6,15 +6,12 @@
 //!
 //! 10,000 cases per property unless `PROPTEST_CASES` says otherwise; no regression files.
 
-#[path = "common/hostile_inputs.rs"]
-mod hostile_inputs;
-
+use crate::hostile_inputs::*;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use chrono::Utc;
 use chrono_tz::Tz;
 use hmac::{Hmac, KeyInit, Mac};
-use hostile_inputs::*;
 use proptest::prelude::*;
 use serde_json::Value;
 use sha2::Sha256;

@@ -10,14 +10,11 @@
 //!
 //! 10,000 cases per property unless `PROPTEST_CASES` says otherwise; no regression files.
 
-#[path = "common/hostile_inputs.rs"]
-mod hostile_inputs;
-
 use std::collections::BTreeMap;
 
+use crate::hostile_inputs::{cases, config, extreme_i64};
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
-use hostile_inputs::{cases, config, extreme_i64};
 use proptest::prelude::*;
 use serde_json::Value;
 use shared::core::envelope::{Envelope, Normalized, Provider, Subscriber, ENVELOPE_VERSION};

@@ -6,7 +6,7 @@
 //! for every SparkLoop and ESP operation: the repeat is answered with a success or an
 //! "already" answer that `core::outbound::classify` counts as done.
 //!
-//! Figures are printed (`cargo test --test crash_windows -- --nocapture`) and recorded in
+//! Figures are printed (`cargo test --test it -- crash_windows:: --nocapture`) and recorded in
 //! docs/reliability.md.
 
 use std::collections::BTreeMap;

@@ -15,7 +15,7 @@
 //!
 //! `PROPTEST_CASES` overrides the number of cases, as in the other property tests.
 
-#[path = "../shared/tests/common/hostile_inputs.rs"]
+#[path = "../../shared/tests/it/hostile_inputs.rs"]
 mod hostile_inputs;
 
 use std::collections::HashMap;

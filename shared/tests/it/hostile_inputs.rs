@@ -1,7 +1,7 @@
-//! Hostile inputs shared by the hostile-input property tests: `shared/tests/hostile_parsers.rs`
-//! (the pure parsers and verifiers) and `tests/hostile.rs` (the ingest handlers, which include
-//! this file with `#[path]`). Only `proptest`, `serde`, `serde_json` and `shared` are used, so
-//! both crates can compile it.
+//! Hostile inputs shared by the hostile-input property tests:
+//! `shared/tests/it/hostile_parsers.rs` (the pure parsers and verifiers) and
+//! `tests/it/hostile.rs` (the ingest handlers, which include this file with `#[path]`). Only
+//! `proptest`, `serde`, `serde_json` and `shared` are used, so both crates can compile it.
 //!
 //! What is covered: arbitrary bytes (mostly invalid UTF-8), odd Unicode (BOM, NUL, bidi
 //! overrides, line/paragraph separators, combining marks, the last code point), JSON-ish
