@@ -64,7 +64,7 @@ if rust and py:
     say("## 1. Verify + parse + envelope, per provider (one core)")
     say("")
     say("Command: `make bench FIGURES=1` (criterion: `BENCH_LOOPS_REQUEST=target/bench/loops-request.json "
-        "taskset -c 1 cargo bench -p shared --bench ingest_core`; baseline: `taskset -c 1 .venv/bin/python "
+        "taskset -c 1 cargo bench -p sparkbridge --bench ingest_core`; baseline: `taskset -c 1 .venv/bin/python "
         "bench/python/standardwebhooks_baseline.py target/bench/loops-request.json`)")
     say("")
     pv = py.get("verify") or py  # older result files: top level only

@@ -80,7 +80,7 @@ t_build=$(date +%s)
 # the features cargo unifies (and so the cached artifacts) stay the same from run to run.
 any 2 3 4 5 6 7 && timed cli_and_benchkit cargo build --release -q -p sparkbridge-cli -p sparkbridge-bench
 any 5 6 7 && timed functions_x86_64 cargo build --release -q $(pkgs)
-any 1 && timed criterion_bench cargo bench -q -p shared --bench ingest_core --no-run
+any 1 && timed criterion_bench cargo bench -q -p sparkbridge --bench ingest_core --no-run
 ARCH=arm64
 if has 5; then
   if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu \
@@ -110,7 +110,7 @@ if has 1; then
   "${PIN[@]}" "$PY" bench/python/standardwebhooks_baseline.py "$OUT/loops-request.json" "$OUT/fig1-python.json"
   rm -rf target/criterion/ingest_core
   BENCH_LOOPS_REQUEST="$PWD/$OUT/loops-request.json" "${PIN[@]}" \
-    cargo bench -q -p shared --bench ingest_core 2>&1 | tee "$OUT/fig1-criterion.txt"
+    cargo bench -q -p sparkbridge --bench ingest_core 2>&1 | tee "$OUT/fig1-criterion.txt"
   "$PY" bench/collect_criterion.py target/criterion/ingest_core "$OUT/fig1-rust.json"
 fi
 

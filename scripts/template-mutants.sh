@@ -26,7 +26,7 @@ if ! $keep; then trap 'rm -rf "$work"' EXIT; fi
 # Build the test binary that holds the template tests (tests/it/main.rs, module `template`)
 # once and find it. --workspace --locked, as `make test` builds it, so after `make test` (CI)
 # this builds nothing: `-p sparkbridge-tests` would resolve features for that package alone
-# and rebuild the dependencies. shared has a test binary named `it` too: the one wanted is
+# and rebuild the dependencies. The library (shared/) has a test binary named `it` too: the one wanted is
 # found by its source file. It holds other modules (some need moto): every run below names
 # the template module's tests.
 bin="$(cargo test --workspace --locked --test it --no-run --message-format=json 2>"$work/build.log" |

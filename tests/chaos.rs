@@ -19,15 +19,15 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client as DynamoClient;
 use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sqs::Client as SqsClient;
-use shared::adapters::dynamodb::DynamoStore;
-use shared::adapters::esp::DryRunEsp;
-use shared::adapters::memory_queue::MemoryQueue;
-use shared::adapters::memory_store::MemoryStore;
-use shared::adapters::sparkloop::{ClientSettings, SparkLoopClient};
-use shared::adapters::sqs::{SqsQueue, SqsWorkQueue};
-use shared::core::secret::Secret;
-use shared::local::SqsSource;
-use shared::worker::{Worker, WorkerConfig};
+use sparkbridge::adapters::dynamodb::DynamoStore;
+use sparkbridge::adapters::esp::DryRunEsp;
+use sparkbridge::adapters::memory_queue::MemoryQueue;
+use sparkbridge::adapters::memory_store::MemoryStore;
+use sparkbridge::adapters::sparkloop::{ClientSettings, SparkLoopClient};
+use sparkbridge::adapters::sqs::{SqsQueue, SqsWorkQueue};
+use sparkbridge::core::secret::Secret;
+use sparkbridge::local::SqsSource;
+use sparkbridge::worker::{Worker, WorkerConfig};
 use sparkbridge_tests::chaos::*;
 use sparkbridge_tests::{drain_raw, fresh_queue, moto_endpoint};
 
@@ -362,9 +362,9 @@ async fn chaos_on_moto() {
         cfg: worker_config(),
     });
     // Deletes in batches as the event source mapping does, unless CHAOS_SINGLE_DELETES=1
-    // (then `shared::local::SqsSource`, one DeleteMessage per record).
+    // (then `sparkbridge::local::SqsSource`, one DeleteMessage per record).
     let sqs_source = BatchDeleteSqsSource::start(sqs.clone(), queue_url.clone(), visibility);
-    let inner_source: Arc<dyn shared::local::BatchSource> =
+    let inner_source: Arc<dyn sparkbridge::local::BatchSource> =
         if env_or("CHAOS_SINGLE_DELETES", 0u8) == 1 {
             Arc::new(SqsSource {
                 client: sqs.clone(),
@@ -808,7 +808,7 @@ async fn a_long_sparkloop_outage_loses_nothing_and_keeps_each_subscribers_order(
         url: h.queue_url.clone(),
         visibility_secs: 30,
     });
-    let pollers = tokio::spawn(shared::local::run(
+    let pollers = tokio::spawn(sparkbridge::local::run(
         source,
         h.worker.clone(),
         4,

@@ -62,7 +62,7 @@ pub async fn fresh_resources(
             .to_string();
         urls.push(url);
     }
-    shared::adapters::dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(conf), &name)
+    sparkbridge::adapters::dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(conf), &name)
         .create_table_if_missing()
         .await
         .map_err(|e| e.to_string())?;

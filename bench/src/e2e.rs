@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
-use shared::core::envelope::Provider;
+use sparkbridge::core::envelope::Provider;
 
 use crate::events::{self, Samples};
 use crate::fake::Fake;

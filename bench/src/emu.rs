@@ -19,7 +19,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
-use shared::core::envelope::Provider;
+use sparkbridge::core::envelope::Provider;
 use std::io::Read;
 use tokio::sync::{mpsc, oneshot};
 
@@ -379,7 +379,7 @@ fn event_for(
                     &format!("msg_emu_{run}_{i}_{j}"),
                 )?);
             }
-            let ev = shared::local::sqs_event(&events::deliveries(bodies));
+            let ev = sparkbridge::local::sqs_event(&events::deliveries(bodies));
             (serde_json::to_string(&ev).map_err(|e| e.to_string())?, 10)
         }
         "screener" | "reconciler" => (

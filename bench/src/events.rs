@@ -1,13 +1,13 @@
 //! Requests and events for the runs, built from the samples in `events/` and authenticated
-//! at run time exactly as the providers would (`shared::core::sender`).
+//! at run time exactly as the providers would (`sparkbridge::core::sender`).
 
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use serde_json::Value;
-use shared::core::envelope::{Envelope, Provider};
-use shared::core::sender::{authenticate, SenderCredentials};
-use shared::local::Delivery;
+use sparkbridge::core::envelope::{Envelope, Provider};
+use sparkbridge::core::sender::{authenticate, SenderCredentials};
+use sparkbridge::local::Delivery;
 
 /// The development defaults of `cli/src/defaults.rs`; the bench passes them explicitly to
 /// every process it starts, so the two sides always agree.
@@ -99,16 +99,16 @@ pub fn signed_apigw(mut sample: Value, provider: Provider, body: &str, id: &str)
 
 /// The queue message body ingest would produce for a Loops delivery (the real code path).
 pub fn loops_envelope(body: &str, dedupe_id: &str) -> Result<String, String> {
-    let event = shared::core::loops::parse(body.as_bytes()).map_err(|e| e.to_string())?;
+    let event = sparkbridge::core::loops::parse(body.as_bytes()).map_err(|e| e.to_string())?;
     let env = Envelope::new(Provider::Loops, dedupe_id.to_string(), Utc::now(), event);
-    Ok(shared::ingest::to_message(&env).body)
+    Ok(sparkbridge::ingest::to_message(&env).body)
 }
 
 /// The queue message body for a SparkLoop delivery.
 pub fn sparkloop_envelope(body: &str) -> Result<String, String> {
-    let (id, event) = shared::core::sparkloop::parse(body.as_bytes()).map_err(|e| e.to_string())?;
+    let (id, event) = sparkbridge::core::sparkloop::parse(body.as_bytes()).map_err(|e| e.to_string())?;
     let env = Envelope::new(Provider::Sparkloop, id, Utc::now(), event);
-    Ok(shared::ingest::to_message(&env).body)
+    Ok(sparkbridge::ingest::to_message(&env).body)
 }
 
 /// Deliveries (as the event source mapping would hand them over) for envelope bodies.

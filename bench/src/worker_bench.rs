@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shared::adapters::dynamodb::DynamoStore;
-use shared::adapters::esp::DryRunEsp;
-use shared::adapters::memory_queue::MemoryQueue;
-use shared::adapters::memory_store::MemoryStore;
-use shared::adapters::sparkloop::{ClientSettings, SparkLoopClient};
-use shared::adapters::sqs::{SqsQueue, SqsWorkQueue};
-use shared::core::secret::Secret;
-use shared::ports::{IdempotencyStore, SubscriberStore, WorkQueue};
-use shared::worker::{Worker, WorkerConfig};
+use sparkbridge::adapters::dynamodb::DynamoStore;
+use sparkbridge::adapters::esp::DryRunEsp;
+use sparkbridge::adapters::memory_queue::MemoryQueue;
+use sparkbridge::adapters::memory_store::MemoryStore;
+use sparkbridge::adapters::sparkloop::{ClientSettings, SparkLoopClient};
+use sparkbridge::adapters::sqs::{SqsQueue, SqsWorkQueue};
+use sparkbridge::core::secret::Secret;
+use sparkbridge::ports::{IdempotencyStore, SubscriberStore, WorkQueue};
+use sparkbridge::worker::{Worker, WorkerConfig};
 
 use crate::aws::{counted_clients, moto_config, Counter};
 use crate::events::{self, Samples};
@@ -85,7 +85,7 @@ fn loops_batch(samples: &Samples, kind: &str, n: usize) -> Result<Vec<String>, S
 
 /// Runs one batch like the event source mapping would; returns the time and failed records.
 async fn invoke(w: &Worker, bodies: Vec<String>) -> (Duration, usize) {
-    let ev = shared::local::sqs_event(&events::deliveries(bodies));
+    let ev = sparkbridge::local::sqs_event(&events::deliveries(bodies));
     let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
     let t = Instant::now();
     let resp = w.handle(&ev, deadline).await;
@@ -275,43 +275,43 @@ async fn round_trips(
 
     // What ingest sends to SQS per request (same SDK counter, the real handlers).
     let mut ingest = Vec::new();
-    let max = shared::adapters::sqs::DEFAULT_MAX_MESSAGE_BYTES;
+    let max = sparkbridge::adapters::sqs::DEFAULT_MAX_MESSAGE_BYTES;
     let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone(), max));
     for (provider, name) in [
         ("loops", "email.unsubscribed"),
         ("esputnik", "batch"),
         ("sparkloop", "sync_subscriber"),
     ] {
-        let p: shared::core::envelope::Provider = provider.parse()?;
+        let p: sparkbridge::core::envelope::Provider = provider.parse()?;
         let s = samples.apigw(provider, name)?;
         let body = s["body"].as_str().unwrap_or_default().to_string();
         let id = format!("msg_i_{}", uuid::Uuid::new_v4().simple());
         let req = lambda_http::request::from_str(&events::signed_apigw(s, p, &body, &id))
             .map_err(|e| e.to_string())?;
-        let env = shared::config::Env::from_pairs(events::secret_env());
-        let secrets = shared::secrets::Secrets::environment(
-            shared::config::SecretsConfig::environment(&env).env,
+        let env = sparkbridge::config::Env::from_pairs(events::secret_env());
+        let secrets = sparkbridge::secrets::Secrets::environment(
+            sparkbridge::config::SecretsConfig::environment(&env).env,
         );
         counter.take();
         let status = match provider {
             "loops" => {
-                shared::ingest::loops::LoopsIngest::from_secrets(queue.clone(), &secrets)
+                sparkbridge::ingest::loops::LoopsIngest::from_secrets(queue.clone(), &secrets)
                     .map_err(|e| e.to_string())?
                     .handle(req)
                     .await
             }
             "esputnik" => {
-                shared::ingest::esputnik::EsputnikIngest::from_secrets(
+                sparkbridge::ingest::esputnik::EsputnikIngest::from_secrets(
                     queue.clone(),
                     &secrets,
-                    shared::config::EsputnikWebhookConfig::default(),
+                    sparkbridge::config::EsputnikWebhookConfig::default(),
                 )
                 .map_err(|e| e.to_string())?
                 .handle(req)
                 .await
             }
             _ => {
-                shared::ingest::sparkloop::SparkloopIngest::from_secrets(queue.clone(), &secrets)
+                sparkbridge::ingest::sparkloop::SparkloopIngest::from_secrets(queue.clone(), &secrets)
                     .map_err(|e| e.to_string())?
                     .handle(req)
                     .await

@@ -9,23 +9,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use shared::adapters::memory_queue::MemoryQueue;
-use shared::adapters::memory_secrets::MemorySecret;
-use shared::adapters::secretsmanager::SecretsManagerSource;
-use shared::config::{
+use sparkbridge::adapters::memory_queue::MemoryQueue;
+use sparkbridge::adapters::memory_secrets::MemorySecret;
+use sparkbridge::adapters::secretsmanager::SecretsManagerSource;
+use sparkbridge::config::{
     ConfigError, Env, EspChoice, EspConfig, EsputnikWebhookConfig, SecretsConfig, SparkLoopConfig,
     TABLE_NAME,
 };
-use shared::core::outbound::CallOutcome;
-use shared::core::secret::Secret;
-use shared::core::secrets::{
+use sparkbridge::core::outbound::CallOutcome;
+use sparkbridge::core::secret::Secret;
+use sparkbridge::core::secrets::{
     parse_object, pick, ESPUTNIK_API_KEY, KEYS, LOOPS_API_KEY, SPARKLOOP_API_KEY,
 };
-use shared::ports::{AccessCheck, EventQueue, SecretSource};
-use shared::reconcile::ReconcileConfig;
-use shared::screener::ScreeningConfig;
-use shared::secrets::{Component, Secrets, SECRETS_ARN};
-use shared::worker::WorkerConfig;
+use sparkbridge::ports::{AccessCheck, EventQueue, SecretSource};
+use sparkbridge::reconcile::ReconcileConfig;
+use sparkbridge::screener::ScreeningConfig;
+use sparkbridge::secrets::{Component, Secrets, SECRETS_ARN};
+use sparkbridge::worker::WorkerConfig;
 
 use crate::error::CliError;
 
@@ -48,7 +48,7 @@ pub async fn run(json: bool, online: bool) -> Result<(), CliError> {
                 .secrets(Component::IngestLoops, None)
                 .await
                 .and_then(|s| {
-                    shared::ingest::loops::LoopsIngest::from_secrets(queue.clone(), &s)
+                    sparkbridge::ingest::loops::LoopsIngest::from_secrets(queue.clone(), &s)
                         .map_err(CliError::from)
                 })
                 .map(|_| "LOOPS_SIGNING_SECRET ok".into()),
@@ -60,7 +60,7 @@ pub async fn run(json: bool, online: bool) -> Result<(), CliError> {
                 .await
                 .and_then(|s| {
                     let webhook = EsputnikWebhookConfig::from_env(&env)?;
-                    shared::ingest::esputnik::EsputnikIngest::from_secrets(
+                    sparkbridge::ingest::esputnik::EsputnikIngest::from_secrets(
                         queue.clone(),
                         &s,
                         webhook,
@@ -75,7 +75,7 @@ pub async fn run(json: bool, online: bool) -> Result<(), CliError> {
                 .secrets(Component::IngestSparkloop, None)
                 .await
                 .and_then(|s| {
-                    shared::ingest::sparkloop::SparkloopIngest::from_secrets(queue, &s)
+                    sparkbridge::ingest::sparkloop::SparkloopIngest::from_secrets(queue, &s)
                         .map_err(CliError::from)
                 })
                 .map(|_| "SPARKLOOP_WEBHOOK_TOKEN ok".into()),
@@ -215,7 +215,7 @@ impl SecretSettings {
                 secret: SecretState::Unset,
             };
         };
-        let aws = shared::adapters::aws::sdk_config().await;
+        let aws = sparkbridge::adapters::aws::sdk_config().await;
         let secret = match SecretsManagerSource::from_conf(&aws, arn.clone())
             .read()
             .await
@@ -327,7 +327,7 @@ impl SecretSettings {
 /// key (they stop the worker once one is set).
 fn sparkloop_api(cfg: &SparkLoopConfig, secrets: &Secrets) -> Result<String, CliError> {
     let client = cfg.client.clone()?;
-    shared::adapters::sparkloop::from_secrets(cfg, secrets)?;
+    sparkbridge::adapters::sparkloop::from_secrets(cfg, secrets)?;
     if secrets.values().get(SPARKLOOP_API_KEY).is_none() {
         return Ok("SPARKLOOP_API_KEY not set: dry run (calls are logged, not made)".into());
     }
@@ -338,7 +338,7 @@ fn sparkloop_api(cfg: &SparkLoopConfig, secrets: &Secrets) -> Result<String, Cli
 /// says whether its key is there.
 fn esp(cfg: Result<EspConfig, ConfigError>, secrets: &Secrets) -> Result<String, CliError> {
     let cfg = cfg?;
-    shared::adapters::esp::from_secrets(&cfg, secrets)?;
+    sparkbridge::adapters::esp::from_secrets(&cfg, secrets)?;
     let (key, api_url, rate) = match &cfg.esp {
         EspChoice::None => return Ok("ESP not set (SparkLoop -> ESP sync off)".into()),
         EspChoice::Loops {
@@ -367,7 +367,7 @@ async fn online_checks(env: &Env, secret: &SecretSettings) -> Vec<Check> {
         .secrets(Component::Worker, Some(&[SPARKLOOP_API_KEY]))
         .await
         .and_then(|s| {
-            shared::adapters::sparkloop::from_secrets(&SparkLoopConfig::from_env(env), &s)
+            sparkbridge::adapters::sparkloop::from_secrets(&SparkLoopConfig::from_env(env), &s)
                 .map_err(CliError::from)
         });
     checks.push(match sparkloop {
@@ -379,7 +379,7 @@ async fn online_checks(env: &Env, secret: &SecretSettings) -> Vec<Check> {
         .await
         .and_then(|s| {
             let cfg = EspConfig::from_env(env)?;
-            shared::adapters::esp::from_secrets(&cfg, &s).map_err(CliError::from)
+            sparkbridge::adapters::esp::from_secrets(&cfg, &s).map_err(CliError::from)
         });
     checks.push(match esp {
         Ok(client) => {

@@ -1,7 +1,7 @@
 //! Development-only credentials, so `sparkbridge dev` and `sparkbridge send` work together
 //! with no configuration. Never used by the Lambda functions; `dev` says when it uses them.
 
-use shared::config::Env;
+use sparkbridge::config::Env;
 
 pub const LOOPS_SIGNING_SECRET: &str = "whsec_ZGV2LW9ubHktc2lnbmluZy1zZWNyZXQtc3Bhcmticmlk";
 pub const ESPUTNIK_WEBHOOK_USER: &str = "dev";

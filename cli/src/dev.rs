@@ -12,21 +12,21 @@ use axum::response::{IntoResponse, Response as AxumResponse};
 use axum::routing::{any, get};
 use axum::Router;
 use lambda_http::{Body, RequestExt};
-use shared::adapters::dynamodb::DynamoStore;
-use shared::adapters::memory_queue::MemoryQueue;
-use shared::adapters::memory_store::MemoryStore;
-use shared::adapters::sqs::{SqsQueue, SqsWorkQueue, DEFAULT_MAX_MESSAGE_BYTES};
-use shared::config::{
+use sparkbridge::adapters::dynamodb::DynamoStore;
+use sparkbridge::adapters::memory_queue::MemoryQueue;
+use sparkbridge::adapters::memory_store::MemoryStore;
+use sparkbridge::adapters::sqs::{SqsQueue, SqsWorkQueue, DEFAULT_MAX_MESSAGE_BYTES};
+use sparkbridge::config::{
     Env, EspConfig, EsputnikWebhookConfig, SecretsConfig, SparkLoopConfig, TABLE_NAME,
 };
-use shared::ingest::esputnik::EsputnikIngest;
-use shared::ingest::loops::LoopsIngest;
-use shared::ingest::sparkloop::SparkloopIngest;
-use shared::local::{BatchSource, SqsSource};
-use shared::ports::{EventQueue, IdempotencyStore, SubscriberStore, WorkQueue};
-use shared::screener::ScreeningConfig;
-use shared::secrets::Secrets;
-use shared::worker::{Worker, WorkerConfig};
+use sparkbridge::ingest::esputnik::EsputnikIngest;
+use sparkbridge::ingest::loops::LoopsIngest;
+use sparkbridge::ingest::sparkloop::SparkloopIngest;
+use sparkbridge::local::{BatchSource, SqsSource};
+use sparkbridge::ports::{EventQueue, IdempotencyStore, SubscriberStore, WorkQueue};
+use sparkbridge::screener::ScreeningConfig;
+use sparkbridge::secrets::Secrets;
+use sparkbridge::worker::{Worker, WorkerConfig};
 
 use crate::error::CliError;
 
@@ -91,12 +91,12 @@ pub async fn run(opts: DevOptions) -> Result<(), CliError> {
     let worker = Arc::new(Worker {
         store,
         subscribers,
-        sparkloop: shared::adapters::sparkloop::from_secrets(&sparkloop_cfg, &secrets)?,
-        esp: shared::adapters::esp::from_secrets(&esp_cfg, &secrets)?,
+        sparkloop: sparkbridge::adapters::sparkloop::from_secrets(&sparkloop_cfg, &secrets)?,
+        esp: sparkbridge::adapters::esp::from_secrets(&esp_cfg, &secrets)?,
         queue: work_queue,
         cfg,
     });
-    tokio::spawn(shared::local::run(
+    tokio::spawn(sparkbridge::local::run(
         source,
         worker,
         opts.pollers,
@@ -155,7 +155,7 @@ async fn aws_backends(
         cfg.retry.redrive_count(&cfg.backoff),
     )
     .await?;
-    let conf = shared::adapters::aws::sdk_config().await;
+    let conf = sparkbridge::adapters::aws::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&conf);
     let max = env.number("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)?;
     let store = Arc::new(DynamoStore::new(
@@ -213,7 +213,7 @@ async fn aws_resources(
             "--aws needs QUEUE_URL, DLQ_URL and TABLE_NAME, or --create to make them".into(),
         ));
     }
-    let conf = shared::adapters::aws::sdk_config().await;
+    let conf = sparkbridge::adapters::aws::sdk_config().await;
     let (queue_url, dlq_url) =
         crate::dlq::create_queues(&aws_sdk_sqs::Client::new(&conf), name, redrive_count).await?;
     let table = env(TABLE_NAME).unwrap_or_else(|| name.to_string());
@@ -240,7 +240,7 @@ async fn screen_periodically(ingest: Arc<Ingest>, every: Duration) {
         if !ingest.screening.enabled {
             continue;
         }
-        match shared::screener::run(
+        match sparkbridge::screener::run(
             &ingest.subscribers,
             &ingest.queue,
             &ingest.screening,
@@ -302,7 +302,7 @@ async fn screen(State(ingest): State<Arc<Ingest>>, req: AxumRequest) -> AxumResp
     let dry_run = url_pairs(req.uri().query().unwrap_or(""))
         .iter()
         .any(|(k, v)| k == "dry_run" && v == "true");
-    match shared::screener::run(
+    match sparkbridge::screener::run(
         &ingest.subscribers,
         &ingest.queue,
         &ingest.screening,

@@ -1,14 +1,14 @@
 //! What a `sparkbridge` command fails with: printed on one line (`error: ...`), exit code 1.
 
-use shared::config::ConfigError;
-use shared::core::esputnik::WebhookAuthConfigError;
-use shared::core::loops::SigningKeysError;
-use shared::core::sender::SendError;
-use shared::ingest::sparkloop::NoToken;
-use shared::ports::StoreError;
-use shared::reconcile::ReconcileError;
-use shared::screener::ScreenerError;
-use shared::secrets::StartError;
+use sparkbridge::config::ConfigError;
+use sparkbridge::core::esputnik::WebhookAuthConfigError;
+use sparkbridge::core::loops::SigningKeysError;
+use sparkbridge::core::sender::SendError;
+use sparkbridge::ingest::sparkloop::NoToken;
+use sparkbridge::ports::StoreError;
+use sparkbridge::reconcile::ReconcileError;
+use sparkbridge::screener::ScreenerError;
+use sparkbridge::secrets::StartError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use shared::core::envelope::Provider;
+use sparkbridge::core::envelope::Provider;
 
 #[derive(Parser)]
 #[command(
@@ -172,7 +172,7 @@ async fn main() -> ExitCode {
     // dev logs a line per request and per record: written from a thread of its own, so the
     // handlers never wait on stdout (kept until exit, which flushes what is left).
     let _log_guard = matches!(cli.command, Command::Dev { .. })
-        .then(|| shared::telemetry::init_buffered(&shared::config::Env::process()));
+        .then(|| sparkbridge::telemetry::init_buffered(&sparkbridge::config::Env::process()));
     let result = match cli.command {
         Command::Dev {
             listen,
@@ -198,7 +198,7 @@ async fn main() -> ExitCode {
             json,
         } => send::run(provider, &event, &url, new_id, json).await,
         Command::Dlq { dlq_url, action } => {
-            let sqs = aws_sdk_sqs::Client::new(&shared::adapters::aws::sdk_config().await);
+            let sqs = aws_sdk_sqs::Client::new(&sparkbridge::adapters::aws::sdk_config().await);
             match action {
                 DlqAction::List { max, json } => dlq::list(&sqs, &dlq_url, max, json).await,
                 DlqAction::Show { id, json } => dlq::show(&sqs, &dlq_url, &id, json).await,

@@ -3,11 +3,11 @@
 //! the environment or SECRETS_ARN, as the reconciler function reads them).
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shared::adapters::dynamodb::DynamoStore;
-use shared::adapters::sqs::SqsQueue;
-use shared::config::{Env, ReconcilerFunctionConfig};
-use shared::reconcile::{Deps, ReconcileError, Summary};
-use shared::secrets::{Component, Secrets};
+use sparkbridge::adapters::dynamodb::DynamoStore;
+use sparkbridge::adapters::sqs::SqsQueue;
+use sparkbridge::config::{Env, ReconcilerFunctionConfig};
+use sparkbridge::reconcile::{Deps, ReconcileError, Summary};
+use sparkbridge::secrets::{Component, Secrets};
 
 use crate::error::CliError;
 
@@ -25,12 +25,12 @@ pub async fn run(
     json: bool,
 ) -> Result<(), CliError> {
     let fc = ReconcilerFunctionConfig::from_env(&Env::process())?;
-    let aws = shared::adapters::aws::sdk_config().await;
+    let aws = sparkbridge::adapters::aws::sdk_config().await;
     let store = DynamoStore::from_conf(&aws, fc.table_name);
     let queue = SqsQueue::from_conf(&aws, &fc.queue);
     let secrets = Secrets::load(&aws, &fc.secrets, Component::Reconciler).await?;
-    let sparkloop = shared::adapters::sparkloop::from_secrets(&fc.sparkloop, &secrets)?;
-    let esp = shared::adapters::esp::from_secrets(&fc.esp, &secrets)?;
+    let sparkloop = sparkbridge::adapters::sparkloop::from_secrets(&fc.sparkloop, &secrets)?;
+    let esp = sparkbridge::adapters::esp::from_secrets(&fc.esp, &secrets)?;
     let mut cfg = fc.reconcile;
     cfg.force = force;
     if let Some(days) = since_days {
@@ -63,7 +63,7 @@ pub async fn run(
         ))
     };
     let result =
-        shared::reconcile::run(&deps, &cfg, chrono::Utc::now(), dry_run, None, &progress).await;
+        sparkbridge::reconcile::run(&deps, &cfg, chrono::Utc::now(), dry_run, None, &progress).await;
     bar.finish_and_clear();
     let (summary, refused) = match result {
         Ok(summary) => (summary, None),

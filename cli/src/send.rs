@@ -1,8 +1,8 @@
 //! `sparkbridge send <provider> <event>`: a sample event, authenticated as the provider would.
 
-use shared::config::Env;
-use shared::core::envelope::Provider;
-use shared::core::sender::{authenticate, SenderCredentials};
+use sparkbridge::config::Env;
+use sparkbridge::core::envelope::Provider;
+use sparkbridge::core::sender::{authenticate, SenderCredentials};
 
 use crate::error::CliError;
 

@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use shared::core::envelope::{Envelope, Provider};
-use shared::core::sender::{authenticate, SenderCredentials};
+use sparkbridge::core::envelope::{Envelope, Provider};
+use sparkbridge::core::sender::{authenticate, SenderCredentials};
 
 use crate::error::CliError;
 
@@ -169,7 +169,7 @@ pub(crate) fn event(
                 "contactIdentity": {"id": null, "email": id.email, "userId": null},
             })
             .to_string();
-            let n = shared::core::loops::parse(body.as_bytes())
+            let n = sparkbridge::core::loops::parse(body.as_bytes())
                 .map_err(|e| CliError::Failed(e.to_string()))?;
             let env = Envelope::new(provider, webhook_id.clone(), now, n);
             (body, env)
@@ -185,7 +185,7 @@ pub(crate) fn event(
                 "statusData": {},
             }])
             .to_string();
-            let el = shared::core::esputnik::split(body.as_bytes(), chrono_tz::UTC)
+            let el = sparkbridge::core::esputnik::split(body.as_bytes(), chrono_tz::UTC)
                 .into_iter()
                 .next()
                 .ok_or_else(|| CliError::Failed("the eSputnik test event has no element".into()))?;
@@ -203,7 +203,7 @@ pub(crate) fn event(
                 subscriber["referral_status"] = serde_json::json!("rejected");
             }
             let body = serde_json::json!({"type": kind, "subscriber": subscriber}).to_string();
-            let (dedupe_id, n) = shared::core::sparkloop::parse(body.as_bytes())
+            let (dedupe_id, n) = sparkbridge::core::sparkloop::parse(body.as_bytes())
                 .map_err(|e| CliError::Failed(e.to_string()))?;
             let env = Envelope::new(provider, dedupe_id, now, n);
             (body, env)
@@ -302,7 +302,7 @@ struct Summary {
 }
 
 pub async fn run(args: SmokeArgs) -> Result<(), CliError> {
-    let conf = shared::adapters::aws::sdk_config().await;
+    let conf = sparkbridge::adapters::aws::sdk_config().await;
     let target = resolve(&args, &conf).await?;
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);
@@ -494,7 +494,7 @@ pub async fn run(args: SmokeArgs) -> Result<(), CliError> {
 
 /// The webhook URLs, table and DLQ from the stack's outputs, or from `--url` and the environment.
 async fn resolve(args: &SmokeArgs, conf: &aws_config::SdkConfig) -> Result<Target, CliError> {
-    let vars = shared::config::Env::process();
+    let vars = sparkbridge::config::Env::process();
     let env = |n: &str| vars.non_blank(n).map(str::to_string);
     if let Some(base) = &args.url {
         let trimmed = base.trim_end_matches('/');
@@ -592,7 +592,7 @@ async fn resolve(args: &SmokeArgs, conf: &aws_config::SdkConfig) -> Result<Targe
 /// The credentials `send` uses. For a loopback URL (`sparkbridge dev`), an unset variable gets
 /// dev's default, as `dev` itself does; returns the names so defaulted.
 fn credentials(loopback: bool) -> (SenderCredentials, Vec<&'static str>) {
-    let mut c = SenderCredentials::from_env(&shared::config::Env::process());
+    let mut c = SenderCredentials::from_env(&sparkbridge::config::Env::process());
     let mut defaulted = Vec::new();
     if loopback {
         use crate::defaults as d;
@@ -927,7 +927,7 @@ fn printable(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::core::rules::{decide, Action, Decision, Known, RulesConfig};
+    use sparkbridge::core::rules::{decide, Action, Decision, Known, RulesConfig};
 
     fn configs() -> Vec<RulesConfig> {
         vec![
@@ -979,7 +979,7 @@ mod tests {
                         assert!(target == id.email || target == id.sparkloop_id, "{p}");
                         assert_eq!(
                             call,
-                            shared::core::outbound::SparkLoopCall::Unsubscribe,
+                            sparkbridge::core::outbound::SparkLoopCall::Unsubscribe,
                             "{p}"
                         );
                     }
@@ -987,7 +987,7 @@ mod tests {
                         calls += 1;
                         assert_eq!(call.email(), id.email, "{p}");
                         assert!(
-                            matches!(call, shared::core::lifecycle::EspCall::Unsubscribe { .. }),
+                            matches!(call, sparkbridge::core::lifecycle::EspCall::Unsubscribe { .. }),
                             "{p}: never adds a subscribed contact"
                         );
                     }

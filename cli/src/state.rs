@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use shared::adapters::dynamodb::DynamoStore;
-use shared::adapters::sqs::SqsQueue;
-use shared::config::{Env, ScreenerFunctionConfig, TABLE_NAME};
-use shared::core::lifecycle::SubscriberState;
-use shared::ports::{EventQueue, SubscriberStore};
-use shared::screener::ScreenReport;
+use sparkbridge::adapters::dynamodb::DynamoStore;
+use sparkbridge::adapters::sqs::SqsQueue;
+use sparkbridge::config::{Env, ScreenerFunctionConfig, TABLE_NAME};
+use sparkbridge::core::lifecycle::SubscriberState;
+use sparkbridge::ports::{EventQueue, SubscriberStore};
+use sparkbridge::screener::ScreenReport;
 
 use crate::error::CliError;
 
@@ -46,7 +46,7 @@ pub async fn show(email: &str, url: Option<&str>, json: bool) -> Result<(), CliE
             serde_json::from_value(v)?
         }
         None => DynamoStore::from_conf(
-            &shared::adapters::aws::sdk_config().await,
+            &sparkbridge::adapters::aws::sdk_config().await,
             Env::process().required(TABLE_NAME)?,
         )
         .get(email)
@@ -106,11 +106,11 @@ pub async fn screen(dry_run: bool, url: Option<&str>, json: bool) -> Result<(), 
         None => {
             // the screener function's settings; `--dry-run` rather than SCREENING_DRY_RUN
             let cfg = ScreenerFunctionConfig::from_env(&Env::process())?;
-            let aws = shared::adapters::aws::sdk_config().await;
+            let aws = sparkbridge::adapters::aws::sdk_config().await;
             let store: Arc<dyn SubscriberStore> =
                 Arc::new(DynamoStore::from_conf(&aws, cfg.table_name));
             let queue: Arc<dyn EventQueue> = Arc::new(SqsQueue::from_conf(&aws, &cfg.queue));
-            shared::screener::run(&store, &queue, &cfg.screening, chrono::Utc::now(), dry_run)
+            sparkbridge::screener::run(&store, &queue, &cfg.screening, chrono::Utc::now(), dry_run)
                 .await?
         }
     };

@@ -711,7 +711,7 @@ async fn reconcile_refuses_unsubscribes_over_the_share_unless_forced() {
     let sqs = aws_sdk_sqs::Client::new(&conf);
     let queue = fresh_queue(&sqs).await;
     let table = format!("sb-cli-{}", uuid::Uuid::new_v4().simple());
-    shared::adapters::dynamodb::DynamoStore::new(
+    sparkbridge::adapters::dynamodb::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&conf),
         table.clone(),
     )
@@ -782,7 +782,7 @@ async fn reconcile_refuses_unsubscribes_over_the_share_unless_forced() {
     assert_eq!(queued.len(), 10);
     assert!(queued
         .iter()
-        .all(|q| q.envelope.kind == shared::core::reconcile::KIND_RECONCILE_UNSUBSCRIBE));
+        .all(|q| q.envelope.kind == sparkbridge::core::reconcile::KIND_RECONCILE_UNSUBSCRIBE));
 }
 
 /// `smoke` against `dev --aws` on moto: every provider passes, with `--url` and with `--stack`
@@ -925,7 +925,7 @@ async fn smoke_proves_each_provider_end_to_end_on_dev_with_moto() {
 
     // queued, never COMPLETED in the table watched (one the worker does not write)
     let other = format!("sb-smoke-empty-{}", dev_name(port));
-    shared::adapters::dynamodb::DynamoStore::new(
+    sparkbridge::adapters::dynamodb::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&conf),
         other.clone(),
     )

@@ -4,8 +4,8 @@
 //! named by `BENCH_LOOPS_REQUEST`, the same file the Python `standardwebhooks` baseline
 //! verifies (`bench/python/standardwebhooks_baseline.py`); without it, the sample
 //! `events/loops/email.unsubscribed.json` is signed here. Run: `make bench FIGURES=1` or
-//! `cargo bench -p shared --bench ingest_core`. The `ingest_log` group (figure 2's log line)
-//! runs after it: `cargo bench -p shared --bench ingest_core -- ingest_log`.
+//! `cargo bench -p sparkbridge --bench ingest_core`. The `ingest_log` group (figure 2's log line)
+//! runs after it: `cargo bench -p sparkbridge --bench ingest_core -- ingest_log`.
 
 // Each bench function lists its cases one after another, as criterion groups read best.
 #![allow(clippy::too_many_lines)]
@@ -17,11 +17,11 @@ use std::time::Duration;
 use base64::Engine;
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, Criterion};
-use shared::core::envelope::{Envelope, Provider};
-use shared::core::esputnik::{self, WebhookAuth};
-use shared::core::loops::{self, SigningKeys};
-use shared::core::secret::Secret;
-use shared::core::sparkloop;
+use sparkbridge::core::envelope::{Envelope, Provider};
+use sparkbridge::core::esputnik::{self, WebhookAuth};
+use sparkbridge::core::loops::{self, SigningKeys};
+use sparkbridge::core::secret::Secret;
+use sparkbridge::core::sparkloop;
 
 struct LoopsRequest {
     secret: String,
@@ -199,9 +199,9 @@ fn bench(c: &mut Criterion) {
 fn log_line(c: &mut Criterion, req: &LoopsRequest, keys: &SigningKeys) {
     use std::sync::Arc;
 
-    use shared::ingest::loops::LoopsIngest;
-    use shared::ports::{EventQueue, OutboundMessage, QueueError};
-    use shared::telemetry::{self, LevelFilter, LogFormat};
+    use sparkbridge::ingest::loops::LoopsIngest;
+    use sparkbridge::ports::{EventQueue, OutboundMessage, QueueError};
+    use sparkbridge::telemetry::{self, LevelFilter, LogFormat};
     use tracing::Dispatch;
 
     struct Discard;

@@ -17,18 +17,18 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::Utc;
 use serde_json::json;
-use shared::adapters::esp::{EsputnikClient, LoopsClient, PropertyNames};
-use shared::adapters::memory_queue::MemoryQueue;
-use shared::adapters::memory_store::MemoryStore;
-use shared::adapters::sparkloop::{ClientSettings, SparkLoopClient};
-use shared::core::dedupe::Status;
-use shared::core::envelope::{Envelope, Provider};
-use shared::core::outbound::{classify, Goal, Missing};
-use shared::core::secret::Secret;
-use shared::ingest::to_message;
-use shared::local::{poll_once, BatchSource, SqsSource};
-use shared::ports::{EspApi, EventQueue};
-use shared::worker::{Worker, WorkerConfig};
+use sparkbridge::adapters::esp::{EsputnikClient, LoopsClient, PropertyNames};
+use sparkbridge::adapters::memory_queue::MemoryQueue;
+use sparkbridge::adapters::memory_store::MemoryStore;
+use sparkbridge::adapters::sparkloop::{ClientSettings, SparkLoopClient};
+use sparkbridge::core::dedupe::Status;
+use sparkbridge::core::envelope::{Envelope, Provider};
+use sparkbridge::core::outbound::{classify, Goal, Missing};
+use sparkbridge::core::secret::Secret;
+use sparkbridge::ingest::to_message;
+use sparkbridge::local::{poll_once, BatchSource, SqsSource};
+use sparkbridge::ports::{EspApi, EventQueue};
+use sparkbridge::worker::{Worker, WorkerConfig};
 use sparkbridge_tests::chaos::{
     unsubscribe_envelope, ApiFaults, ChaosSource, ChaosStore, FakeApis, Faults, Hold, Repeats,
 };
@@ -69,7 +69,7 @@ async fn moto() -> Moto {
     let fake = FakeApis::start(ApiFaults::NONE, Repeats::Realistic, true).await;
     let h = harness_with(
         &fake.url,
-        Arc::new(shared::adapters::esp::DryRunEsp("none")),
+        Arc::new(sparkbridge::adapters::esp::DryRunEsp("none")),
         config(),
     )
     .await;
@@ -82,7 +82,7 @@ async fn moto() -> Moto {
             Secret::new("k"),
             &settings(),
         )),
-        esp: Arc::new(shared::adapters::esp::DryRunEsp("none")),
+        esp: Arc::new(sparkbridge::adapters::esp::DryRunEsp("none")),
         queue: h.worker.queue.clone(),
         cfg: config(),
     });
@@ -435,7 +435,7 @@ fn sparkloop_event(kind: &str, email: &str, sub_id: &str, status: &str) -> Envel
         "partner": {"id": "partner_a", "name": "Partner A"}
     })
     .to_string();
-    let (id, n) = shared::core::sparkloop::parse(body.as_bytes()).unwrap();
+    let (id, n) = sparkbridge::core::sparkloop::parse(body.as_bytes()).unwrap();
     Envelope::new(Provider::Sparkloop, id, Utc::now(), n)
 }
 
@@ -445,7 +445,7 @@ fn loops_event(kind: &str, email: &str, contact: &str, n: usize) -> Envelope {
         "email": {"id": format!("send_{n}"), "emailMessageId": "m", "subject": "s"},
         "contactIdentity": {"id": contact, "email": email, "userId": null}})
     .to_string();
-    let parsed = shared::core::loops::parse(body.as_bytes()).unwrap();
+    let parsed = sparkbridge::core::loops::parse(body.as_bytes()).unwrap();
     Envelope::new(
         Provider::Loops,
         format!("msg_{kind}_{n}"),
@@ -626,7 +626,7 @@ async fn every_sparkloop_and_loops_operation_is_safe_to_repeat() {
     let m = mem(Esp::Loops, |_| {}).await;
     let reject: Envelope = serde_json::from_str(&sparkbridge_tests::worker_kit::envelope(
         "sparkbridge",
-        shared::core::rules::KIND_SCREENING_REJECT,
+        sparkbridge::core::rules::KIND_SCREENING_REJECT,
         "reject_sub_9",
         "r@example.com",
         r#"{"reason":"no opens"}"#,

@@ -7,18 +7,18 @@ use std::time::Duration;
 use aws_sdk_sqs::Client as SqsClient;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Response};
-use shared::adapters::secretsmanager::SecretsManagerSource;
-use shared::adapters::sqs::{SqsQueue, DEFAULT_MAX_MESSAGE_BYTES};
-use shared::config::{Env, IngestSparkloopConfig};
-use shared::core::envelope::{Envelope, Provider};
-use shared::core::esputnik::WebhookAuth;
-use shared::core::loops::SigningKeys;
-use shared::core::secret::Secret;
-use shared::core::secrets::needs;
-use shared::ingest::esputnik::EsputnikIngest;
-use shared::ingest::loops::LoopsIngest;
-use shared::ingest::sparkloop::SparkloopIngest;
-use shared::secrets::{Component, SecretValues, Secrets};
+use sparkbridge::adapters::secretsmanager::SecretsManagerSource;
+use sparkbridge::adapters::sqs::{SqsQueue, DEFAULT_MAX_MESSAGE_BYTES};
+use sparkbridge::config::{Env, IngestSparkloopConfig};
+use sparkbridge::core::envelope::{Envelope, Provider};
+use sparkbridge::core::esputnik::WebhookAuth;
+use sparkbridge::core::loops::SigningKeys;
+use sparkbridge::core::secret::Secret;
+use sparkbridge::core::secrets::needs;
+use sparkbridge::ingest::esputnik::EsputnikIngest;
+use sparkbridge::ingest::loops::LoopsIngest;
+use sparkbridge::ingest::sparkloop::SparkloopIngest;
+use sparkbridge::secrets::{Component, SecretValues, Secrets};
 use sparkbridge_tests::*;
 
 struct Kit {
@@ -75,7 +75,7 @@ async fn every_loops_sample_lands_as_one_envelope() {
     let files = sample_files("loops");
     assert_eq!(
         files.len(),
-        shared::core::loops::KNOWN_EVENTS.len(),
+        sparkbridge::core::loops::KNOWN_EVENTS.len(),
         "one sample per Loops event type"
     );
     for file in &files {
@@ -117,7 +117,7 @@ async fn every_esputnik_sample_lands_as_one_envelope_per_element() {
         for q in &queued {
             assert_eq!(q.envelope.provider, Provider::Esputnik);
             assert!(q.envelope.parked.is_none());
-            assert!(shared::core::esputnik::KNOWN_STATUSES.contains(&q.envelope.kind.as_str()));
+            assert!(sparkbridge::core::esputnik::KNOWN_STATUSES.contains(&q.envelope.kind.as_str()));
         }
     }
 }
@@ -283,7 +283,7 @@ async fn sparkloop_json_of_an_unknown_shape_is_kept_as_unknown() {
         assert_eq!(q[0].envelope.kind, "unknown", "{body}");
         assert_eq!(
             q[0].envelope.dedupe_id,
-            shared::core::envelope::sha256_hex(body.as_bytes()),
+            sparkbridge::core::envelope::sha256_hex(body.as_bytes()),
             "{body}"
         );
         assert_eq!(q[0].envelope.payload.get(), body);
@@ -345,7 +345,7 @@ async fn characters_sqs_refuses_are_queued_escaped_with_the_same_json_value() {
     let element = "{\"activityStatus\":\"UNSUBSCRIBED\",\"contactId\":1,\"email\":\"a@b.c\",\"activityDateTime\":\"2023-09-14T08:30:03\",\"note\":\"\u{ffff}\u{fffe}\"}";
     let esputnik_body = format!("[{element}]");
     let want_ids: Vec<String> =
-        shared::core::esputnik::split(esputnik_body.as_bytes(), chrono_tz_utc())
+        sparkbridge::core::esputnik::split(esputnik_body.as_bytes(), chrono_tz_utc())
             .into_iter()
             .map(|e| e.dedupe_id)
             .collect();
@@ -366,7 +366,7 @@ async fn characters_sqs_refuses_are_queued_escaped_with_the_same_json_value() {
     );
 
     let sparkloop_body = "{\"type\":\"new_referral\",\"subscriber\":{\"id\":\"sub_1\",\"email\":\"n@x.io\",\"name\":\"\u{ffff}\"},\"referrer\":{\"id\":\"sub_0\",\"email\":\"r@x.io\"}}";
-    let (want_id, _) = shared::core::sparkloop::parse(sparkloop_body.as_bytes()).unwrap();
+    let (want_id, _) = sparkbridge::core::sparkloop::parse(sparkloop_body.as_bytes()).unwrap();
     let mut r = signed_request(
         Provider::Sparkloop,
         &repo_root().join("events/sparkloop/new_referral.json"),
@@ -385,12 +385,12 @@ async fn characters_sqs_refuses_are_queued_escaped_with_the_same_json_value() {
 /// body and replaced in the attributes.
 #[tokio::test]
 async fn a_parked_message_with_characters_sqs_refuses_reaches_the_dlq() {
-    use shared::ports::{OutboundMessage, WorkQueue};
+    use sparkbridge::ports::{OutboundMessage, WorkQueue};
     let conf = sdk_config().await;
     let sqs = SqsClient::new(&conf);
     let main = fresh_queue(&sqs).await;
     let dlq = fresh_queue(&sqs).await;
-    let work = shared::adapters::sqs::SqsWorkQueue::new(sqs.clone(), main, dlq.clone());
+    let work = sparkbridge::adapters::sqs::SqsWorkQueue::new(sqs.clone(), main, dlq.clone());
     let body = "{\"v\":1,\"payload\":{\"name\":\"a\u{ffff}\u{fffe}b\"}}";
     let message = OutboundMessage {
         body: body.into(),

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
-use shared::adapters::esp::{EsputnikClient, LoopsClient, PropertyNames};
-use shared::adapters::sparkloop::ClientSettings;
-use shared::core::envelope::{Envelope, Provider};
-use shared::core::lifecycle::{Criteria, ReferralStatus};
-use shared::core::secret::Secret;
-use shared::ingest::to_message;
-use shared::ports::{EventQueue, SubscriberStore};
-use shared::screener::ScreeningConfig;
+use sparkbridge::adapters::esp::{EsputnikClient, LoopsClient, PropertyNames};
+use sparkbridge::adapters::sparkloop::ClientSettings;
+use sparkbridge::core::envelope::{Envelope, Provider};
+use sparkbridge::core::lifecycle::{Criteria, ReferralStatus};
+use sparkbridge::core::secret::Secret;
+use sparkbridge::ingest::to_message;
+use sparkbridge::ports::{EventQueue, SubscriberStore};
+use sparkbridge::screener::ScreeningConfig;
 use sparkbridge_tests::worker_kit::{fast_config, harness_with, Harness};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -34,7 +34,7 @@ fn partner_event(kind: &str, email: &str, sub_id: &str, status: &str, created: i
         "partner": {"id": "partner_a", "name": "Partner A"}
     })
     .to_string();
-    let (id, n) = shared::core::sparkloop::parse(body.as_bytes()).unwrap();
+    let (id, n) = sparkbridge::core::sparkloop::parse(body.as_bytes()).unwrap();
     Envelope::new(Provider::Sparkloop, id, Utc::now(), n)
 }
 
@@ -43,7 +43,7 @@ fn loops_event(kind: &str, email: &str, send_id: &str, time: i64) -> Envelope {
         "sourceType": "campaign", "campaignId": "c1", "email": {"id": send_id, "emailMessageId": "m", "subject": "s"},
         "contactIdentity": {"id": "cid", "email": email, "userId": null}})
     .to_string();
-    let n = shared::core::loops::parse(body.as_bytes()).unwrap();
+    let n = sparkbridge::core::loops::parse(body.as_bytes()).unwrap();
     Envelope::new(
         Provider::Loops,
         format!("msg_{kind}_{email}_{send_id}_{time}"),
@@ -63,7 +63,7 @@ fn esputnik_events(email: &str, activities: &[(&str, &str, i64)]) -> Vec<Envelop
         })
         .collect();
     let text = serde_json::to_vec(&body).unwrap();
-    shared::core::esputnik::split(&text, chrono_tz::Tz::UTC)
+    sparkbridge::core::esputnik::split(&text, chrono_tz::Tz::UTC)
         .into_iter()
         .map(|el| Envelope::new(Provider::Esputnik, el.dedupe_id, Utc::now(), el.event))
         .collect()
@@ -186,7 +186,7 @@ async fn loops_pending_then_opens_then_verified() {
     let s = store(&h).get(email).await.unwrap().unwrap();
     assert_eq!(s.signals.len(), 3);
     assert_eq!(
-        s.count_since(shared::core::rules::Signal::Open, at(CREATED)),
+        s.count_since(sparkbridge::core::rules::Signal::Open, at(CREATED)),
         1
     );
 
@@ -261,13 +261,13 @@ async fn loops_no_engagement_is_rejected_and_then_unsubscribed() {
         },
         ..Default::default()
     };
-    let queue: Arc<dyn EventQueue> = Arc::new(shared::adapters::sqs::SqsQueue::new(
+    let queue: Arc<dyn EventQueue> = Arc::new(sparkbridge::adapters::sqs::SqsQueue::new(
         h.sqs.clone(),
         h.queue_url.clone(),
         262_144,
     ));
     let now = at(CREATED) + Duration::days(14) - Duration::hours(2);
-    let dry = shared::screener::run(&store(&h), &queue, &cfg, now, true)
+    let dry = sparkbridge::screener::run(&store(&h), &queue, &cfg, now, true)
         .await
         .unwrap();
     assert_eq!(
@@ -280,7 +280,7 @@ async fn loops_no_engagement_is_rejected_and_then_unsubscribed() {
         "the dry run queues nothing"
     );
 
-    let report = shared::screener::run(&store(&h), &queue, &cfg, now, false)
+    let report = sparkbridge::screener::run(&store(&h), &queue, &cfg, now, false)
         .await
         .unwrap();
     assert_eq!(report.rejected.len(), 1);
@@ -289,7 +289,7 @@ async fn loops_no_engagement_is_rejected_and_then_unsubscribed() {
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].url.path(), "/v2/subscribers/sub_idle/reject");
     // a second run finds nothing: the referral left the screening index
-    let again = shared::screener::run(&store(&h), &queue, &cfg, now, false)
+    let again = sparkbridge::screener::run(&store(&h), &queue, &cfg, now, false)
         .await
         .unwrap();
     assert_eq!((again.checked, again.rejected.len()), (0, 0));
@@ -469,13 +469,13 @@ async fn screener_rejects_exactly_the_referrals_below_the_criteria() {
         },
         ..Default::default()
     };
-    let queue: Arc<dyn EventQueue> = Arc::new(shared::adapters::sqs::SqsQueue::new(
+    let queue: Arc<dyn EventQueue> = Arc::new(sparkbridge::adapters::sqs::SqsQueue::new(
         h.sqs.clone(),
         h.queue_url.clone(),
         262_144,
     ));
     let now = at(CREATED) + Duration::days(14) - Duration::hours(1);
-    let report = shared::screener::run(&store(&h), &queue, &cfg, now, false)
+    let report = sparkbridge::screener::run(&store(&h), &queue, &cfg, now, false)
         .await
         .unwrap();
     let mut rejected: Vec<&str> = report.rejected.iter().map(|(e, _)| e.as_str()).collect();
@@ -602,7 +602,7 @@ async fn esputnik_pending_then_engagement_then_verified() {
     )
     .await;
     let s = store(&h).get(email).await.unwrap().unwrap();
-    use shared::core::rules::Signal;
+    use sparkbridge::core::rules::Signal;
     let since = at(CREATED);
     assert_eq!(
         (
@@ -619,13 +619,13 @@ async fn esputnik_pending_then_engagement_then_verified() {
         ..Criteria::default()
     };
     assert_eq!(
-        shared::core::lifecycle::screen(
+        sparkbridge::core::lifecycle::screen(
             &s,
             &criteria,
             at(CREATED) + Duration::days(14),
             Duration::hours(24)
         ),
-        shared::core::lifecycle::Verdict::Passes
+        sparkbridge::core::lifecycle::Verdict::Passes
     );
     deliver(
         &h,

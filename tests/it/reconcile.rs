@@ -11,16 +11,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use shared::adapters::esp::{EsputnikClient, LoopsClient, PropertyNames};
-use shared::adapters::sparkloop::{ClientSettings, SparkLoopClient};
-use shared::adapters::sqs::SqsQueue;
-use shared::core::envelope::{Envelope, Provider};
-use shared::core::lifecycle::{ReferralStatus, Transition};
-use shared::core::reconcile::{Side, KIND_RECONCILE_UNSUBSCRIBE};
-use shared::core::secret::Secret;
-use shared::ingest::to_message;
-use shared::ports::{EspApi, SubscriberStore};
-use shared::reconcile::{Deps, ReconcileConfig, ReconcileError, Refusal, Summary};
+use sparkbridge::adapters::esp::{EsputnikClient, LoopsClient, PropertyNames};
+use sparkbridge::adapters::sparkloop::{ClientSettings, SparkLoopClient};
+use sparkbridge::adapters::sqs::SqsQueue;
+use sparkbridge::core::envelope::{Envelope, Provider};
+use sparkbridge::core::lifecycle::{ReferralStatus, Transition};
+use sparkbridge::core::reconcile::{Side, KIND_RECONCILE_UNSUBSCRIBE};
+use sparkbridge::core::secret::Secret;
+use sparkbridge::ingest::to_message;
+use sparkbridge::ports::{EspApi, SubscriberStore};
+use sparkbridge::reconcile::{Deps, ReconcileConfig, ReconcileError, Refusal, Summary};
 use sparkbridge_tests::worker_kit::{fast_config, harness_with, Harness};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -148,7 +148,7 @@ impl World {
             store: self.h.store.as_ref(),
             queue: &self.queue,
         };
-        shared::reconcile::run(&deps, &cfg, Utc::now(), dry_run, None, &|_| {}).await
+        sparkbridge::reconcile::run(&deps, &cfg, Utc::now(), dry_run, None, &|_| {}).await
     }
 
     /// A run an operator forces after an outage (more unsubscribes than the share allows).
@@ -179,7 +179,7 @@ impl World {
         let hooks: Vec<Ref> = std::mem::take(&mut self.sparkloop.lock().unwrap().webhooks);
         for r in hooks {
             let body = json!({"type": "sync_subscriber", "subscriber": {"id": r.uuid, "email": r.email, "referral_status": "rejected"}}).to_string();
-            let (id, n) = shared::core::sparkloop::parse(body.as_bytes()).unwrap();
+            let (id, n) = sparkbridge::core::sparkloop::parse(body.as_bytes()).unwrap();
             self.h
                 .send(&to_message(&Envelope::new(Provider::Sparkloop, id, Utc::now(), n)).body)
                 .await;
@@ -530,7 +530,7 @@ async fn a_parked_add_is_repaired_by_adding_never_by_unsubscribing() {
     .await;
     for r in [&deleted, &refused] {
         let body = json!({"type": "new_partner_pending_referral", "subscriber": {"id": r.uuid, "email": r.email, "referral_status": "pending"}}).to_string();
-        let (id, n) = shared::core::sparkloop::parse(body.as_bytes()).unwrap();
+        let (id, n) = sparkbridge::core::sparkloop::parse(body.as_bytes()).unwrap();
         w.h.send(&to_message(&Envelope::new(Provider::Sparkloop, id, now, n)).body)
             .await;
     }
@@ -684,7 +684,7 @@ async fn esp_answering_404_to_every_lookup_queues_no_sparkloop_unsubscribe() {
     .await;
     for r in &referrals {
         let body = json!({"type": "new_partner_pending_referral", "subscriber": {"id": r.uuid, "email": r.email, "referral_status": "pending"}}).to_string();
-        let (id, n) = shared::core::sparkloop::parse(body.as_bytes()).unwrap();
+        let (id, n) = sparkbridge::core::sparkloop::parse(body.as_bytes()).unwrap();
         w.h.send(&to_message(&Envelope::new(Provider::Sparkloop, id, Utc::now(), n)).body)
             .await;
     }

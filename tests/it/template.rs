@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
-use shared::telemetry::metrics::{Metric, NAMESPACE};
+use sparkbridge::telemetry::metrics::{Metric, NAMESPACE};
 
 const OPERATIONS: &str = include_str!("../../docs/operations.md");
 
@@ -457,10 +457,10 @@ fn check_table(t: &Value) -> Vec<String> {
             .into_iter()
             .map(|i| compact(&i["IndexName"]))
             .collect();
-        if indexes != [shared::adapters::dynamodb::INDEX] {
+        if indexes != [sparkbridge::adapters::dynamodb::INDEX] {
             p.push(format!(
                 "{id}: GlobalSecondaryIndexes are {indexes:?}, the code queries only {:?}",
-                shared::adapters::dynamodb::INDEX
+                sparkbridge::adapters::dynamodb::INDEX
             ));
         }
     }
@@ -603,7 +603,7 @@ fn check_metrics(t: &Value, emitted: &BTreeSet<String>) -> Vec<String> {
     for m in shown.difference(emitted) {
         p.push(format!(
             "metric {m} is on the dashboard or alarmed, but the code emits no such metric \
-             (shared::telemetry::metrics::Metric)"
+             (sparkbridge::telemetry::metrics::Metric)"
         ));
     }
     p
@@ -704,7 +704,7 @@ fn grant(cond: Option<&str>, action: &str, resource: Value) -> Grant {
 }
 
 fn role_specs() -> Vec<RoleSpec> {
-    use shared::adapters::dynamodb::INDEX;
+    use sparkbridge::adapters::dynamodb::INDEX;
     let arn = |id: &str| json!({ "Fn::GetAtt": [id, "Arn"] });
     let index = json!({ "Fn::Sub": format!("${{StateTable.Arn}}/index/{INDEX}") });
     let base = |log_group: &str| {
@@ -905,7 +905,7 @@ fn env_var<'a>(t: &'a Value, f: &'a Value, name: &str) -> Option<&'a Value> {
 /// Both queues take the message size the code assumes, and the functions learn the same size.
 /// (Encryption and the TLS-only policy are cfn-lint's E9121 and E9122.)
 fn check_queue_sizes(t: &Value) -> Vec<String> {
-    use shared::adapters::sqs::DEFAULT_MAX_MESSAGE_BYTES;
+    use sparkbridge::adapters::sqs::DEFAULT_MAX_MESSAGE_BYTES;
     let mut p = Vec::new();
     for q in ["EventQueue", "DeadLetterQueue"] {
         let size = number(t["Resources"][q]["Properties"].get("MaximumMessageSize"));
@@ -1735,7 +1735,7 @@ fn check_wiring(t: &Value) -> Vec<String> {
 /// version path the clients append (a doubled `/v2/v2` answers 404, read as "not a
 /// subscriber": calls lost without an error).
 fn check_api_defaults(t: &Value) -> Vec<String> {
-    use shared::adapters::{esp, sparkloop};
+    use sparkbridge::adapters::{esp, sparkloop};
     let mut problems = Vec::new();
     for (param, want) in [
         ("SparkloopApiUrl", sparkloop::DEFAULT_API_URL),
@@ -1774,7 +1774,7 @@ fn redrive_needed(window_secs: u64, cap_secs: u64, max_attempts: u64) -> u64 {
 /// inside its window, the window ends inside the queue's retention, and the worker learns
 /// the queue's redrive count so it parks the last receive itself, with its error.
 fn check_retry_budget(t: &Value) -> Vec<String> {
-    use shared::core::backoff::{
+    use sparkbridge::core::backoff::{
         BackoffPolicy, RetryBudget, DEFAULT_RETRY_WINDOW_SECS, MAX_RETRY_WINDOW_SECS,
         SQS_MAX_RECEIVE_COUNT,
     };

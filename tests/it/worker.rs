@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::core::dedupe::{Acquire, LeaseRequest};
-use shared::ports::IdempotencyStore;
+use sparkbridge::core::dedupe::{Acquire, LeaseRequest};
+use sparkbridge::ports::IdempotencyStore;
 use sparkbridge_tests::worker_kit::{envelope, fast_config, harness};
 use wiremock::matchers::{header, method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -261,7 +261,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_cannot_complete() {
     let fake = sparkloop(200).await;
     let h = harness(&fake.uri(), fast_config()).await;
     let body = unsub("msg_lease", "a@example.com");
-    let env: shared::core::Envelope = serde_json::from_str(&body).unwrap();
+    let env: sparkbridge::core::Envelope = serde_json::from_str(&body).unwrap();
     let now = chrono::Utc::now().timestamp_millis();
     // a holder that crashed: its lease ended a second ago
     let crashed = LeaseRequest {
@@ -308,7 +308,7 @@ async fn a_live_lease_is_retried_later() {
     let fake = sparkloop(200).await;
     let h = harness(&fake.uri(), fast_config()).await;
     let body = unsub("msg_live", "a@example.com");
-    let env: shared::core::Envelope = serde_json::from_str(&body).unwrap();
+    let env: sparkbridge::core::Envelope = serde_json::from_str(&body).unwrap();
     let holder = live_lease("busy", &env.payload_hash());
     h.store
         .acquire(&env.idempotency_key(), &holder)
@@ -355,7 +355,7 @@ async fn a_reused_id_while_the_first_is_unfinished_is_parked_as_a_conflict() {
     let h = harness(&fake.uri(), fast_config()).await;
     let holder = live_lease("first", "another-payload");
     let body = unsub("msg_reused_live", "a@example.com");
-    let env: shared::core::Envelope = serde_json::from_str(&body).unwrap();
+    let env: sparkbridge::core::Envelope = serde_json::from_str(&body).unwrap();
     h.store
         .acquire(&env.idempotency_key(), &holder)
         .await
@@ -471,8 +471,8 @@ async fn a_lease_write_sent_twice_is_still_ours() {
 /// neither. A refusal of either writes nothing, and the one-at-a-time path reads why.
 #[tokio::test]
 async fn the_lease_and_the_transition_are_one_write_or_none() {
-    use shared::core::lifecycle::{ReferralStatus, Transition};
-    use shared::ports::SubscriberStore;
+    use sparkbridge::core::lifecycle::{ReferralStatus, Transition};
+    use sparkbridge::ports::SubscriberStore;
     let fake = sparkloop(200).await;
     let h = harness(&fake.uri(), fast_config()).await;
     let now = chrono::Utc::now().timestamp_millis();
@@ -687,7 +687,7 @@ async fn slow_sparkloop_batch(
     cfg.call_reserve_ms = timeout.as_millis() as i64 + 2_000; // the client timeout plus the margin
     let h = sparkbridge_tests::worker_kit::harness_timed(
         &fake.uri(),
-        Arc::new(shared::adapters::esp::DryRunEsp("none")),
+        Arc::new(sparkbridge::adapters::esp::DryRunEsp("none")),
         cfg,
         timeout,
     )
@@ -884,7 +884,7 @@ async fn an_older_event_never_reverts_a_contacts_address() {
         [r#"/v2/subscribers/first%40example.com -> {"email":"newest@example.com"}"#],
         "only the forward change is passed on"
     );
-    use shared::ports::SubscriberStore;
+    use sparkbridge::ports::SubscriberStore;
     let recorded = h
         .store
         .contact_email("loops#contact_1")
@@ -896,12 +896,12 @@ async fn an_older_event_never_reverts_a_contacts_address() {
 
 #[tokio::test]
 async fn the_sparkloop_key_comes_from_the_secret_and_a_new_key_is_used_after_the_ttl() {
-    use shared::adapters::secretsmanager::SecretsManagerSource;
-    use shared::adapters::sparkloop::{ClientSettings, SparkLoopClient};
-    use shared::adapters::sqs::SqsWorkQueue;
-    use shared::core::secrets::{needs, SPARKLOOP_API_KEY};
-    use shared::secrets::{Component, SecretValues, Secrets};
-    use shared::worker::Worker;
+    use sparkbridge::adapters::secretsmanager::SecretsManagerSource;
+    use sparkbridge::adapters::sparkloop::{ClientSettings, SparkLoopClient};
+    use sparkbridge::adapters::sqs::SqsWorkQueue;
+    use sparkbridge::core::secrets::{needs, SPARKLOOP_API_KEY};
+    use sparkbridge::secrets::{Component, SecretValues, Secrets};
+    use sparkbridge::worker::Worker;
     use sparkbridge_tests::{fresh_secret, put_secret, sdk_config};
 
     let fake = MockServer::start().await;
@@ -940,7 +940,7 @@ async fn the_sparkloop_key_comes_from_the_secret_and_a_new_key_is_used_after_the
         store: h.store.clone(),
         subscribers: h.store.clone(),
         sparkloop: Arc::new(SparkLoopClient::with_key(&fake.uri(), key, &settings)),
-        esp: Arc::new(shared::adapters::esp::DryRunEsp("none")),
+        esp: Arc::new(sparkbridge::adapters::esp::DryRunEsp("none")),
         queue: Arc::new(SqsWorkQueue::new(
             h.sqs.clone(),
             h.queue_url.clone(),
@@ -988,8 +988,8 @@ async fn the_sparkloop_key_comes_from_the_secret_and_a_new_key_is_used_after_the
 /// the completion carrying the older one still lands (without its address).
 #[tokio::test]
 async fn a_completion_with_an_older_address_lands_and_keeps_the_newer_one() {
-    use shared::core::lifecycle::StateWrite;
-    use shared::ports::SubscriberStore;
+    use sparkbridge::core::lifecycle::StateWrite;
+    use sparkbridge::ports::SubscriberStore;
     let fake = sparkloop(200).await;
     let h = harness(&fake.uri(), fast_config()).await;
     let at = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap();
@@ -1043,7 +1043,7 @@ impl std::io::Write for Lines {
 /// Receives one batch and invokes the worker on it; returns the `fields` of its `record`
 /// lines as the deployed JSON format writes them, in order.
 async fn record_lines(h: &sparkbridge_tests::worker_kit::Harness) -> Vec<serde_json::Value> {
-    use shared::telemetry::{dispatch, LevelFilter, LogFormat};
+    use sparkbridge::telemetry::{dispatch, LevelFilter, LogFormat};
     use tracing_subscriber::util::SubscriberInitExt;
     let ev = h.batch().await;
     assert!(!ev.records.is_empty(), "a batch to invoke the worker on");
@@ -1084,7 +1084,7 @@ fn summary(line: &serde_json::Value) -> [String; 5] {
 /// record ends: operators' queries read these names and values.
 #[tokio::test]
 async fn each_record_ends_in_one_line_with_the_documented_fields() {
-    use shared::core::envelope::{Envelope, Provider};
+    use sparkbridge::core::envelope::{Envelope, Provider};
     let fake = MockServer::start().await;
     for (who, status) in [("ok", 200), ("bad", 400), ("down", 503)] {
         Mock::given(method("PUT"))
@@ -1241,7 +1241,7 @@ async fn each_record_ends_in_one_line_with_the_documented_fields() {
             "partner": {"id": "partner_a"}
         })
         .to_string();
-        let (id, n) = shared::core::sparkloop::parse(body.as_bytes()).unwrap();
+        let (id, n) = sparkbridge::core::sparkloop::parse(body.as_bytes()).unwrap();
         serde_json::to_string(&Envelope::new(
             Provider::Sparkloop,
             id,
@@ -1351,8 +1351,8 @@ impl aws_sdk_dynamodb::config::Intercept for Requests {
 /// lease is ours, so a duplicate reads nothing.
 #[tokio::test]
 async fn each_event_makes_its_dynamodb_round_trips_in_order() {
-    use shared::adapters::dynamodb::DynamoStore;
-    use shared::core::envelope::{Envelope, Provider};
+    use sparkbridge::adapters::dynamodb::DynamoStore;
+    use sparkbridge::core::envelope::{Envelope, Provider};
     let fake = MockServer::start().await;
     Mock::given(wiremock::matchers::any())
         .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
@@ -1369,7 +1369,7 @@ async fn each_event_makes_its_dynamodb_round_trips_in_order() {
             .build(),
     );
     let store = Arc::new(DynamoStore::new(client, h.store.table()));
-    let worker = shared::worker::Worker {
+    let worker = sparkbridge::worker::Worker {
         store: store.clone(),
         subscribers: store,
         sparkloop: h.worker.sparkloop.clone(),
@@ -1396,7 +1396,7 @@ async fn each_event_makes_its_dynamodb_round_trips_in_order() {
         "partner": {"id": "partner_a"}
     })
     .to_string();
-    let (id, n) = shared::core::sparkloop::parse(body.as_bytes()).unwrap();
+    let (id, n) = sparkbridge::core::sparkloop::parse(body.as_bytes()).unwrap();
     let partner = serde_json::to_string(&Envelope::new(
         Provider::Sparkloop,
         id,

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use aws_sdk_sqs::Client as SqsClient;
 use lambda_http::http::{HeaderName, HeaderValue};
 use lambda_http::{Body, Request};
-use shared::core::envelope::{Envelope, Provider};
-use shared::core::sender::{authenticate, SenderCredentials};
+use sparkbridge::core::envelope::{Envelope, Provider};
+use sparkbridge::core::sender::{authenticate, SenderCredentials};
 
 pub const LOOPS_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 pub const ESPUTNIK_USER: &str = "esputnik-user";
@@ -202,11 +202,11 @@ pub mod worker_kit {
     use aws_sdk_dynamodb::Client as DynamoClient;
     use aws_sdk_sqs::types::MessageSystemAttributeName;
     use aws_sdk_sqs::Client as SqsClient;
-    use shared::adapters::dynamodb::DynamoStore;
-    use shared::adapters::sparkloop::{ClientSettings, SparkLoopClient};
-    use shared::adapters::sqs::SqsWorkQueue;
-    use shared::core::secret::Secret;
-    use shared::worker::{Worker, WorkerConfig};
+    use sparkbridge::adapters::dynamodb::DynamoStore;
+    use sparkbridge::adapters::sparkloop::{ClientSettings, SparkLoopClient};
+    use sparkbridge::adapters::sqs::SqsWorkQueue;
+    use sparkbridge::core::secret::Secret;
+    use sparkbridge::worker::{Worker, WorkerConfig};
 
     pub struct Harness {
         pub sqs: SqsClient,
@@ -227,7 +227,7 @@ pub mod worker_kit {
     pub async fn harness(sparkloop_url: &str, cfg: WorkerConfig) -> Harness {
         harness_with(
             sparkloop_url,
-            Arc::new(shared::adapters::esp::DryRunEsp("none")),
+            Arc::new(sparkbridge::adapters::esp::DryRunEsp("none")),
             cfg,
         )
         .await
@@ -236,7 +236,7 @@ pub mod worker_kit {
     /// A harness whose worker calls `esp` for SparkLoop -> ESP actions.
     pub async fn harness_with(
         sparkloop_url: &str,
-        esp: Arc<dyn shared::ports::EspApi>,
+        esp: Arc<dyn sparkbridge::ports::EspApi>,
         cfg: WorkerConfig,
     ) -> Harness {
         harness_timed(
@@ -251,7 +251,7 @@ pub mod worker_kit {
     /// A harness whose SparkLoop client gives up on a request after `timeout`.
     pub async fn harness_timed(
         sparkloop_url: &str,
-        esp: Arc<dyn shared::ports::EspApi>,
+        esp: Arc<dyn sparkbridge::ports::EspApi>,
         cfg: WorkerConfig,
         timeout: std::time::Duration,
     ) -> Harness {

@@ -1,19 +1,19 @@
 //! Lambda: Loops webhooks -> SQS. Configuration and clients are built once per execution
-//! environment; the handler lives in `shared::ingest::loops` so `sparkbridge dev` runs the
+//! environment; the handler lives in `sparkbridge::ingest::loops` so `sparkbridge dev` runs the
 //! same code.
 
 use std::sync::Arc;
 
 use lambda_http::{run, service_fn, Error};
-use shared::adapters::sqs::SqsQueue;
-use shared::config::{Env, IngestLoopsConfig, StartupError};
-use shared::ingest::loops::LoopsIngest;
-use shared::secrets::{Component, Secrets};
+use sparkbridge::adapters::sqs::SqsQueue;
+use sparkbridge::config::{Env, IngestLoopsConfig, StartupError};
+use sparkbridge::ingest::loops::LoopsIngest;
+use sparkbridge::secrets::{Component, Secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let env = Env::process();
-    shared::telemetry::init(&env);
+    sparkbridge::telemetry::init(&env);
     let ingest = Arc::new(start(&env).await?);
     run(service_fn(move |req| {
         let ingest = ingest.clone();
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
 async fn start(env: &Env) -> Result<LoopsIngest, StartupError> {
     let cfg = IngestLoopsConfig::from_env(env)?;
     // one configuration (region, credentials, HTTP client) for every AWS client
-    let aws = shared::adapters::aws::sdk_config().await;
+    let aws = sparkbridge::adapters::aws::sdk_config().await;
     let queue = Arc::new(SqsQueue::from_conf(&aws, &cfg.queue));
     let secrets = Secrets::load(&aws, &cfg.secrets, Component::IngestLoops).await?;
     Ok(LoopsIngest::from_secrets(queue, &secrets)?)

@@ -2,21 +2,21 @@
 //! invocation deadline with a checkpoint; the next run resumes there. A run that refuses
 //! repairs (a side whose reads fail, too many SparkLoop unsubscribes for
 //! `RECONCILE_MAX_UNSUBSCRIBE_SHARE`) ends with the error, so the invocation fails. The run
-//! lives in `shared::reconcile`.
+//! lives in `sparkbridge::reconcile`.
 
 use std::sync::Arc;
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use shared::adapters::dynamodb::DynamoStore;
-use shared::adapters::sqs::SqsQueue;
-use shared::config::{Env, ReconcilerFunctionConfig, StartupError};
-use shared::reconcile::Reconciler;
-use shared::secrets::{Component, Secrets};
+use sparkbridge::adapters::dynamodb::DynamoStore;
+use sparkbridge::adapters::sqs::SqsQueue;
+use sparkbridge::config::{Env, ReconcilerFunctionConfig, StartupError};
+use sparkbridge::reconcile::Reconciler;
+use sparkbridge::secrets::{Component, Secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let env = Env::process();
-    shared::telemetry::init(&env);
+    sparkbridge::telemetry::init(&env);
     let reconciler = Arc::new(start(&env).await?);
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let reconciler = reconciler.clone();
@@ -33,11 +33,11 @@ async fn main() -> Result<(), Error> {
 async fn start(env: &Env) -> Result<Reconciler, StartupError> {
     let cfg = ReconcilerFunctionConfig::from_env(env)?;
     // one configuration (region, credentials, HTTP client) for every AWS client
-    let aws = shared::adapters::aws::sdk_config().await;
+    let aws = sparkbridge::adapters::aws::sdk_config().await;
     let secrets = Secrets::load(&aws, &cfg.secrets, Component::Reconciler).await?;
     Ok(Reconciler {
-        sparkloop: shared::adapters::sparkloop::from_secrets(&cfg.sparkloop, &secrets)?,
-        esp: shared::adapters::esp::from_secrets(&cfg.esp, &secrets)?,
+        sparkloop: sparkbridge::adapters::sparkloop::from_secrets(&cfg.sparkloop, &secrets)?,
+        esp: sparkbridge::adapters::esp::from_secrets(&cfg.esp, &secrets)?,
         store: Arc::new(DynamoStore::from_conf(&aws, cfg.table_name)),
         queue: Arc::new(SqsQueue::from_conf(&aws, &cfg.queue)),
         cfg: cfg.reconcile,

@@ -17,9 +17,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use proptest::prelude::*;
 use serde_json::Value;
-use shared::core::envelope::{Envelope, Normalized, Provider, Subscriber, ENVELOPE_VERSION};
-use shared::core::lifecycle::{self, Criteria, LifecycleConfig, ReferralStatus, SubscriberState};
-use shared::core::{esputnik, loops, sparkloop};
+use sparkbridge::core::envelope::{Envelope, Normalized, Provider, Subscriber, ENVELOPE_VERSION};
+use sparkbridge::core::lifecycle::{self, Criteria, LifecycleConfig, ReferralStatus, SubscriberState};
+use sparkbridge::core::{esputnik, loops, sparkloop};
 
 /// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z, written out independently.
 fn first() -> DateTime<Utc> {
@@ -175,7 +175,7 @@ fn delta() -> BoxedStrategy<TimeDelta> {
 /// Whatever the parser made of it goes through the queue and back.
 fn queued(provider: Provider, dedupe_id: String, n: Normalized) -> Envelope {
     let env = Envelope::new(provider, dedupe_id, Utc::now(), n);
-    let msg = shared::ingest::to_message(&env);
+    let msg = sparkbridge::ingest::to_message(&env);
     let back: Envelope = serde_json::from_str(&msg.body).expect("a queued envelope parses back");
     // chrono holds a leap second (":60") read in a local-mean-time zone as an instant that
     // serializes one second off: allow that second, as the hostile-parser tests do

@@ -180,9 +180,9 @@ pub fn key() -> BoxedStrategy<String> {
 
 fn known_name() -> BoxedStrategy<String> {
     let mut names: Vec<&'static str> = Vec::new();
-    names.extend_from_slice(shared::core::loops::KNOWN_EVENTS);
-    names.extend_from_slice(shared::core::esputnik::KNOWN_STATUSES);
-    names.extend_from_slice(shared::core::sparkloop::KNOWN_TYPES);
+    names.extend_from_slice(sparkbridge::core::loops::KNOWN_EVENTS);
+    names.extend_from_slice(sparkbridge::core::esputnik::KNOWN_STATUSES);
+    names.extend_from_slice(sparkbridge::core::sparkloop::KNOWN_TYPES);
     names.extend_from_slice(&["unknown", "parked", "UNSUBSCRIBED ", "email.Unsubscribed"]);
     proptest::sample::select(names)
         .prop_map(str::to_string)
@@ -236,7 +236,7 @@ fn extras() -> BoxedStrategy<Vec<(String, Value)>> {
 /// a `contactIdentity` whose fields may have any type.
 pub fn loops_event() -> BoxedStrategy<Value> {
     let name = prop_oneof![
-        3 => proptest::sample::select(shared::core::loops::KNOWN_EVENTS).prop_map(|s| json!(s)),
+        3 => proptest::sample::select(sparkbridge::core::loops::KNOWN_EVENTS).prop_map(|s| json!(s)),
         1 => hostile_value(),
     ];
     let time = prop_oneof![extreme_i64().prop_map(Value::from), hostile_value()];
@@ -330,7 +330,7 @@ pub fn esputnik_datetime() -> BoxedStrategy<String> {
 /// One eSputnik activity object with fields of any type and range.
 pub fn esputnik_activity() -> BoxedStrategy<Value> {
     let status = prop_oneof![
-        3 => proptest::sample::select(shared::core::esputnik::KNOWN_STATUSES).prop_map(|s| json!(s)),
+        3 => proptest::sample::select(sparkbridge::core::esputnik::KNOWN_STATUSES).prop_map(|s| json!(s)),
         1 => hostile_value(),
     ];
     let when = prop_oneof![3 => esputnik_datetime().prop_map(Value::String), 1 => hostile_value()];
@@ -366,7 +366,7 @@ pub fn esputnik_activity() -> BoxedStrategy<Value> {
 /// with fields of any type.
 pub fn sparkloop_event() -> BoxedStrategy<Value> {
     let kind = prop_oneof![
-        3 => proptest::sample::select(shared::core::sparkloop::KNOWN_TYPES).prop_map(|s| json!(s)),
+        3 => proptest::sample::select(sparkbridge::core::sparkloop::KNOWN_TYPES).prop_map(|s| json!(s)),
         1 => hostile_value(),
     ];
     let subscriber = prop_oneof![

@@ -15,15 +15,15 @@ use hmac::{Hmac, KeyInit, Mac};
 use proptest::prelude::*;
 use serde_json::Value;
 use sha2::Sha256;
-use shared::core::envelope::{
+use sparkbridge::core::envelope::{
     sha256_hex, Envelope, Normalized, Provider, KIND_PARKED, KIND_UNKNOWN,
 };
-use shared::core::esputnik::{self, AuthError, WebhookAuth, KNOWN_STATUSES};
-use shared::core::loops::{
+use sparkbridge::core::esputnik::{self, AuthError, WebhookAuth, KNOWN_STATUSES};
+use sparkbridge::core::loops::{
     self, SignatureError, SigningKeys, SigningKeysError, KNOWN_EVENTS, TOLERANCE_SECS,
 };
-use shared::core::secret::Secret;
-use shared::core::sparkloop::{self, KNOWN_TYPES};
+use sparkbridge::core::secret::Secret;
+use sparkbridge::core::sparkloop::{self, KNOWN_TYPES};
 
 const NOW: i64 = 1_764_000_000;
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -51,7 +51,7 @@ fn is_hex64(s: &str) -> bool {
 /// payload is the provider's text with only the characters SQS refuses escaped.
 fn round_trips(provider: Provider, dedupe_id: String, n: Normalized) -> Result<(), TestCaseError> {
     let env = Envelope::new(provider, dedupe_id, Utc::now(), n);
-    let msg = shared::ingest::to_message(&env);
+    let msg = sparkbridge::ingest::to_message(&env);
     prop_assert!(
         sqs_accepts(&msg.body),
         "SQS refuses the body: {:?}",

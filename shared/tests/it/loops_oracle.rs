@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use proptest::prelude::*;
-use shared::core::loops::{SignatureError, SigningKeys, TOLERANCE_SECS};
+use sparkbridge::core::loops::{SignatureError, SigningKeys, TOLERANCE_SECS};
 use standardwebhooks::Webhook;
 
 const NOW: i64 = 1_764_000_000;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
 use serde_json::Value;
-use shared::core::{esputnik, loops, sparkloop};
+use sparkbridge::core::{esputnik, loops, sparkloop};
 
 /// (sample file, kind, dedupe id), one row per queued envelope (eSputnik: per element).
 const PINNED: &[(&str, &str, &str)] = &[

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use shared::core::envelope::Envelope;
+use sparkbridge::core::envelope::Envelope;
 
 use super::plan::Plan;
 

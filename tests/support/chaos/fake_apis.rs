@@ -387,7 +387,7 @@ fn answer(st: &FakeApiState, api: &'static str, op: &str, target: &str) -> (u16,
 /// Calls abandoned mid-flight (the invocation was killed) count too: the fake may have
 /// applied them.
 pub struct ObservedSparkLoop {
-    pub inner: Arc<dyn shared::ports::SparkLoopApi>,
+    pub inner: Arc<dyn sparkbridge::ports::SparkLoopApi>,
     timeouts: Arc<Mutex<HashMap<String, u32>>>,
     pub outcomes: Counter,
 }
@@ -408,7 +408,7 @@ impl Drop for InFlight {
 }
 
 impl ObservedSparkLoop {
-    pub fn new(inner: Arc<dyn shared::ports::SparkLoopApi>) -> Self {
+    pub fn new(inner: Arc<dyn sparkbridge::ports::SparkLoopApi>) -> Self {
         Self {
             inner,
             timeouts: Arc::default(),
@@ -422,12 +422,12 @@ impl ObservedSparkLoop {
 }
 
 #[async_trait]
-impl shared::ports::SparkLoopApi for ObservedSparkLoop {
+impl sparkbridge::ports::SparkLoopApi for ObservedSparkLoop {
     async fn call(
         &self,
         target: &str,
-        call: &shared::core::outbound::SparkLoopCall,
-    ) -> shared::core::outbound::CallOutcome {
+        call: &sparkbridge::core::outbound::SparkLoopCall,
+    ) -> sparkbridge::core::outbound::CallOutcome {
         let mut flight = InFlight {
             target: target.to_string(),
             done: false,
@@ -436,7 +436,7 @@ impl shared::ports::SparkLoopApi for ObservedSparkLoop {
         let out = self.inner.call(target, call).await;
         flight.done = true;
         drop(flight);
-        if let shared::core::outbound::CallOutcome::Retry { reason, .. } = &out {
+        if let sparkbridge::core::outbound::CallOutcome::Retry { reason, .. } = &out {
             self.outcomes.add(format!("retry: {reason}"));
             if reason == "timeout" {
                 *lock(&self.timeouts).entry(target.to_string()).or_default() += 1;
@@ -451,7 +451,7 @@ impl shared::ports::SparkLoopApi for ObservedSparkLoop {
         &self,
         page: u32,
         per_page: u32,
-    ) -> Result<shared::core::reconcile::ReferralPage, shared::core::outbound::CallOutcome> {
+    ) -> Result<sparkbridge::core::reconcile::ReferralPage, sparkbridge::core::outbound::CallOutcome> {
         self.inner.referrals(page, per_page).await
     }
 }

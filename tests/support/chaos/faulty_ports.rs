@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use shared::core::dedupe::{Acquire, LeaseRequest};
-use shared::core::lifecycle::StateWrite;
-use shared::local::{BatchSource, Delivery, SourceError};
-use shared::ports::{
+use sparkbridge::core::dedupe::{Acquire, LeaseRequest};
+use sparkbridge::core::lifecycle::StateWrite;
+use sparkbridge::local::{BatchSource, Delivery, SourceError};
+use sparkbridge::ports::{
     EventQueue, IdempotencyStore, OutboundMessage, QueueError, StoreError, WorkQueue,
 };
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use shared::core::envelope::{Envelope, Provider};
-use shared::ports::{EventQueue, OutboundMessage};
+use sparkbridge::core::envelope::{Envelope, Provider};
+use sparkbridge::ports::{EventQueue, OutboundMessage};
 
 #[derive(Debug, Clone)]
 pub struct EventSpec {
@@ -65,7 +65,7 @@ pub fn unsubscribe_envelope(provider: Provider, i: usize, email: &str) -> Envelo
                 "contactIdentity": {"id": format!("cid_{i}"), "email": email, "userId": null}
             })
             .to_string();
-            let n = shared::core::loops::parse(body.as_bytes()).expect("a valid Loops body");
+            let n = sparkbridge::core::loops::parse(body.as_bytes()).expect("a valid Loops body");
             // The webhook-id header Loops sends with every attempt of one event.
             Envelope::new(Provider::Loops, format!("msg_chaos_{i}"), Utc::now(), n)
         }
@@ -76,7 +76,7 @@ pub fn unsubscribe_envelope(provider: Provider, i: usize, email: &str) -> Envelo
                 "messageInstanceId": 500_000 + i, "mediaType": "email"
             }])
             .to_string();
-            let mut els = shared::core::esputnik::split(body.as_bytes(), chrono_tz::UTC);
+            let mut els = sparkbridge::core::esputnik::split(body.as_bytes(), chrono_tz::UTC);
             let el = els.pop().expect("one element");
             Envelope::new(Provider::Esputnik, el.dedupe_id, Utc::now(), el.event)
         }
@@ -121,7 +121,7 @@ pub fn plan(good: usize, permanent: usize, later_gap: usize, seed: u64) -> Plan 
                 later += 1;
                 pos as f64 + rng.random_range(later_gap as f64..4.0 * later_gap as f64)
             };
-            slots.push((at, shared::ingest::to_message(&env)));
+            slots.push((at, sparkbridge::ingest::to_message(&env)));
         }
         events.push(EventSpec {
             key,

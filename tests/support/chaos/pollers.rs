@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use shared::local::{BatchSource, Delivery, SourceError};
-use shared::worker::Worker;
+use sparkbridge::local::{BatchSource, Delivery, SourceError};
+use sparkbridge::worker::Worker;
 
 #[derive(Default, Debug)]
 pub struct PollStats {
@@ -44,7 +44,7 @@ pub async fn invoke(
     stats
         .records
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-    let ev = shared::local::sqs_event(&batch);
+    let ev = sparkbridge::local::sqs_event(&batch);
     let deadline = Utc::now().timestamp_millis() + budget.as_millis() as i64;
     let Ok(resp) = tokio::time::timeout(budget, worker.handle(&ev, deadline)).await else {
         stats.killed.fetch_add(1, Ordering::Relaxed);
@@ -74,7 +74,7 @@ impl Pollers {
     /// invocation at that deadline** (nothing of the batch is deleted then), otherwise delete
     /// every record not reported failed, carrying on past a failed delete.
     ///
-    /// Like `shared::local::poll_once`, but the kill is aligned with the handler's deadline
+    /// Like `sparkbridge::local::poll_once`, but the kill is aligned with the handler's deadline
     /// (poll_once's budget also covers the receive, so a timer around it would let a handler
     /// outlive its deadline, and its leases, by up to the long-poll wait), and a failed
     /// delete does not skip the rest of the batch.
@@ -126,10 +126,10 @@ impl Pollers {
 
 /// An SQS batch source that deletes the way Lambda's event source mapping does: in
 /// `DeleteMessageBatch` calls of up to 10 receipts (flushed when 10 are pending or every
-/// 100 ms), not one `DeleteMessage` per record as `shared::local::SqsSource` does. A failed
+/// 100 ms), not one `DeleteMessage` per record as `sparkbridge::local::SqsSource` does. A failed
 /// flush only means the messages come back after their visibility timeout.
 pub struct BatchDeleteSqsSource {
-    receive: shared::local::SqsSource,
+    receive: sparkbridge::local::SqsSource,
     pending: tokio::sync::Mutex<Vec<String>>,
     pub flushes: AtomicU64,
     pub flush_failures: AtomicU64,
@@ -138,7 +138,7 @@ pub struct BatchDeleteSqsSource {
 impl BatchDeleteSqsSource {
     pub fn start(client: aws_sdk_sqs::Client, url: String, visibility_secs: i32) -> Arc<Self> {
         let me = Arc::new(Self {
-            receive: shared::local::SqsSource {
+            receive: sparkbridge::local::SqsSource {
                 client,
                 url,
                 visibility_secs,
