@@ -106,7 +106,8 @@ pub fn loops_envelope(body: &str, dedupe_id: &str) -> Result<String, String> {
 
 /// The queue message body for a SparkLoop delivery.
 pub fn sparkloop_envelope(body: &str) -> Result<String, String> {
-    let (id, event) = sparkbridge::core::sparkloop::parse(body.as_bytes()).map_err(|e| e.to_string())?;
+    let (id, event) =
+        sparkbridge::core::sparkloop::parse(body.as_bytes()).map_err(|e| e.to_string())?;
     let env = Envelope::new(Provider::Sparkloop, id, Utc::now(), event);
     Ok(sparkbridge::ingest::to_message(&env).body)
 }

@@ -311,10 +311,13 @@ async fn round_trips(
                 .await
             }
             _ => {
-                sparkbridge::ingest::sparkloop::SparkloopIngest::from_secrets(queue.clone(), &secrets)
-                    .map_err(|e| e.to_string())?
-                    .handle(req)
-                    .await
+                sparkbridge::ingest::sparkloop::SparkloopIngest::from_secrets(
+                    queue.clone(),
+                    &secrets,
+                )
+                .map_err(|e| e.to_string())?
+                .handle(req)
+                .await
             }
         }
         .status()

@@ -63,7 +63,8 @@ pub async fn run(
         ))
     };
     let result =
-        sparkbridge::reconcile::run(&deps, &cfg, chrono::Utc::now(), dry_run, None, &progress).await;
+        sparkbridge::reconcile::run(&deps, &cfg, chrono::Utc::now(), dry_run, None, &progress)
+            .await;
     bar.finish_and_clear();
     let (summary, refused) = match result {
         Ok(summary) => (summary, None),

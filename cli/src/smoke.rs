@@ -987,7 +987,10 @@ mod tests {
                         calls += 1;
                         assert_eq!(call.email(), id.email, "{p}");
                         assert!(
-                            matches!(call, sparkbridge::core::lifecycle::EspCall::Unsubscribe { .. }),
+                            matches!(
+                                call,
+                                sparkbridge::core::lifecycle::EspCall::Unsubscribe { .. }
+                            ),
                             "{p}: never adds a subscribed contact"
                         );
                     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sparkbridge::adapters::dynamodb::DynamoStore;
 use sparkbridge::adapters::sqs::SqsQueue;
 use sparkbridge::config::{Env, ScreenerFunctionConfig, TABLE_NAME};
-use sparkbridge::core::lifecycle::SubscriberState;
+use sparkbridge::core::SubscriberState;
 use sparkbridge::ports::{EventQueue, SubscriberStore};
 use sparkbridge::screener::ScreenReport;
 

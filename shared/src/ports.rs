@@ -69,7 +69,7 @@ pub trait IdempotencyStore: Send + Sync {
         owner: &str,
         keep_until: i64,
         outcome: &str,
-        writes: &[crate::core::lifecycle::StateWrite],
+        writes: &[crate::core::StateWrite],
     ) -> Result<bool, StoreError>;
     /// Deletes the record if `owner` still holds the lease; `Ok(false)` when it was lost.
     async fn release(&self, key: &str, owner: &str) -> Result<bool, StoreError>;
@@ -80,7 +80,7 @@ pub trait IdempotencyStore: Send + Sync {
         &self,
         _key: &str,
         _req: &crate::core::dedupe::LeaseRequest,
-        _t: &crate::core::lifecycle::Transition,
+        _t: &crate::core::Transition,
     ) -> Result<bool, StoreError> {
         Ok(false)
     }
@@ -100,17 +100,14 @@ pub trait SubscriberStore: Send + Sync {
     /// Records a referral status change if it moves forward (see `core::lifecycle`).
     async fn apply_transition(
         &self,
-        t: &crate::core::lifecycle::Transition,
-    ) -> Result<crate::core::lifecycle::TransitionResult, StoreError>;
-    async fn get(
-        &self,
-        email: &str,
-    ) -> Result<Option<crate::core::lifecycle::SubscriberState>, StoreError>;
+        t: &crate::core::Transition,
+    ) -> Result<crate::core::TransitionResult, StoreError>;
+    async fn get(&self, email: &str) -> Result<Option<crate::core::SubscriberState>, StoreError>;
     /// Pending referrals whose screening ends before `due_before`, without scanning the table.
     async fn screening_candidates(
         &self,
         due_before: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<crate::core::lifecycle::SubscriberState>, StoreError>;
+    ) -> Result<Vec<crate::core::SubscriberState>, StoreError>;
     /// Takes a referral out of the screening index once a decision is queued.
     async fn mark_screened(&self, email: &str, note: &str) -> Result<(), StoreError>;
     /// The address last recorded for an ESP contact id (`StateWrite::ContactEmail`), if any.

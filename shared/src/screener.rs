@@ -232,7 +232,7 @@ mod tests {
     use super::*;
     use crate::adapters::memory_queue::MemoryQueue;
     use crate::adapters::memory_store::MemoryStore;
-    use crate::core::lifecycle::{ReferralStatus, Transition};
+    use crate::core::{ReferralStatus, Transition};
 
     fn config() -> ScreeningConfig {
         ScreeningConfig {
@@ -264,7 +264,7 @@ mod tests {
     /// Records that the referral's ESP add succeeded, as the worker's completion does.
     async fn added_to_esp(store: &MemoryStore, email: &str) {
         use crate::core::dedupe::LeaseRequest;
-        use crate::core::lifecycle::StateWrite;
+        use crate::core::StateWrite;
         use crate::ports::IdempotencyStore;
         let lease = LeaseRequest {
             owner: "w".into(),

@@ -10,8 +10,9 @@ use serde_json::{json, Value};
 use sparkbridge::adapters::esp::{EsputnikClient, LoopsClient, PropertyNames};
 use sparkbridge::adapters::sparkloop::ClientSettings;
 use sparkbridge::core::envelope::{Envelope, Provider};
-use sparkbridge::core::lifecycle::{Criteria, ReferralStatus};
+use sparkbridge::core::lifecycle::Criteria;
 use sparkbridge::core::secret::Secret;
+use sparkbridge::core::ReferralStatus;
 use sparkbridge::ingest::to_message;
 use sparkbridge::ports::{EventQueue, SubscriberStore};
 use sparkbridge::screener::ScreeningConfig;
@@ -186,7 +187,7 @@ async fn loops_pending_then_opens_then_verified() {
     let s = store(&h).get(email).await.unwrap().unwrap();
     assert_eq!(s.signals.len(), 3);
     assert_eq!(
-        s.count_since(sparkbridge::core::rules::Signal::Open, at(CREATED)),
+        s.count_since(sparkbridge::core::Signal::Open, at(CREATED)),
         1
     );
 
@@ -602,7 +603,7 @@ async fn esputnik_pending_then_engagement_then_verified() {
     )
     .await;
     let s = store(&h).get(email).await.unwrap().unwrap();
-    use sparkbridge::core::rules::Signal;
+    use sparkbridge::core::Signal;
     let since = at(CREATED);
     assert_eq!(
         (

@@ -471,7 +471,7 @@ async fn a_lease_write_sent_twice_is_still_ours() {
 /// neither. A refusal of either writes nothing, and the one-at-a-time path reads why.
 #[tokio::test]
 async fn the_lease_and_the_transition_are_one_write_or_none() {
-    use sparkbridge::core::lifecycle::{ReferralStatus, Transition};
+    use sparkbridge::core::{ReferralStatus, Transition};
     use sparkbridge::ports::SubscriberStore;
     let fake = sparkloop(200).await;
     let h = harness(&fake.uri(), fast_config()).await;
@@ -988,7 +988,7 @@ async fn the_sparkloop_key_comes_from_the_secret_and_a_new_key_is_used_after_the
 /// the completion carrying the older one still lands (without its address).
 #[tokio::test]
 async fn a_completion_with_an_older_address_lands_and_keeps_the_newer_one() {
-    use sparkbridge::core::lifecycle::StateWrite;
+    use sparkbridge::core::StateWrite;
     use sparkbridge::ports::SubscriberStore;
     let fake = sparkloop(200).await;
     let h = harness(&fake.uri(), fast_config()).await;

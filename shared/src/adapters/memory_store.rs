@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::core::dedupe::{decide, Acquire, LeaseRequest, Record, Status};
-use crate::core::lifecycle::{StateWrite, SubscriberState, Transition, TransitionResult};
 use crate::core::reconcile::Checkpoint;
 use crate::core::Email;
+use crate::core::{StateWrite, SubscriberState, Transition, TransitionResult};
 use crate::ports::{ContactAddress, IdempotencyStore, StoreError, SubscriberStore};
 
 #[derive(Default)]

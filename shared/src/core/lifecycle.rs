@@ -21,9 +21,7 @@ use serde_json::{json, Value};
 use crate::core::envelope::Envelope;
 use crate::core::property::{Properties, Property};
 use crate::core::sparkloop::{SparkloopEvent, Webhook};
-pub use crate::core::subscriber::{
-    ReferralStatus, Signal, SignalEntry, StateWrite, SubscriberState, Transition, TransitionResult,
-};
+use crate::core::subscriber::{ReferralStatus, Signal, SignalEntry, SubscriberState, Transition};
 use crate::core::time;
 
 /// What the ESP must do (SparkLoop -> ESP). Property names are logical; each ESP client maps

@@ -8,7 +8,7 @@ use crate::core::kind::{InternalKind, Kind};
 use crate::core::lifecycle::{self, EspCall, LifecycleConfig};
 use crate::core::loops::{LoopsEvent, LoopsPayload};
 use crate::core::outbound::SparkLoopCall;
-pub use crate::core::subscriber::Signal;
+use crate::core::subscriber::Signal;
 use crate::core::subscriber::{SignalEntry, StateWrite, Transition};
 
 /// Kind of the envelope the screener queues for a referral that missed the criteria.

@@ -18,10 +18,10 @@ pub use config::WorkerConfig;
 use crate::core::backoff::{visibility_left, Attempt, NextStep};
 use crate::core::dedupe::{Acquire, LeaseRequest};
 use crate::core::envelope::{truncate, Envelope, ENVELOPE_VERSION};
-use crate::core::lifecycle::{ReferralStatus, StateWrite, Transition, TransitionResult};
 use crate::core::mask::{scrub, MaskedOpt, Sanitized};
 use crate::core::outbound::CallOutcome;
 use crate::core::rules::{self, Action, Decision, Known, Reads};
+use crate::core::{ReferralStatus, StateWrite, Transition, TransitionResult};
 use crate::ports::{
     EspApi, IdempotencyStore, OutboundMessage, SparkLoopApi, SubscriberStore, WorkQueue,
 };
@@ -1204,7 +1204,7 @@ impl std::fmt::Display for Comma<'_> {
 #[cfg(test)]
 mod tests {
     use super::{secs_until, Aside, Finished, Outcome, Settled, Verdict};
-    use crate::core::lifecycle::ReferralStatus;
+    use crate::core::ReferralStatus;
 
     #[test]
     fn waits_until_just_after_the_lease() {

@@ -18,8 +18,9 @@ use chrono_tz::Tz;
 use proptest::prelude::*;
 use serde_json::Value;
 use sparkbridge::core::envelope::{Envelope, Normalized, Provider, Subscriber, ENVELOPE_VERSION};
-use sparkbridge::core::lifecycle::{self, Criteria, LifecycleConfig, ReferralStatus, SubscriberState};
+use sparkbridge::core::lifecycle::{self, Criteria, LifecycleConfig};
 use sparkbridge::core::{esputnik, loops, sparkloop};
+use sparkbridge::core::{ReferralStatus, SubscriberState};
 
 /// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z, written out independently.
 fn first() -> DateTime<Utc> {

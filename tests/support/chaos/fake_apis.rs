@@ -451,7 +451,8 @@ impl sparkbridge::ports::SparkLoopApi for ObservedSparkLoop {
         &self,
         page: u32,
         per_page: u32,
-    ) -> Result<sparkbridge::core::reconcile::ReferralPage, sparkbridge::core::outbound::CallOutcome> {
+    ) -> Result<sparkbridge::core::reconcile::ReferralPage, sparkbridge::core::outbound::CallOutcome>
+    {
         self.inner.referrals(page, per_page).await
     }
 }

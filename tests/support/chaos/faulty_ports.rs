@@ -8,7 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use chrono::Utc;
 use sparkbridge::core::dedupe::{Acquire, LeaseRequest};
-use sparkbridge::core::lifecycle::StateWrite;
+use sparkbridge::core::StateWrite;
 use sparkbridge::local::{BatchSource, Delivery, SourceError};
 use sparkbridge::ports::{
     EventQueue, IdempotencyStore, OutboundMessage, QueueError, StoreError, WorkQueue,

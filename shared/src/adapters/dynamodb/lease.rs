@@ -14,7 +14,7 @@ use super::writes::{
 };
 use super::{conditional, unavailable, DynamoStore};
 use crate::core::dedupe::{decide, Acquire, LeaseRequest, Record, Status};
-use crate::core::lifecycle::{StateWrite, Transition};
+use crate::core::{StateWrite, Transition};
 use crate::ports::{IdempotencyStore, StoreError};
 
 fn parse_record(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreError> {

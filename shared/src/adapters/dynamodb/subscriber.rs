@@ -13,10 +13,10 @@ use super::keys::{
 };
 use super::writes::{transition_change, TRANSITION_CONDITION};
 use super::{conditional, unavailable, DynamoStore, INDEX};
-use crate::core::lifecycle::{
+use crate::core::reconcile::Checkpoint;
+use crate::core::{
     ReferralStatus, Signal, SignalEntry, SubscriberState, Transition, TransitionResult,
 };
-use crate::core::reconcile::Checkpoint;
 use crate::ports::{ContactAddress, StoreError, SubscriberStore};
 
 impl DynamoStore {

@@ -11,8 +11,8 @@ use super::keys::{
     contact_key_of, email_value, history_line, n, s, signals_key, sub_key, ts, SCREENING,
 };
 use super::{unavailable, DynamoStore};
-use crate::core::lifecycle::{StateWrite, Transition};
 use crate::core::Email;
+use crate::core::{StateWrite, Transition};
 use crate::ports::StoreError;
 
 /// Signals are kept this long (longer than any screening period).
