@@ -830,7 +830,7 @@ fn check_role_allow_list(t: &Value, specs: &[RoleSpec]) -> Vec<String> {
     for rid in &roles {
         if !specs.iter().any(|s| s.role == *rid) {
             p.push(format!(
-                "role {rid} is not in the allow-list of tests/template.rs"
+                "role {rid} is not in the allow-list of tests/it/template.rs"
             ));
         }
     }
@@ -2054,7 +2054,7 @@ fn check_alarm_specs(t: &Value, specs: &[AlarmSpec]) -> Vec<String> {
     for (id, _) in of_type(t, "AWS::CloudWatch::Alarm") {
         if !specs.iter().any(|s| s.id == id) {
             p.push(format!(
-                "alarm {id} has no AlarmSpec in tests/template.rs: state what it watches"
+                "alarm {id} has no AlarmSpec in tests/it/template.rs: state what it watches"
             ));
         }
     }
