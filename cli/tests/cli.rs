@@ -780,9 +780,12 @@ async fn reconcile_refuses_unsubscribes_over_the_share_unless_forced() {
     );
     let queued = sparkbridge_tests::drain(&sqs, &queue).await;
     assert_eq!(queued.len(), 10);
-    assert!(queued
-        .iter()
-        .all(|q| q.envelope.kind == sparkbridge::core::reconcile::KIND_RECONCILE_UNSUBSCRIBE));
+    assert!(
+        queued
+            .iter()
+            .all(|q| q.envelope.kind
+                == sparkbridge::core::InternalKind::ReconcileUnsubscribe.as_str())
+    );
 }
 
 /// `smoke` against `dev --aws` on moto: every provider passes, with `--url` and with `--stack`

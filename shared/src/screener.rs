@@ -12,7 +12,6 @@ use serde_json::json;
 
 use crate::core::envelope::{derive_dedupe_id, Envelope, Normalized, Provider, Subscriber};
 use crate::core::lifecycle::{screen, Criteria, LifecycleConfig, Verdict};
-use crate::core::rules::KIND_SCREENING_REJECT;
 use crate::core::{InternalKind, Kind};
 use crate::ingest::to_message;
 use crate::ports::{EventQueue, QueueError, StoreError, SubscriberStore};
@@ -101,7 +100,7 @@ pub fn reject_envelope(
     Envelope::new(
         Provider::Sparkbridge,
         derive_dedupe_id(&[
-            KIND_SCREENING_REJECT,
+            InternalKind::ScreeningReject.as_str(),
             &email.to_ascii_lowercase(),
             &started_text,
         ]),

@@ -626,7 +626,7 @@ async fn every_sparkloop_and_loops_operation_is_safe_to_repeat() {
     let m = mem(Esp::Loops, |_| {}).await;
     let reject: Envelope = serde_json::from_str(&sparkbridge_tests::worker_kit::envelope(
         "sparkbridge",
-        sparkbridge::core::rules::KIND_SCREENING_REJECT,
+        sparkbridge::core::InternalKind::ScreeningReject.as_str(),
         "reject_sub_9",
         "r@example.com",
         r#"{"reason":"no opens"}"#,

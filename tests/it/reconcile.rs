@@ -15,7 +15,8 @@ use sparkbridge::adapters::esp::{EsputnikClient, LoopsClient, PropertyNames};
 use sparkbridge::adapters::sparkloop::{ClientSettings, SparkLoopClient};
 use sparkbridge::adapters::sqs::SqsQueue;
 use sparkbridge::core::envelope::{Envelope, Provider};
-use sparkbridge::core::reconcile::{Side, KIND_RECONCILE_UNSUBSCRIBE};
+use sparkbridge::core::reconcile::Side;
+
 use sparkbridge::core::secret::Secret;
 use sparkbridge::core::{ReferralStatus, Transition};
 use sparkbridge::ingest::to_message;
@@ -23,6 +24,9 @@ use sparkbridge::ports::{EspApi, SubscriberStore};
 use sparkbridge::reconcile::{Deps, ReconcileConfig, ReconcileError, Refusal, Summary};
 use sparkbridge_tests::worker_kit::{fast_config, harness_with, Harness};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// The wire name of a SparkLoop unsubscribe repair.
+const KIND_RECONCILE_UNSUBSCRIBE: &str = "reconcile.unsubscribe";
 
 #[derive(Clone, Debug)]
 struct Ref {

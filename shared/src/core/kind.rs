@@ -94,6 +94,13 @@ pub enum InternalKind {
     ReconcileStateCorrection,
 }
 
+impl InternalKind {
+    /// The name on the wire; also part of the dedupe ids sparkbridge derives for its own events.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// The kind of one envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Kind {

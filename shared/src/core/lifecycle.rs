@@ -209,9 +209,7 @@ fn referral(
 
 /// Someone was referred: the referrer's counts and link.
 fn new_referral(webhook: &Webhook) -> Plan {
-    let Some(referrer) = webhook.referrer.clone() else {
-        return Plan::nothing("new_referral without a referrer email");
-    };
+    let referrer = webhook.referrer.clone().unwrap_or_default();
     let Some(email) = referrer.email else {
         return Plan::nothing("new_referral without a referrer email");
     };

@@ -12,9 +12,6 @@ use crate::core::kind::{InternalKind, Kind, SparkloopKind};
 use crate::core::outbound::CallOutcome;
 use crate::core::subscriber::{ReferralStatus, SubscriberState};
 
-/// Kind of the envelope that tells SparkLoop about an unsubscribe a webhook missed.
-pub const KIND_RECONCILE_UNSUBSCRIBE: &str = "reconcile.unsubscribe";
-
 /// One referral as SparkLoop lists it (`GET /v2/subscribers?type=referrals`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Referral {
@@ -439,7 +436,10 @@ mod tests {
         );
         assert_eq!(
             (unsub.provider, unsub.kind.as_str()),
-            (Provider::Sparkbridge, KIND_RECONCILE_UNSUBSCRIBE)
+            (
+                Provider::Sparkbridge,
+                InternalKind::ReconcileUnsubscribe.as_str()
+            )
         );
         // the same divergence always has the same id; another divergence another
         let again = repair_envelope(

@@ -11,9 +11,6 @@ use crate::core::outbound::SparkLoopCall;
 use crate::core::subscriber::Signal;
 use crate::core::subscriber::{SignalEntry, StateWrite, Transition};
 
-/// Kind of the envelope the screener queues for a referral that missed the criteria.
-pub const KIND_SCREENING_REJECT: &str = "screening.reject";
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RulesConfig {
     /// `CONFIRM_SIGNUPS`: confirm new signups to SparkLoop (partner links + tracking script).
@@ -983,7 +980,7 @@ mod tests {
         };
         let mut repair = env(
             Provider::Sparkbridge,
-            crate::core::reconcile::KIND_RECONCILE_UNSUBSCRIBE,
+            InternalKind::ReconcileUnsubscribe.as_str(),
             Some("a@b.c"),
             "{}",
         );
