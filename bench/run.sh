@@ -84,11 +84,18 @@ step "build (release; warm target/ makes these quick)"
 t_build=$(date +%s)
 # benchkit serves figures 3-7 (`benchkit lambda` for 5-7); one invocation, as before, so that
 # the features cargo unifies (and so the cached artifacts) stay the same from run to run.
+# SKIP_BUILD=1 measures the binaries already in target/ (release CLI and benchkit, lambda-size
+# functions, the criterion bench), e.g. when they were built beforehand on a loaded machine.
+if [ "${SKIP_BUILD:-0}" = 1 ]; then
+  echo "== SKIP_BUILD=1: measuring the binaries already built in target/"
+  timed() { shift; "$@"; }
+  cargo() { if [ "${1:-}" = build ]; then echo "   (skipped) cargo $*"; else command cargo "$@"; fi; }
+fi
 any 2 3 4 5 6 7 && timed cli_and_benchkit cargo build --release -q -p sparkbridge-cli -p sparkbridge-bench
 # Figures 5-7 measure the functions as deployed: built with the size profile (natively, for
 # x86_64 init, memory and CPU time; through cargo-lambda with the same settings for arm64).
 any 5 6 7 && timed functions_x86_64_lambda_size cargo build --profile lambda-size -q $(pkgs)
-any 1 && timed criterion_bench cargo bench -q -p shared --bench ingest_core --no-run
+any 1 && [ "${SKIP_BUILD:-0}" != 1 ] && timed criterion_bench cargo bench -q -p shared --bench ingest_core --no-run
 ARCH=arm64
 VENV_BIN="$(cd "$VENV/bin" && pwd)"
 # The arm64 bootstraps are only weighed (and started under qemu), which the machine's load does
