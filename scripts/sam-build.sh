@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Usage: [ARCH=arm64|x86_64] [ARCH_FALLBACK=1] scripts/sam-build.sh [sam build options]
-# `sam build` of template.yaml: cargo-lambda release builds of every function into .aws-sam/.
+# `sam build` of template.yaml: cargo-lambda release builds of every function into .aws-sam/,
+# with the size profile's settings (scripts/lambda-size-env.sh; BENCHMARKS.md, figure 5).
 # It needs the deploy tools in $VENV (scripts/setup.sh deploy): cargo-lambda finds zig only
 # through the interpreter that installed it, so the venv's bin goes first on PATH.
 #
@@ -17,6 +18,7 @@ if [ ! -x "$VENV/bin/sam" ] || [ ! -x "$VENV/bin/cargo-lambda" ]; then
   exit 1
 fi
 export PATH="$(cd "$VENV/bin" && pwd):$PATH" SAM_CLI_TELEMETRY=0
+. scripts/lambda-size-env.sh
 
 fallback=""
 case "$ARCH" in

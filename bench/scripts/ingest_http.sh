@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Figure 2: ingest over HTTP. `sparkbridge dev` (release build, in-memory default, dry run)
 # under wrk with pre-signed Loops deliveries, and the /healthz floor of the same server in the
-# same run; then, as a diagnostic, the same Loops load with INFO logs off (RUST_LOG=warn).
-# Writes $OUT/ingest_http.json.
+# same run; then, as a diagnostic, the same Loops load with INFO logs off (RUST_LOG=warn);
+# then both again with the server pinned to one core and wrk (one thread) to the other, so
+# that the two never compete for a core. Writes $OUT/ingest_http.json.
 #   env: DURATION (s, default 10), CONNECTIONS (64), THREADS (2), RATE_HINT (requests/s to
 #   sign for, default 40000: DURATION*RATE_HINT distinct webhook-ids are generated per run)
 set -euo pipefail
@@ -20,11 +21,13 @@ trap '[ -n "$DEV_PID" ] && kill $DEV_PID 2>/dev/null || true' EXIT
 
 start_dev() { # log, extra env...: `make dev` exactly (memory, dry run, default secrets)
   local log="$1"; shift
+  local pin=()
+  if [ "${1:-}" = --pin ]; then pin=(taskset -c "$2"); shift 2; fi
   PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   URL="http://127.0.0.1:$PORT"
   env -u AWS_ENDPOINT_URL -u SPARKLOOP_API_KEY -u LOOPS_SIGNING_SECRET -u RUST_LOG \
     -u AWS_LAMBDA_LOG_LEVEL -u AWS_LAMBDA_LOG_FORMAT "$@" \
-    "$DEV_BIN" dev --listen "127.0.0.1:$PORT" > "$log" 2>&1 &
+    "${pin[@]}" "$DEV_BIN" dev --listen "127.0.0.1:$PORT" > "$log" 2>&1 &
   DEV_PID=$!
   for _ in $(seq 200); do curl -sf -o /dev/null "$URL/healthz" && return 0; sleep 0.05; done
   echo "dev did not start; see $log" >&2; exit 1
@@ -32,9 +35,10 @@ start_dev() { # log, extra env...: `make dev` exactly (memory, dry run, default 
 
 stop_dev() { kill "$DEV_PID"; wait "$DEV_PID" 2>/dev/null || true; DEV_PID=""; }
 
-run_wrk() { # mode path out
-  BENCH_WRK_MODE="$1" BENCH_WRK_OUT="$3" BENCH_WRK_THREADS="$THREADS" \
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/wrk/webhooks.lua \
+run_wrk() { # mode path out [threads [pinned command...]]
+  local threads="${4:-$THREADS}"
+  BENCH_WRK_MODE="$1" BENCH_WRK_OUT="$3" BENCH_WRK_THREADS="$threads" \
+    "${@:5}" wrk -t"$threads" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/wrk/webhooks.lua \
     "$URL$2" > "$3.txt"
 }
 
@@ -68,11 +72,23 @@ start_dev "$OUT/ingest-dev-quiet.log" RUST_LOG=warn
 sign
 BENCH_WRK_REQUESTS="$OUT/wrk-loops-requests.txt" run_wrk loops /webhooks/loops "$OUT/wrk-loops-quiet.json"
 stop_dev
+
+# 3. The same two loads, server on one core and wrk on the other (needs 2 cores).
+PINNED=0
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  PINNED=1
+  start_dev "$OUT/ingest-dev-pinned.log" --pin 0
+  run_wrk plain /healthz "$OUT/wrk-healthz-pinned.json" 1 taskset -c 1
+  sign
+  BENCH_WRK_REQUESTS="$OUT/wrk-loops-requests.txt" \
+    run_wrk loops /webhooks/loops "$OUT/wrk-loops-pinned.json" 1 taskset -c 1
+  stop_dev
+fi
 rm -f "$OUT/wrk-loops-requests.txt"
 
-"$PY" - "$OUT" "$ACCEPTED" "$DRAINED" "$HWM" "$LOG_BYTES" "$CONNECTIONS" "$THREADS" <<'PY'
+"$PY" - "$OUT" "$ACCEPTED" "$DRAINED" "$HWM" "$LOG_BYTES" "$CONNECTIONS" "$THREADS" "$PINNED" <<'PY'
 import json, os, sys
-out, accepted, drained, hwm, log_bytes, conns, threads = sys.argv[1:]
+out, accepted, drained, hwm, log_bytes, conns, threads, pinned = sys.argv[1:]
 h = json.load(open(f"{out}/wrk-healthz.json"))
 l = json.load(open(f"{out}/wrk-loops.json"))
 q = json.load(open(f"{out}/wrk-loops-quiet.json"))
@@ -86,6 +102,11 @@ res = {
     "connections": int(conns), "wrk_threads": int(threads),
     "nproc": os.cpu_count(),
 }
+if pinned == "1":
+    hp = json.load(open(f"{out}/wrk-healthz-pinned.json"))
+    lp = json.load(open(f"{out}/wrk-loops-pinned.json"))
+    res["pinned"] = {"server_core": 0, "wrk_core": 1, "wrk_threads": 1, "healthz": hp, "loops": lp,
+                     "ratio_loops_to_healthz_rps": round(lp["requests_per_s"] / hp["requests_per_s"], 3)}
 json.dump(res, open(f"{out}/ingest_http.json", "w"), indent=2)
 print(json.dumps(res, indent=2))
 PY

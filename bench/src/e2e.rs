@@ -1,6 +1,8 @@
 //! Figure 3: N distinct, signed Loops `email.unsubscribed` deliveries into `sparkbridge dev`
 //! (in-memory queue and store), its worker calling a fake SparkLoop; time from the first
-//! request sent to the last SparkLoop call received, and exactly N calls.
+//! request sent to the last SparkLoop call received, exactly N calls, and the dev process's
+//! peak RSS. Several N in one run (10,000 and 100,000 by default) show whether time and
+//! memory grow with N alone.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -19,9 +21,9 @@ pub struct E2eArgs {
     /// The release `sparkbridge` binary
     #[arg(long, default_value = "target/release/sparkbridge")]
     dev_bin: PathBuf,
-    /// Distinct events to send
-    #[arg(long, default_value_t = 10_000)]
-    events: usize,
+    /// Distinct events to send, one run per value and `--pollers` value (comma-separated)
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+    events: Vec<usize>,
     /// `sparkbridge dev --pollers` values to run (comma-separated)
     #[arg(long, value_delimiter = ',', default_value = "2,8")]
     pollers: Vec<usize>,
@@ -81,10 +83,11 @@ async fn one_run(
     args: &E2eArgs,
     samples: &Samples,
     client: &reqwest::Client,
+    events: usize,
     pollers: usize,
 ) -> Result<Value, String> {
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let deliveries: Vec<Delivery> = (0..args.events)
+    let deliveries: Vec<Delivery> = (0..events)
         .map(|i| {
             let body = events::loops_body(
                 samples,
@@ -102,7 +105,7 @@ async fn one_run(
     let direct = Fake::new(Duration::ZERO);
     let direct_url = direct.serve().await?;
     let t = Instant::now();
-    let statuses: Vec<u16> = stream::iter(0..args.events)
+    let statuses: Vec<u16> = stream::iter(0..events)
         .map(|i| {
             let req = client
                 .put(format!(
@@ -122,7 +125,9 @@ async fn one_run(
     let fake_url = fake.serve().await?;
     let port = util::free_port()?;
     std::fs::create_dir_all(&args.log_dir).map_err(|e| e.to_string())?;
-    let log_path = args.log_dir.join(format!("e2e-dev-pollers{pollers}.log"));
+    let log_path = args
+        .log_dir
+        .join(format!("e2e-dev-{events}-pollers{pollers}.log"));
     let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
     let mut cmd = std::process::Command::new(&args.dev_bin);
     cmd.args([
@@ -161,7 +166,7 @@ async fn one_run(
     .await;
     let ingest_elapsed = t0.elapsed();
     let deadline = Instant::now() + Duration::from_secs(300);
-    while fake.calls() < args.events as u64 && Instant::now() < deadline {
+    while fake.calls() < events as u64 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let last = fake.last_call().map(|l| l.duration_since(t0));
@@ -176,7 +181,7 @@ async fn one_run(
     let e2e = last.unwrap_or_default();
     Ok(json!({
         "pollers": pollers,
-        "events": args.events,
+        "events": events,
         "sender_concurrency": args.concurrency,
         "ingest_200": ok,
         "ingest_refused": refused,
@@ -186,9 +191,9 @@ async fn one_run(
         "events_per_s_end_to_end": (calls as f64 / e2e.as_secs_f64().max(1e-9)).round(),
         "sparkloop_calls": calls,
         "distinct_calls": distinct,
-        "exactly_once": calls == args.events as u64 && distinct == args.events,
+        "exactly_once": calls == events as u64 && distinct == events,
         "dev_vm_hwm_kb": hwm,
-        "dev_log_bytes_per_event": util::round3(log_bytes as f64 / args.events as f64),
+        "dev_log_bytes_per_event": util::round3(log_bytes as f64 / events as f64),
         "dev_log": log_path,
         "baseline_direct_calls_s": util::round3(direct_elapsed.as_secs_f64()),
         "baseline_direct_ok": direct_ok,
@@ -204,8 +209,10 @@ pub async fn run(args: E2eArgs) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let mut runs = Vec::new();
-    for &p in &args.pollers {
-        runs.push(one_run(&args, &samples, &client, p).await?);
+    for &n in &args.events {
+        for &p in &args.pollers {
+            runs.push(one_run(&args, &samples, &client, n, p).await?);
+        }
     }
     let result = json!({
         "runs": runs,

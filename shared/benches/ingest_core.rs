@@ -1,8 +1,9 @@
 //! Figure 1 of BENCHMARKS.md: verify + parse + build the envelope, per provider, on one core.
 //!
 //! The Loops request (secret, webhook-id, timestamp, body, signature) is read from the file
-//! named by `BENCH_LOOPS_REQUEST`, the same file the Python `standardwebhooks` baseline
-//! verifies (`bench/python/standardwebhooks_baseline.py`); without it, the sample
+//! named by `BENCH_LOOPS_REQUEST`, the same file the Python baselines verify
+//! (`bench/python/ingest_baselines.py`, which also reads the SparkLoop and eSputnik samples
+//! these benches use); without it, the sample
 //! `events/loops/email.unsubscribed.json` is signed here. Run: `make bench FIGURES=1` or
 //! `cargo bench -p sparkbridge --bench ingest_core`. The `ingest_log` group (figure 2's log line)
 //! runs after it: `cargo bench -p sparkbridge --bench ingest_core -- ingest_log`.

@@ -3,7 +3,7 @@
 //! Messages are stored as SQS would accept them (`sqs::sqs_safe`), so dev sees what a
 //! deployment sees.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,9 @@ pub struct ReceivedMessage {
 #[derive(Default)]
 struct State {
     seq: u64,
-    main: Vec<StoredMessage>,
+    /// Oldest first. Received messages stay in place, so the ones in flight sit near the
+    /// front: finding and removing one by its receipt is cheap however long the backlog.
+    main: VecDeque<StoredMessage>,
     dlq: Vec<StoredMessage>,
 }
 
@@ -77,9 +79,10 @@ impl MemoryQueue {
                 continue;
             }
             if st.main[i].receive_count >= self.max_receive_count {
-                let mut m = st.main.remove(i);
-                m.receipt = None;
-                st.dlq.push(m);
+                if let Some(mut m) = st.main.remove(i) {
+                    m.receipt = None;
+                    st.dlq.push(m);
+                }
                 continue;
             }
             st.seq += 1;
@@ -107,9 +110,15 @@ impl MemoryQueue {
 
     pub fn delete(&self, receipt: &str) -> bool {
         let mut st = self.lock();
-        let before = st.main.len();
-        st.main.retain(|m| m.receipt.as_deref() != Some(receipt));
-        before != st.main.len()
+        // A receipt names one message (each receive issues a new one).
+        match st
+            .main
+            .iter()
+            .position(|m| m.receipt.as_deref() == Some(receipt))
+        {
+            Some(i) => st.main.remove(i).is_some(),
+            None => false,
+        }
     }
 
     pub fn change_visibility(&self, receipt: &str, secs: u64) -> bool {
@@ -157,13 +166,14 @@ impl MemoryQueue {
         self.lock().main.len()
     }
 
+    /// `messages` are already as SQS would accept them (`enqueue` made them so).
     fn push(&self, messages: Vec<OutboundMessage>) {
         let mut st = self.lock();
         let now = Instant::now();
-        for m in messages.into_iter().map(sqs_safe) {
+        for m in messages {
             st.seq += 1;
             let id = format!("msg-{}", st.seq);
-            st.main.push(StoredMessage {
+            st.main.push_back(StoredMessage {
                 id,
                 body: m.body,
                 attributes: m.attributes,
@@ -250,6 +260,34 @@ mod tests {
         let id = q.dlq()[0].id.clone();
         assert!(q.remove_from_dlq(&id).is_some());
         assert!(q.dlq().is_empty());
+    }
+
+    #[tokio::test]
+    async fn deletes_take_only_their_message_and_keep_the_backlog_in_order() {
+        let q = MemoryQueue::new(Duration::from_secs(60), 5, 1_000);
+        let bodies: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+        q.enqueue(bodies.iter().map(|b| msg(b)).collect())
+            .await
+            .unwrap();
+        let first = q.receive(10);
+        // deleted out of order, as concurrent records finish
+        for m in first.iter().rev().step_by(2) {
+            assert!(q.delete(&m.receipt));
+        }
+        assert_eq!(q.depth(), 45);
+        let next: Vec<String> = q.receive(50).into_iter().map(|m| m.body).collect();
+        assert_eq!(next, bodies[10..].to_vec(), "the backlog, oldest first");
+        let kept: Vec<&str> = first
+            .iter()
+            .rev()
+            .skip(1)
+            .step_by(2)
+            .map(|m| m.receipt.as_str())
+            .collect();
+        for r in kept {
+            assert!(q.delete(r), "the undeleted in-flight ones are still there");
+        }
+        assert_eq!(q.depth(), 40);
     }
 
     #[tokio::test]
