@@ -148,6 +148,15 @@ fn bench(c: &mut Criterion) {
         base64::engine::general_purpose::STANDARD.encode("dev:dev-password")
     );
     let tz = chrono_tz::UTC;
+    g.bench_function("esputnik_check", |b| {
+        b.iter(|| {
+            auth.check(Some(black_box(&basic)), None)
+                .expect("authorized")
+        })
+    });
+    g.bench_function("esputnik_split", |b| {
+        b.iter(|| esputnik::split(black_box(two.as_bytes()), tz))
+    });
     g.bench_function("esputnik_full", |b| {
         b.iter(|| {
             auth.check(Some(black_box(&basic)), None)
@@ -173,6 +182,12 @@ fn bench(c: &mut Criterion) {
     // SparkLoop: the token, then the event.
     let token = Secret::new("dev-sparkloop-token");
     let sl_body = sample_body("sparkloop", "sync_subscriber");
+    g.bench_function("sparkloop_token", |b| {
+        b.iter(|| token.matches(black_box(b"dev-sparkloop-token")))
+    });
+    g.bench_function("sparkloop_parse", |b| {
+        b.iter(|| sparkloop::parse(black_box(sl_body.as_bytes())).expect("parses"))
+    });
     g.bench_function("sparkloop_full", |b| {
         b.iter(|| {
             assert!(token.matches(black_box(b"dev-sparkloop-token")));

@@ -5,6 +5,7 @@ pub mod dedupe;
 mod email;
 pub mod envelope;
 pub mod esputnik;
+pub(crate) mod json_read;
 mod kind;
 pub(crate) mod lenient;
 pub mod lifecycle;

@@ -4,31 +4,44 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// A configured secret. Its `Debug` never prints the value, so it cannot leak through logs.
-#[derive(Clone, Default)]
-pub struct Secret(String);
+/// Its digest is computed once, when it is configured: each check then hashes only what the
+/// request presents.
+#[derive(Clone)]
+pub struct Secret {
+    value: String,
+    digest: [u8; 32],
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        let value = value.into();
+        let digest = Sha256::digest(value.as_bytes()).into();
+        Self { value, digest }
     }
 
     /// Reads an environment-style value: absent or blank means "not configured".
     pub fn from_opt(value: Option<String>) -> Option<Self> {
         value
             .filter(|v| !v.trim().is_empty())
-            .map(|v| Self(v.trim().to_string()))
+            .map(|v| Self::new(v.trim()))
     }
 
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
     }
 
-    /// Compares in constant time, including when lengths differ: both sides are hashed
-    /// first, so neither the content nor the length of the secret leaks through timing.
+    /// Compares in constant time, including when lengths differ: both sides are compared as
+    /// SHA-256 digests, so neither the content nor the length of the secret leaks through
+    /// timing.
     pub fn matches(&self, candidate: &[u8]) -> bool {
-        let a = Sha256::digest(self.0.as_bytes());
-        let b = Sha256::digest(candidate);
-        a.ct_eq(&b).into()
+        let presented: [u8; 32] = Sha256::digest(candidate).into();
+        presented.ct_eq(&self.digest).into()
+    }
+}
+
+impl Default for Secret {
+    fn default() -> Self {
+        Self::new(String::new())
     }
 }
 
@@ -49,6 +62,13 @@ mod tests {
         for bad in [&b"tok_124"[..], b"tok_12", b"tok_1234", b"", b"TOK_123"] {
             assert!(!s.matches(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_empty_secret_matches_only_an_empty_candidate() {
+        let s = Secret::default();
+        assert!(s.matches(b""));
+        assert!(!s.matches(b" "));
     }
 
     #[test]

@@ -76,10 +76,11 @@ impl WebhookAuth {
         }
         if let (Some((user, pass)), Some(header)) = (&self.basic, authorization) {
             presented = true;
-            if let Some((u, p)) = decode_basic(header) {
+            if let Some(decoded) = decode_basic(header) {
+                let (u, p) = split_credentials(&decoded)?;
                 // Both halves are always compared, so timing does not tell which was wrong.
-                let ok_user = user.matches(u.as_bytes());
-                let ok_pass = pass.matches(p.as_bytes());
+                let ok_user = user.matches(u);
+                let ok_pass = pass.matches(p);
                 if ok_user & ok_pass {
                     return Ok(());
                 }
@@ -93,17 +94,25 @@ impl WebhookAuth {
     }
 }
 
-fn decode_basic(header: &str) -> Option<(String, String)> {
+/// The decoded `user:password` bytes of a Basic header.
+fn decode_basic(header: &str) -> Option<Vec<u8>> {
     let (scheme, rest) = header.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(rest.trim())
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (u, p) = text.split_once(':')?;
-    Some((u.to_string(), p.to_string()))
+        .ok()
+}
+
+/// Splits at the first colon, without copying. Bytes that are not UTF-8 cannot equal a
+/// configured secret (always UTF-8), so they fail the comparison as they failed decoding.
+fn split_credentials(decoded: &[u8]) -> Result<(&[u8], &[u8]), AuthError> {
+    let colon = decoded
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(AuthError::Wrong)?;
+    Ok((&decoded[..colon], &decoded[colon + 1..]))
 }
 
 #[cfg(test)]

@@ -1,11 +1,16 @@
 //! eSputnik activity events: a JSON array, one element per activity.
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::core::envelope::{derive_dedupe_id, raw_string, sha256_hex, Normalized, Subscriber};
+use crate::core::json_read::Scalar;
 use crate::core::kind::{EsputnikKind, Kind};
 use crate::core::time;
 
@@ -20,26 +25,29 @@ pub struct Element {
     pub event: Normalized,
 }
 
+/// The fields an element's key and event are made of, borrowed from the body where they are
+/// strings without escapes; ids of any JSON type, kept as their text.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Activity {
-    activity_status: String,
-    #[serde(default)]
-    activity_date_time: Option<String>,
-    #[serde(default)]
-    contact_id: Option<serde_json::Value>,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    sms: Option<String>,
-    #[serde(default)]
-    external_customer_id: Option<serde_json::Value>,
-    #[serde(default)]
-    iid: Option<String>,
-    #[serde(default)]
-    message_instance_id: Option<serde_json::Value>,
-    #[serde(default)]
-    click_event_link: Option<String>,
+struct Activity<'a> {
+    #[serde(borrow)]
+    activity_status: Cow<'a, str>,
+    #[serde(default, borrow)]
+    activity_date_time: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    contact_id: Option<Scalar<'a>>,
+    #[serde(default, borrow)]
+    email: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    sms: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    external_customer_id: Option<Scalar<'a>>,
+    #[serde(default, borrow)]
+    iid: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    message_instance_id: Option<Scalar<'a>>,
+    #[serde(default, borrow)]
+    click_event_link: Option<Cow<'a, str>>,
 }
 
 /// Splits a verified body into elements. Never fails: eSputnik holds back every later event
@@ -52,12 +60,12 @@ pub fn split(body: &[u8], tz: Tz) -> Vec<Element> {
             "body is not UTF-8",
         )];
     };
-    if let Ok(items) = serde_json::from_str::<Vec<Box<RawValue>>>(text) {
+    if let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(text) {
         return items.into_iter().map(|raw| element(raw, tz)).collect();
     }
     match serde_json::from_str::<Box<RawValue>>(text) {
         // A lone object: not the documented shape, but clearly one event.
-        Ok(raw) if text.trim_start().starts_with('{') => vec![element(raw, tz)],
+        Ok(raw) if text.trim_start().starts_with('{') => vec![element(&raw, tz)],
         Ok(raw) => vec![parked(raw, "body is not a JSON array of activity objects")],
         Err(e) => vec![parked(
             raw_string(text),
@@ -66,17 +74,22 @@ pub fn split(body: &[u8], tz: Tz) -> Vec<Element> {
     }
 }
 
-fn element(raw: Box<RawValue>, tz: Tz) -> Element {
+fn element(raw: &RawValue, tz: Tz) -> Element {
     // serde would also read a struct from an array (`["READ"]`): insist on an object.
     if !raw.get().trim_start().starts_with('{') {
-        return parked(raw, "element is not a JSON object");
+        return parked(raw.to_owned(), "element is not a JSON object");
     }
     let activity = match serde_json::from_str::<Activity>(raw.get()) {
         Ok(a) => a,
-        Err(e) => return parked(raw, &format!("element is not an activity object: {e}")),
+        Err(e) => {
+            return parked(
+                raw.to_owned(),
+                &format!("element is not an activity object: {e}"),
+            )
+        }
     };
-    let contact_id = activity.contact_id.as_ref().map(id_text);
-    let message_instance_id = activity.message_instance_id.as_ref().map(id_text);
+    let contact_id = activity.contact_id.as_ref().map(Scalar::text);
+    let message_instance_id = activity.message_instance_id.as_ref().map(Scalar::text);
     // Why this key: eSputnik resends the same request (same elements, same fields) until it
     // gets a 200, so the key is identical across retries. Across real events at least one of
     // these differs: iid + messageInstanceId pin the message copy, contactId the recipient,
@@ -104,17 +117,20 @@ fn element(raw: Box<RawValue>, tz: Tz) -> Element {
         event: Normalized {
             kind,
             subscriber: Subscriber {
-                email: activity.email.filter(|e| !e.is_empty()),
+                email: activity
+                    .email
+                    .filter(|e| !e.is_empty())
+                    .map(Cow::into_owned),
                 esp_contact_id: contact_id,
                 sparkloop_id: None,
-                external_id: activity.external_customer_id.as_ref().map(id_text),
+                external_id: activity.external_customer_id.as_ref().map(Scalar::text),
             },
             occurred_at: activity
                 .activity_date_time
                 .as_deref()
                 .and_then(|t| localize(t, tz)),
             parked: None,
-            payload: raw,
+            payload: raw.to_owned(),
         },
     }
 }
@@ -133,14 +149,6 @@ fn parked(raw: Box<RawValue>, reason: &str) -> Element {
     }
 }
 
-/// Ids arrive as numbers (contactId) or strings (externalCustomerId); keep their text.
-fn id_text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// `activityDateTime` has no offset ("2023-09-14T08:30:03"); it is read in the configured zone.
 /// A time that is not one, or lies outside what RFC 3339 can write once in UTC (year 9999 late
 /// on 31 December west of UTC, a five-digit year), is absent: the receipt time stands in.
@@ -148,9 +156,9 @@ pub(crate) fn localize(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
     if let Ok(with_offset) = DateTime::parse_from_rfc3339(text) {
         return time::within_range(with_offset.with_timezone(&Utc));
     }
-    let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
-        .ok()?;
+    let naive = LOCAL_FORMATS
+        .iter()
+        .find_map(|items| naive_in(text, items))?;
     // four-digit years only: the zone's offset then cannot reach the ends of chrono's range
     if !(0..=9999).contains(&naive.year()) {
         return None;
@@ -161,9 +169,56 @@ pub(crate) fn localize(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
         .and_then(time::within_range)
 }
 
+/// The two forms of a time without offset, as `NaiveDateTime::parse_from_str` reads them
+/// (`%Y-%m-%dT%H:%M:%S%.f`, then with a space for `T`), their formats read once rather than
+/// on every element.
+static LOCAL_FORMATS: LazyLock<[Vec<Item<'static>>; 2]> = LazyLock::new(|| {
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"].map(|format| {
+        StrftimeItems::new(format)
+            .parse_to_owned()
+            .expect("a valid format")
+    })
+});
+
+/// `NaiveDateTime::parse_from_str` with the format already read.
+fn naive_in(text: &str, items: &[Item<'static>]) -> Option<NaiveDateTime> {
+    let mut parsed = Parsed::new();
+    chrono::format::parse(&mut parsed, text, items.iter()).ok()?;
+    parsed.to_naive_datetime_with_offset(0).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_read_once_parse_what_parse_from_str_parses() {
+        let formats = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"];
+        for text in [
+            "2023-09-14T08:30:03",
+            "2023-09-14 08:30:03.123456",
+            "2023-09-14T08:30:03.5Z",
+            "2023-9-4T8:3:3",
+            " 2023-09-14T08:30:03",
+            "2023-09-14T08:30:03 ",
+            "2023-09-14t08:30:03",
+            "2023-02-30T08:30:03",
+            "2023-09-14T24:00:00",
+            "2023-09-14T23:59:60",
+            "+12023-09-14T08:30:03",
+            "-0001-09-14T08:30:03",
+            "2023-09-14",
+            "",
+        ] {
+            for (format, items) in formats.iter().zip(LOCAL_FORMATS.iter()) {
+                assert_eq!(
+                    naive_in(text, items),
+                    NaiveDateTime::parse_from_str(text, format).ok(),
+                    "{text:?} as {format}"
+                );
+            }
+        }
+    }
 
     const DOC_BATCH: &str = r#"[{"broadcastId":3459207,"messageName":"test","iid":"99d591ab-e7a5-49ed-8e16-b3023378fc18","contactId":1967597908,"externalCustomerId":"789456512","email":"test1@yourdomain.com","mediaType":"email","activityStatus":"DELIVERED","messageId":2489300,"messageInstanceId":4702518,"activityDateTime":"2023-09-14T08:30:03","viewMessageLink":"https://u51739.esclick.me/J9o6EvyAKGmB","statusData":{}},
  {"broadcastId":3459207,"messageName":"test","hardBounce":false,"iid":"99d591ab-e7a5-49ed-8e16-b3023378fc18","contactId":1967597908,"externalCustomerId":"789456512","email":"test1@yourdomain.com","mediaType":"email","activityStatus":"UNDELIVERED","messageId":2489300,"messageInstanceId":4702518,"activityDateTime":"2023-09-14T08:30:07","statusDescription":"5.1.2 (bad destination system: no such domain)","viewMessageLink":"https://u51739.esclick.me/J9o6EvyAKGmB","statusData":{}}]"#;

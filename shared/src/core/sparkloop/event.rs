@@ -1,14 +1,12 @@
 //! SparkLoop webhook payloads.
 
-use std::borrow::Cow;
-
-use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::core::envelope::{derive_dedupe_id, sha256_hex, Normalized, Subscriber};
+use crate::core::json_read::{Checked, CheckedVisitor, Key, Scalar, Tree};
 use crate::core::kind::{Kind, SparkloopKind};
 use crate::core::time;
 
@@ -34,8 +32,8 @@ struct Head<'a> {
     kind: Option<Scalar<'a>>,
     #[serde(default, borrow)]
     event: Option<Scalar<'a>>,
-    #[serde(default)]
-    subscriber: Option<Value>,
+    #[serde(default, borrow)]
+    subscriber: Option<Tree<'a>>,
     #[serde(default, borrow)]
     campaign: Option<Ids<'a>>,
     #[serde(default, borrow)]
@@ -72,7 +70,7 @@ impl From<ValueHead> for Head<'_> {
         Head {
             kind: h.kind.map(Scalar::from),
             event: h.event.map(Scalar::from),
-            subscriber: h.subscriber,
+            subscriber: h.subscriber.map(Tree::from),
             campaign: h.campaign.as_ref().map(Ids::from),
             campaign_id: h.campaign_id.map(Scalar::from),
             reward: h.reward.as_ref().map(Ids::from),
@@ -129,9 +127,9 @@ fn normalize(head: Head<'_>, payload: Box<RawValue>) -> (String, Normalized) {
         .parse::<SparkloopKind>()
         .map_or(Kind::Unknown, Kind::Sparkloop);
     let sub = head.subscriber.as_ref();
-    let field = |v: Option<&Value>, k: &str| {
+    let field = |v: Option<&Tree>, k: &str| {
         v.and_then(|o| o.get(k))
-            .map(text_of)
+            .map(Tree::text)
             .filter(|s| !s.is_empty())
     };
     let id_of = |v: Option<&Scalar>| v.map(Scalar::text).filter(|s| !s.is_empty());
@@ -145,7 +143,7 @@ fn normalize(head: Head<'_>, payload: Box<RawValue>) -> (String, Normalized) {
     // beyond what RFC 3339 can write) is no time: absent, and the receipt time stands in.
     let occurred_at = sub
         .and_then(|s| s.get("created_at"))
-        .and_then(Value::as_i64)
+        .and_then(Tree::as_i64)
         .and_then(time::from_unix_secs);
     let campaign = id_of(head.campaign.as_ref().and_then(|c| c.id.as_ref()))
         .or_else(|| head.campaign_id.as_ref().map(Scalar::text));
@@ -192,7 +190,7 @@ fn normalize(head: Head<'_>, payload: Box<RawValue>) -> (String, Normalized) {
                 .as_deref()
                 .unwrap_or(""),
             &sub.filter(|_| kind == Kind::Sparkloop(SparkloopKind::SyncSubscriber))
-                .map(|v| sha256_hex(v.to_string().as_bytes()))
+                .map(Tree::sha256_hex)
                 .unwrap_or_default(),
         ])
     };
@@ -206,100 +204,6 @@ fn normalize(head: Head<'_>, payload: Box<RawValue>) -> (String, Normalized) {
             payload,
         },
     )
-}
-
-fn text_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-/// One JSON value of the head, as `Value` would read it: a string (borrowed when it has no
-/// escapes), null, or any other value as its `Value`. Read with `deserialize_any`, the call
-/// `Value` itself makes, so what it accepts and refuses is what `Value` accepts and refuses.
-enum Scalar<'a> {
-    Str(Cow<'a, str>),
-    Null,
-    Other(Value),
-}
-
-impl Scalar<'_> {
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Scalar::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// `text_of` of the same value read as a `Value`.
-    fn text(&self) -> String {
-        match self {
-            Scalar::Str(s) => s.to_string(),
-            Scalar::Null => String::new(),
-            Scalar::Other(v) => v.to_string(),
-        }
-    }
-}
-
-impl From<Value> for Scalar<'_> {
-    fn from(v: Value) -> Self {
-        match v {
-            Value::String(s) => Scalar::Str(Cow::Owned(s)),
-            Value::Null => Scalar::Null,
-            other => Scalar::Other(other),
-        }
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ScalarVisitor)
-    }
-}
-
-struct ScalarVisitor;
-
-impl<'de> Visitor<'de> for ScalarVisitor {
-    type Value = Scalar<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Owned(v)))
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Scalar::Null)
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Scalar::Null)
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Scalar::Other(Value::Bool(v)))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Scalar::Other(Value::from(v)))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Scalar::Other(Value::from(v)))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Scalar::Other(Value::from(v)))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Value::deserialize(SeqAccessDeserializer::new(seq)).map(Scalar::Other)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        Value::deserialize(MapAccessDeserializer::new(map)).map(Scalar::Other)
-    }
 }
 
 /// The `id` and `tot_referrals` of an object (`campaign`, `reward`, `referrer`), the last one
@@ -373,96 +277,6 @@ impl<'de> Visitor<'de> for IdsVisitor {
         Ok(Ids::default())
     }
 }
-
-/// An object key, read as `Value` reads keys (`deserialize_str`). serde_json gives the key
-/// that marks a raw value (`$serde_json::private::RawValue`) a meaning of its own inside
-/// `Value`; it is refused here, so such a body is read by the `Value` head instead.
-struct Key<'a>(Cow<'a, str>);
-
-const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
-
-impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Key::checked(Cow::Borrowed(v))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Key::checked(Cow::Owned(v.to_owned()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Key::checked(Cow::Owned(v))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
-    }
-}
-
-impl<'a> Key<'a> {
-    fn checked<E: de::Error>(k: Cow<'a, str>) -> Result<Self, E> {
-        if k == RAW_VALUE_TOKEN {
-            return Err(E::custom("a raw value marker: read by the Value head"));
-        }
-        Ok(Key(k))
-    }
-}
-
-/// A value checked as `Value` would read it (numbers in range, strings that decode, nesting
-/// within serde_json's limit), and dropped: nothing is allocated for it.
-struct Checked;
-
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(CheckedVisitor)
-    }
-}
-
-struct CheckedVisitor;
-
-impl<'de> Visitor<'de> for CheckedVisitor {
-    type Value = Checked;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_key::<Key>()?.is_some() {
-            map.next_value::<Checked>()?;
-        }
-        Ok(Checked)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<Checked>()?.is_some() {}
-        Ok(Checked)
-    }
-    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
-        Ok(Checked)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Checked)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Checked)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Checked)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Checked)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Checked)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Checked)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
