@@ -166,6 +166,12 @@ enum ConfigAction {
     },
 }
 
+/// `sparkbridge dev` allocates per request and per record on every core it has; glibc's
+/// allocator took about a third of its CPU under load (BENCHMARKS.md, figure 2). The Lambda
+/// functions keep the system allocator: one request at a time, and every byte counts there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
