@@ -122,8 +122,12 @@ if rust:
         ("loops_verify", "Loops: SigningKeys::verify only"),
         ("loops_parse", "Loops: loops::parse only"),
         ("loops_envelope_json", "Loops: serde_json::to_string of the envelope only"),
-        ("esputnik_full_envelopes_json", "eSputnik: check + split + 2 envelopes + JSON"),
+        ("sparkloop_token", "SparkLoop: Secret::matches only (the token)"),
+        ("sparkloop_parse", "SparkLoop: sparkloop::parse only (sync_subscriber)"),
         ("sparkloop_full_envelope_json", "SparkLoop: check + parse + envelope + JSON"),
+        ("esputnik_check", "eSputnik: WebhookAuth::check only (Basic)"),
+        ("esputnik_split", "eSputnik: esputnik::split only (2 elements)"),
+        ("esputnik_full_envelopes_json", "eSputnik: check + split + 2 envelopes + JSON"),
     ):
         r = rust.get(key)
         if r:
