@@ -4,7 +4,6 @@
 //! reading gave (each parser has a test comparing the two).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -197,14 +196,18 @@ pub(crate) enum Tree<'a> {
     Number(Number),
     Str(Cow<'a, str>),
     Array(Vec<Tree<'a>>),
-    Object(BTreeMap<Cow<'a, str>, Tree<'a>>),
+    /// Sorted by key, each key once: what `Value`'s map holds, without a tree of nodes.
+    Object(Vec<(Cow<'a, str>, Tree<'a>)>),
 }
 
 impl<'a> Tree<'a> {
     /// `Value::get` with a key.
     pub(crate) fn get(&self, key: &str) -> Option<&Tree<'a>> {
         match self {
-            Tree::Object(m) => m.get(key),
+            Tree::Object(entries) => entries
+                .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+                .ok()
+                .map(|i| &entries[i].1),
             _ => None,
         }
     }
@@ -230,7 +233,7 @@ impl<'a> Tree<'a> {
     pub(crate) fn sha256_hex(&self) -> String {
         let mut hasher = HashWriter(Sha256::new());
         serde_json::to_writer(&mut hasher, self).expect("a JSON tree always serializes");
-        hex::encode(hasher.0.finalize())
+        crate::core::envelope::digest_hex(&hasher.0.finalize().into())
     }
 }
 
@@ -254,11 +257,15 @@ impl From<Value> for Tree<'static> {
             Value::Number(n) => Tree::Number(n),
             Value::String(s) => Tree::Str(Cow::Owned(s)),
             Value::Array(a) => Tree::Array(a.into_iter().map(Tree::from).collect()),
-            Value::Object(o) => Tree::Object(
-                o.into_iter()
+            Value::Object(o) => {
+                let mut entries: Vec<(Cow<str>, Tree)> = o
+                    .into_iter()
                     .map(|(k, v)| (Cow::Owned(k), Tree::from(v)))
-                    .collect(),
-            ),
+                    .collect();
+                // already in key order unless serde_json's `preserve_order` is on
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Tree::Object(entries)
+            }
         }
     }
 }
@@ -271,7 +278,7 @@ impl Serialize for Tree<'_> {
             Tree::Number(n) => n.serialize(s),
             Tree::Str(v) => s.serialize_str(v),
             Tree::Array(a) => s.collect_seq(a),
-            Tree::Object(m) => s.collect_map(m),
+            Tree::Object(entries) => s.collect_map(entries.iter().map(|(k, v)| (k, v))),
         }
     }
 }
@@ -329,10 +336,15 @@ impl<'de> Visitor<'de> for TreeVisitor {
         Ok(Tree::Array(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut entries = BTreeMap::new();
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
         while let Some(Key(key)) = map.next_key()? {
-            entries.insert(key, map.next_value()?);
+            entries.push((key, map.next_value()?));
         }
+        // `Value` keeps the last of a repeated key: reversed, a stable sort puts the last one
+        // first among its equals, and `dedup_by` keeps the first.
+        entries.reverse();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|a, b| a.0 == b.0);
         Ok(Tree::Object(entries))
     }
 }

@@ -60,6 +60,18 @@ pub fn split(body: &[u8], tz: Tz) -> Vec<Element> {
             "body is not UTF-8",
         )];
     };
+    if let Some(read) = read_in_one_pass(text) {
+        return read
+            .into_iter()
+            .map(|(activity, raw)| element_of(activity, raw, tz))
+            .collect();
+    }
+    split_element_by_element(text, tz)
+}
+
+/// The body read as a JSON value first, then each element on its own: what cannot be read is
+/// parked with the reason.
+fn split_element_by_element(text: &str, tz: Tz) -> Vec<Element> {
     if let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(text) {
         return items.into_iter().map(|raw| element(raw, tz)).collect();
     }
@@ -74,20 +86,55 @@ pub fn split(body: &[u8], tz: Tz) -> Vec<Element> {
     }
 }
 
+/// The documented shape read in one pass: an array of activity objects, each element's text
+/// kept beside what was read from it. `None` for anything else (not an array, an element that
+/// is not an activity object, text after the array); `split` then reads the body element by
+/// element as before, which parks what cannot be read with the reason.
+fn read_in_one_pass(text: &str) -> Option<Vec<(Activity<'_>, &str)>> {
+    let mut rest = json_ws(text).strip_prefix('[')?;
+    let mut read = Vec::new();
+    if let Some(after) = json_ws(rest).strip_prefix(']') {
+        return json_ws(after).is_empty().then_some(read);
+    }
+    loop {
+        rest = json_ws(rest);
+        // serde would also read a struct from an array (`["READ"]`): objects only.
+        if !rest.starts_with('{') {
+            return None;
+        }
+        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Activity>();
+        let activity = stream.next()?.ok()?;
+        let (raw, after) = rest.split_at(stream.byte_offset());
+        read.push((activity, raw));
+        rest = json_ws(after);
+        match rest.as_bytes().first() {
+            Some(b',') => rest = &rest[1..],
+            Some(b']') => return json_ws(&rest[1..]).is_empty().then_some(read),
+            _ => return None,
+        }
+    }
+}
+
+/// JSON's whitespace skipped from the front.
+fn json_ws(text: &str) -> &str {
+    text.trim_start_matches([' ', '\t', '\n', '\r'])
+}
+
 fn element(raw: &RawValue, tz: Tz) -> Element {
     // serde would also read a struct from an array (`["READ"]`): insist on an object.
     if !raw.get().trim_start().starts_with('{') {
         return parked(raw.to_owned(), "element is not a JSON object");
     }
-    let activity = match serde_json::from_str::<Activity>(raw.get()) {
-        Ok(a) => a,
-        Err(e) => {
-            return parked(
-                raw.to_owned(),
-                &format!("element is not an activity object: {e}"),
-            )
-        }
-    };
+    match serde_json::from_str::<Activity>(raw.get()) {
+        Ok(activity) => element_of(activity, raw.get(), tz),
+        Err(e) => parked(
+            raw.to_owned(),
+            &format!("element is not an activity object: {e}"),
+        ),
+    }
+}
+
+fn element_of(activity: Activity<'_>, raw: &str, tz: Tz) -> Element {
     let contact_id = activity.contact_id.as_ref().map(Scalar::text);
     let message_instance_id = activity.message_instance_id.as_ref().map(Scalar::text);
     // Why this key: eSputnik resends the same request (same elements, same fields) until it
@@ -130,7 +177,11 @@ fn element(raw: &RawValue, tz: Tz) -> Element {
                 .as_deref()
                 .and_then(|t| localize(t, tz)),
             parked: None,
-            payload: raw.to_owned(),
+            // SAFETY: `raw` is the text of one element that serde_json read whole, either as
+            // the activity object it ends with (`read_in_one_pass`: `byte_offset` after the
+            // closing brace, nothing around it) or as a `RawValue`: one well-formed JSON value
+            // with no whitespace around it, as `from_string_unchecked` asks.
+            payload: unsafe { RawValue::from_string_unchecked(raw.to_owned()) },
         },
     }
 }
@@ -190,6 +241,46 @@ fn naive_in(text: &str, items: &[Item<'static>]) -> Option<NaiveDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pass_splits_as_element_by_element_does() {
+        let bodies = [
+            DOC_BATCH.to_string(),
+            format!(" \n{DOC_BATCH}\t "),
+            "[]".into(),
+            " [ ] ".into(),
+            r#"[ {"activityStatus":"READ","contactId":12.50,"iid":"a\u00e9\"b","email":"x@y.z"} , {"activityStatus":"CLICKED","messageInstanceId":{"b":1,"a":[true,null]},"externalCustomerId":18446744073709551615,"clickEventLink":"https://e/\/x"} ]"#.into(),
+            r#"[{"activityStatus":"READ","contactId":null,"email":"","sms":"+100","statusData":{"x":[1,{"y":"z"}]}}]"#.into(),
+            // each of these leaves the one pass: element by element parks what it cannot read
+            r#"[{"activityStatus":"READ"},["READ"]]"#.into(),
+            r#"[{"activityStatus":"READ"},{"activityStatus":7}]"#.into(),
+            r#"[{"activityStatus":"READ","activityStatus":"SENT"}]"#.into(),
+            r#"[{"activityStatus":"READ","contactId":1e400}]"#.into(),
+            r#"[{"activityStatus":"READ"}] x"#.into(),
+            r#"[{"activityStatus":"READ"},]"#.into(),
+            r#"[{"activityStatus":"READ"} {"activityStatus":"SENT"}]"#.into(),
+            r#"{"activityStatus":"READ","email":"a@b.c"}"#.into(),
+            r#""READ""#.into(),
+            "[".into(),
+            "".into(),
+        ];
+        for body in &bodies {
+            let fast = split(body.as_bytes(), Tz::Europe__Kyiv);
+            let slow = split_element_by_element(body, Tz::Europe__Kyiv);
+            assert_eq!(fast.len(), slow.len(), "{body}");
+            for (a, b) in fast.iter().zip(&slow) {
+                assert_eq!(a.dedupe_id, b.dedupe_id, "{body}");
+                assert_eq!(a.event.kind, b.event.kind, "{body}");
+                assert_eq!(a.event.subscriber, b.event.subscriber, "{body}");
+                assert_eq!(a.event.occurred_at, b.event.occurred_at, "{body}");
+                assert_eq!(a.event.parked, b.event.parked, "{body}");
+                assert_eq!(a.event.payload.get(), b.event.payload.get(), "{body}");
+            }
+        }
+        assert!(read_in_one_pass(&bodies[0]).is_some());
+        assert!(read_in_one_pass(&bodies[4]).is_some());
+        assert!(read_in_one_pass(&bodies[6]).is_none());
+    }
 
     #[test]
     fn formats_read_once_parse_what_parse_from_str_parses() {
