@@ -9,7 +9,6 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Number, Value};
-use sha2::{Digest, Sha256};
 
 /// One JSON value of the head, as `Value` would read it: a string (borrowed when it has no
 /// escapes), null, or any other value as its `Value`. Read with `deserialize_any`, the call
@@ -229,23 +228,12 @@ impl<'a> Tree<'a> {
         }
     }
 
-    /// SHA-256 (hex) of the value as serde_json writes it, written straight into the hasher.
+    /// SHA-256 (hex) of the value as serde_json writes it. Written to a buffer first: the
+    /// serializer writes a byte or two at a time, each a call into the hasher otherwise.
     pub(crate) fn sha256_hex(&self) -> String {
-        let mut hasher = HashWriter(Sha256::new());
-        serde_json::to_writer(&mut hasher, self).expect("a JSON tree always serializes");
-        crate::core::envelope::digest_hex(&hasher.0.finalize().into())
-    }
-}
-
-struct HashWriter(Sha256);
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        let mut json = Vec::with_capacity(512);
+        serde_json::to_writer(&mut json, self).expect("a JSON tree always serializes");
+        crate::core::envelope::sha256_hex(&json)
     }
 }
 
@@ -352,6 +340,7 @@ impl<'de> Visitor<'de> for TreeVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     /// Every shape `Value` reads: the tree writes, finds and hashes what `Value` does.
     #[test]
