@@ -81,7 +81,12 @@ impl Worker {
     /// Processes one SQS batch. Records of one subscriber run in order; different
     /// subscribers run concurrently (bounded by `WORKER_CONCURRENCY`). Nothing is started
     /// that could not finish before `deadline_ms`: those records go back unstarted.
+    /// The batch's metrics are written together when it ends ([`metrics::gathered`]).
     pub async fn handle(&self, event: &SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
+        metrics::gathered(self.run_batch(event, deadline_ms)).await
+    }
+
+    async fn run_batch(&self, event: &SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
         let batch = Batch {
             deadline_ms,
             started: Instant::now(),
