@@ -1041,8 +1041,16 @@ impl std::io::Write for Lines {
 }
 
 /// Receives one batch and invokes the worker on it; returns the `fields` of its `record`
-/// lines as the deployed JSON format writes them, in order.
+/// lines as the deployed JSON format writes them at INFO, in order.
 async fn record_lines(h: &sparkbridge_tests::worker_kit::Harness) -> Vec<serde_json::Value> {
+    record_lines_at(h, sparkbridge::telemetry::LevelFilter::INFO).await
+}
+
+/// [`record_lines`] with the log level `level`.
+async fn record_lines_at(
+    h: &sparkbridge_tests::worker_kit::Harness,
+    level: sparkbridge::telemetry::LevelFilter,
+) -> Vec<serde_json::Value> {
     use sparkbridge::telemetry::{dispatch, LevelFilter, LogFormat};
     use tracing_subscriber::util::SubscriberInitExt;
     let ev = h.batch().await;
@@ -1055,10 +1063,7 @@ async fn record_lines(h: &sparkbridge_tests::worker_kit::Harness) -> Vec<serde_j
         // none, would switch the `record` line off for this one. A second live dispatcher
         // makes every callsite ask them all.
         let _second = dispatch(LogFormat::Json, LevelFilter::OFF, false, std::io::sink);
-        let _guard = dispatch(LogFormat::Json, LevelFilter::INFO, false, move || {
-            writer.clone()
-        })
-        .set_default();
+        let _guard = dispatch(LogFormat::Json, level, false, move || writer.clone()).set_default();
         h.invoke(&h.worker, &ev).await;
     }
     let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
@@ -1081,7 +1086,8 @@ fn summary(line: &serde_json::Value) -> [String; 5] {
 }
 
 /// One `record` line per record, with the fields the operations guide names, for every way a
-/// record ends: operators' queries read these names and values.
+/// record ends: operators' queries read these names and values. A field is there when it
+/// says something (`-` in the summaries: absent).
 #[tokio::test]
 async fn each_record_ends_in_one_line_with_the_documented_fields() {
     use sparkbridge::core::envelope::{Envelope, Provider};
@@ -1110,19 +1116,17 @@ async fn each_record_ends_in_one_line_with_the_documented_fields() {
     assert_eq!(
         keys,
         [
-            "attempt",
             "calls",
-            "dedupe",
             "dedupe_id",
             "email",
             "kind",
             "latency_ms",
             "message",
-            "message_id",
             "outcome",
             "provider"
         ],
-        "a note, an error and a delay are there only when there is one"
+        "a note, an error and a delay only when there is one; `dedupe` not when it is the \
+         usual `acquired`, `attempt` not on the first, `message_id` only on a retry or park"
     );
     assert_eq!(
         (
@@ -1139,12 +1143,12 @@ async fn each_record_ends_in_one_line_with_the_documented_fields() {
     assert_ne!(done[0]["email"], "ok@example.com", "masked");
     assert_eq!(
         summary(&done[0]),
-        ["acquired", "sparkloop.unsubscribe=done", "done", "-", "-"]
+        ["-", "sparkloop.unsubscribe=done", "done", "-", "-"]
     );
 
     h.send(&unsub("msg_line", "ok@example.com")).await;
     let again = record_lines(&h).await;
-    assert_eq!(summary(&again[0]), ["duplicate", "", "duplicate", "-", "-"]);
+    assert_eq!(summary(&again[0]), ["-", "-", "duplicate", "-", "-"]);
 
     h.send(&envelope(
         "loops",
@@ -1156,10 +1160,7 @@ async fn each_record_ends_in_one_line_with_the_documented_fields() {
     .await;
     let other = record_lines(&h).await;
     let [dedupe, _, outcome, note, _] = summary(&other[0]);
-    assert_eq!(
-        (dedupe.as_str(), outcome.as_str()),
-        ("duplicate", "duplicate")
-    );
+    assert_eq!((dedupe.as_str(), outcome.as_str()), ("-", "duplicate"));
     assert!(
         note.starts_with("completed earlier with other bytes: stored sha256 "),
         "{note}"
@@ -1176,9 +1177,15 @@ async fn each_record_ends_in_one_line_with_the_documented_fields() {
     let waiting = record_lines(&h).await;
     assert_eq!(
         summary(&waiting[0]),
-        ["in_progress", "", "retry", "in progress elsewhere", "-"]
+        ["in_progress", "-", "retry", "in progress elsewhere", "-"]
     );
     assert!(waiting[0]["delay_secs"].as_u64().unwrap() > 50);
+    assert!(
+        waiting[0]["message_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "a record that goes back names its SQS message"
+    );
 
     let reused = unsub("msg_reused_line", "ok@example.com");
     let env: Envelope = serde_json::from_str(&reused).unwrap();
@@ -1206,7 +1213,7 @@ async fn each_record_ends_in_one_line_with_the_documented_fields() {
     let ignored = record_lines(&h).await;
     assert_eq!(
         summary(&ignored[0]),
-        ["acquired", "", "ignored", "no SparkLoop effect", "-"]
+        ["-", "-", "ignored", "no SparkLoop effect", "-"]
     );
 
     h.send(&unsub("msg_bad", "bad@example.com")).await;
@@ -1214,7 +1221,7 @@ async fn each_record_ends_in_one_line_with_the_documented_fields() {
     assert_eq!(
         summary(&parked[0]),
         [
-            "acquired",
+            "-",
             "sparkloop.unsubscribe=permanent",
             "parked",
             "-",
@@ -1227,7 +1234,7 @@ async fn each_record_ends_in_one_line_with_the_documented_fields() {
     let [dedupe, calls, outcome, _, error] = summary(&poison[0]);
     assert_eq!(
         (dedupe.as_str(), calls.as_str(), outcome.as_str()),
-        ("", "", "parked")
+        ("-", "-", "parked")
     );
     assert!(error.starts_with("unparseable body: "), "{error}");
 
@@ -1253,7 +1260,7 @@ async fn each_record_ends_in_one_line_with_the_documented_fields() {
     h.send(&partner("new_partner_referral", "verified")).await;
     let verified = record_lines(&h).await;
     let [dedupe, calls, outcome, ..] = summary(&verified[0]);
-    assert_eq!((dedupe.as_str(), outcome.as_str()), ("acquired", "done"));
+    assert_eq!((dedupe.as_str(), outcome.as_str()), ("-", "done"));
     assert!(calls.starts_with("state.verified=applied"), "{calls}");
     h.send(&partner("new_partner_pending_referral", "pending"))
         .await;
@@ -1261,7 +1268,7 @@ async fn each_record_ends_in_one_line_with_the_documented_fields() {
     assert_eq!(
         summary(&stale[0]),
         [
-            "acquired",
+            "-",
             "state.pending=stale",
             "done",
             "stale: the subscriber is already verified",
@@ -1281,21 +1288,68 @@ async fn each_record_ends_in_one_line_with_the_documented_fields() {
             outcome.as_str(),
             note.as_str()
         ),
-        ("acquired", "sparkloop.unsubscribe=retry", "retry", "-")
+        ("-", "sparkloop.unsubscribe=retry", "retry", "-")
     );
     assert!(error.contains("HTTP 503"), "{error}");
     assert_eq!(retried[0]["delay_secs"], 0);
     assert_eq!(
         summary(&retried[1]),
         [
-            "",
-            "",
+            "-",
+            "-",
             "retry",
             "held behind an earlier record of this subscriber",
             "-"
         ]
     );
     assert_eq!(retried[1]["delay_secs"], 1);
+    assert!(
+        retried[0].get("attempt").is_none(),
+        "the first attempt is not news"
+    );
+
+    // The first comes back at once (no delay): its line says which attempt it is.
+    let again = record_lines(&h).await;
+    let first = again
+        .iter()
+        .find(|l| l["dedupe_id"] == "msg_down_1")
+        .expect("msg_down_1 comes back");
+    assert_eq!(first["attempt"], 2);
+}
+
+/// With DEBUG on, the record line also carries what INFO leaves out when it is the usual:
+/// the SQS message, the attempt and the dedupe store's answer.
+#[tokio::test]
+async fn at_debug_the_record_line_carries_the_message_attempt_and_dedupe() {
+    let fake = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .and(path_regex(r"^/v2/subscribers/"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
+        .mount(&fake)
+        .await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    h.send(&unsub("msg_debug_line", "ok@example.com")).await;
+    let lines = record_lines_at(&h, sparkbridge::telemetry::LevelFilter::DEBUG).await;
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        (
+            &lines[0]["outcome"],
+            &lines[0]["dedupe"],
+            &lines[0]["attempt"]
+        ),
+        (
+            &serde_json::json!("done"),
+            &serde_json::json!("acquired"),
+            &serde_json::json!(1)
+        )
+    );
+    assert!(
+        lines[0]["message_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{}",
+        lines[0]
+    );
 }
 
 /// The DynamoDB operations a client sends, in order, with the HTTP status of each answer.

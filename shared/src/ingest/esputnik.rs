@@ -63,12 +63,7 @@ impl EsputnikIngest {
     pub async fn handle(&self, req: Request) -> Response<Body> {
         // eSputnik checks the URL with a GET when the webhook is saved.
         if req.method() == Method::GET {
-            tracing::info!(
-                provider = "esputnik",
-                outcome = "url_check",
-                status = 200,
-                "webhook"
-            );
+            tracing::info!(provider = "esputnik", outcome = "url_check", "webhook");
             return empty_ok();
         }
         let started = Instant::now();

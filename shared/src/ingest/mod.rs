@@ -153,15 +153,15 @@ pub(crate) fn finish(
     started: Instant,
     result: Result<Vec<Envelope>, IngestError>,
 ) -> Response<Body> {
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Microseconds are precise enough, and a third of the digits of the full float.
+    let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
     match result {
         Ok(envs) => {
             // Each field is written straight into the log line: nothing is built for it
-            // on the request path.
+            // on the request path. No `status`: `queued` is always 200.
             tracing::info!(
                 provider,
                 outcome = "queued",
-                status = 200,
                 events = envs.len(),
                 kind = %joined(&envs, |e, f| Sanitized(e.kind.as_str()).fmt(f)),
                 dedupe_id = %joined(&envs, |e, f| f.write_str(&e.dedupe_id)),
@@ -211,5 +211,76 @@ where
             (self.1)(env, f)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use crate::core::envelope::{Envelope, Provider};
+    use crate::telemetry::{dispatch, LevelFilter, LogFormat};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// One INFO line per queued webhook, with the fields the operations guide names and
+    /// nothing `outcome` already says (`status`, always 200 when queued).
+    #[test]
+    fn a_queued_webhook_is_one_line_with_the_documented_fields() {
+        let body = serde_json::json!({
+            "type": "new_partner_referral",
+            "campaign": {"id": "c1"},
+            "subscriber": {"id": "sub_1", "email": "line@example.com",
+                           "referral_status": "pending", "partner_id": "p"},
+            "partner": {"id": "p"}
+        })
+        .to_string();
+        let (id, n) = crate::core::sparkloop::parse(body.as_bytes()).unwrap();
+        let env = Envelope::new(Provider::Sparkloop, id, chrono::Utc::now(), n);
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = dispatch(LogFormat::Json, LevelFilter::INFO, false, move || w.clone());
+        let status = tracing::dispatcher::with_default(&sub, || {
+            super::finish("sparkloop", Instant::now(), Ok(vec![env])).status()
+        });
+        assert_eq!(status, 200);
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let fields = lines[0]["fields"].as_object().unwrap();
+        let mut keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "dedupe_id",
+                "email",
+                "events",
+                "kind",
+                "latency_ms",
+                "message",
+                "outcome",
+                "provider"
+            ]
+        );
+        assert_eq!(fields["outcome"], "queued");
+        assert_eq!(fields["kind"], "new_partner_referral");
+        assert_ne!(fields["email"], "line@example.com", "masked");
     }
 }

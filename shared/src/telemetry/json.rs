@@ -2,7 +2,8 @@
 //! `{"level":"INFO","fields":{...},"span":{...}}`, the layout of `tracing-subscriber`'s JSON
 //! format (so `fields.message`, `fields.provider`, `span.requestId` are where the operations
 //! guide's Logs Insights queries look), without its list of every enclosing span, which
-//! repeated the current span's fields on every line.
+//! repeated the current span's fields on every line. The current span is written whole once,
+//! on its first line; the lines after carry only its `requestId` ([`Later`]).
 //!
 //! Nothing is allocated per field: strings are escaped as they are written, `%`/`?` fields are
 //! formatted through an escaping writer, and the span's fields are written from the text the
@@ -47,27 +48,56 @@ where
             .or_else(|| ctx.lookup_current());
         if let Some(span) = span {
             writer.write_str(",\"span\":")?;
-            let ext = span.extensions();
-            // `JsonFields` stored the span's fields as a JSON object (`{}` when it has none).
-            let stored = ext
-                .get::<FormattedFields<JsonFields>>()
-                .map(|f| f.fields.as_str())
-                .and_then(|s| s.strip_suffix('}'))
-                .filter(|s| s.starts_with('{'));
-            match stored {
-                Some(open) => {
-                    writer.write_str(open)?;
-                    if open.len() > 1 {
-                        writer.write_char(',')?;
-                    }
+            let later = {
+                let ext = span.extensions();
+                if let Some(Later(text)) = ext.get::<Later>() {
+                    writer.write_str(text)?;
+                    return writer.write_str("}\n");
                 }
-                None => writer.write_char('{')?,
-            }
-            writer.write_str("\"name\":")?;
-            string(&mut writer, span.name())?;
-            writer.write_char('}')?;
+                // `JsonFields` stored the span's fields as a JSON object (`{}` when it has none).
+                let stored = ext
+                    .get::<FormattedFields<JsonFields>>()
+                    .map(|f| f.fields.as_str())
+                    .filter(|s| s.starts_with('{') && s.ends_with('}'))
+                    .unwrap_or("{}");
+                let (first, later) = Later::of(stored, span.name());
+                writer.write_str(&first)?;
+                later
+            };
+            span.extensions_mut().replace(later);
         }
         writer.write_str("}\n")
+    }
+}
+
+/// What the lines after a span's first carry of it: its `requestId` alone. The first line
+/// written inside a span (the Lambda runtime's `Lambda runtime invoke`, one per invocation)
+/// carries every field and the name; repeating `xrayTraceId` and the name on every line
+/// cost about 120 bytes a line, while the queries join lines on the request id.
+struct Later(String);
+
+impl Later {
+    /// The first line's `span` object (every field and the name), and the later lines'. A
+    /// span without a `requestId` is written whole on every line.
+    fn of(stored: &str, name: &str) -> (String, Self) {
+        let open = &stored[..stored.len() - 1];
+        let mut first = String::with_capacity(stored.len() + name.len() + 12);
+        first.push_str(open);
+        if open.len() > 1 {
+            first.push(',');
+        }
+        first.push_str("\"name\":");
+        let _ = string(&mut first, name);
+        first.push('}');
+        let id = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(stored)
+            .ok()
+            .and_then(|fields| {
+                fields
+                    .get("requestId")
+                    .map(|id| format!("{{\"requestId\":{id}}}"))
+            });
+        let later = Later(id.unwrap_or_else(|| first.clone()));
+        (first, later)
     }
 }
 
@@ -241,6 +271,34 @@ mod tests {
         );
     }
 
+    /// `xrayTraceId` and the span's name are on an invocation's first line only; the request
+    /// id, which the operations guide's queries join on, is on every line.
+    #[test]
+    fn later_lines_of_a_span_carry_only_its_request_id() {
+        let got = lines(|| {
+            for id in ["r-1", "r-2"] {
+                let span = tracing::info_span!(
+                    "Lambda runtime invoke",
+                    requestId = id,
+                    xrayTraceId = "Root=1-2"
+                );
+                let _g = span.enter();
+                tracing::info!(n = 1u64, "record");
+                tracing::info!(n = 2u64, "record");
+            }
+        });
+        let spans: Vec<_> = got.iter().map(|l| l["span"].clone()).collect();
+        assert_eq!(
+            spans,
+            [
+                serde_json::json!({"requestId": "r-1", "xrayTraceId": "Root=1-2", "name": "Lambda runtime invoke"}),
+                serde_json::json!({"requestId": "r-1"}),
+                serde_json::json!({"requestId": "r-2", "xrayTraceId": "Root=1-2", "name": "Lambda runtime invoke"}),
+                serde_json::json!({"requestId": "r-2"}),
+            ]
+        );
+    }
+
     #[test]
     fn outside_a_span_and_in_a_span_without_fields() {
         let got = lines(|| {
@@ -248,12 +306,14 @@ mod tests {
             let span = tracing::info_span!("bare");
             let _g = span.enter();
             tracing::error!(n = 1u64, "inside");
+            tracing::error!(n = 2u64, "inside");
         });
         assert_eq!(
             got,
             vec![
                 serde_json::json!({"level": "WARN", "fields": {"message": "plain"}}),
                 serde_json::json!({"level": "ERROR", "fields": {"message": "inside", "n": 1}, "span": {"name": "bare"}}),
+                serde_json::json!({"level": "ERROR", "fields": {"message": "inside", "n": 2}, "span": {"name": "bare"}}),
             ]
         );
     }

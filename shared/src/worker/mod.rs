@@ -81,7 +81,12 @@ impl Worker {
     /// Processes one SQS batch. Records of one subscriber run in order; different
     /// subscribers run concurrently (bounded by `WORKER_CONCURRENCY`). Nothing is started
     /// that could not finish before `deadline_ms`: those records go back unstarted.
+    /// The batch's metrics are written together when it ends ([`metrics::gathered`]).
     pub async fn handle(&self, event: &SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
+        metrics::gathered(self.run_batch(event, deadline_ms)).await
+    }
+
+    async fn run_batch(&self, event: &SqsEvent, deadline_ms: i64) -> SqsBatchResponse {
         let batch = Batch {
             deadline_ms,
             started: Instant::now(),
@@ -1157,26 +1162,37 @@ fn parse_envelope(body: Option<&str>) -> Result<Envelope, String> {
 /// The record's one line, from its outcome. Written inside the invocation's span, not a span
 /// of its own: a JSON line carries only its current span, and operators find a record's
 /// invocation by `span.requestId`.
+///
+/// A field is on the INFO line when it says something: a note, an error, the calls and the
+/// back-off only when there are some; `dedupe` unless it is the usual `acquired` or the
+/// outcome itself (`duplicate`); `attempt` after the first; `message_id` (the SQS message,
+/// for the batch's failures) when the record goes back or is parked. With DEBUG enabled
+/// every line carries the last three.
 fn log_record(rec: &Record<'_>, outcome: &Outcome, verdict: &Verdict, started: Instant) {
     let env = rec.envelope.as_ref().ok();
     let (label, delay) = match verdict {
         Verdict::Ack(label) => (label.as_str(), None),
         Verdict::Retry { delay_secs, .. } => ("retry", *delay_secs),
     };
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Microseconds are precise enough, and a third of the digits of the full float.
+    let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
     let note = outcome.note();
-    // One line per record, its fields written straight into it; a note or an error is a
-    // field only when there is one.
+    let verbose = tracing::enabled!(tracing::Level::DEBUG);
+    let failed = matches!(label, "retry" | "parked");
+    let dedupe = outcome
+        .dedupe
+        .filter(|d| verbose || (*d != "acquired" && *d != label));
+    // One line per record, its fields written straight into it.
     let scrubbed = |text: &str| (!text.is_empty()).then(|| tracing::field::display(scrub(text)));
     tracing::info!(
-        message_id = %rec.id,
-        attempt = rec.receive_count,
+        message_id = (verbose || failed).then_some(tracing::field::display(&rec.id)),
+        attempt = (verbose || rec.receive_count > 1).then_some(rec.receive_count),
         provider = env.map(|e| e.provider.as_str()).unwrap_or("-"),
         kind = %Sanitized(env.map(|e| e.kind.as_str()).unwrap_or("-")),
         dedupe_id = %Sanitized(env.map(|e| e.dedupe_id.as_str()).unwrap_or("-")),
         email = %MaskedOpt(env.and_then(|e| e.subscriber.email.as_deref())),
-        dedupe = outcome.dedupe.unwrap_or(""),
-        calls = %Comma(&outcome.calls),
+        dedupe,
+        calls = (!outcome.calls.is_empty()).then(|| tracing::field::display(Comma(&outcome.calls))),
         note = scrubbed(&note),
         error = outcome.settled.error().and_then(scrubbed),
         outcome = label,
