@@ -83,8 +83,10 @@ async fn duplicates_in_one_batch_make_one_call() {
 #[tokio::test]
 async fn duplicates_in_two_concurrent_invocations_make_one_call() {
     let fake = MockServer::start().await;
+    // The call is slow enough that the second invocation finds the lease held, not done,
+    // even when moto's round trips are slow on a loaded machine.
     Mock::given(method("PUT"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(300)))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(2000)))
         .mount(&fake)
         .await;
     let h = harness(&fake.uri(), fast_config()).await;
