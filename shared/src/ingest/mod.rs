@@ -216,25 +216,12 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::io;
-    use std::sync::{Arc, Mutex};
     use std::time::Instant;
 
     use crate::core::envelope::{Envelope, Provider};
     use crate::telemetry::{dispatch, LevelFilter, LogFormat};
 
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::CapturedLog as Buf;
 
     /// One INFO line per queued webhook, with the fields the operations guide names and
     /// nothing `outcome` already says (`status`, always 200 when queued).

@@ -198,23 +198,10 @@ impl<W: Write> Write for Escaped<'_, W> {
 
 #[cfg(test)]
 mod tests {
-    use std::io;
-    use std::sync::{Arc, Mutex};
 
     use super::*;
 
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::CapturedLog as Buf;
 
     fn lines(f: impl FnOnce()) -> Vec<serde_json::Value> {
         let buf = Buf::default();

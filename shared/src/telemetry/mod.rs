@@ -86,3 +86,19 @@ where
         LogFormat::Text => builder.with_ansi(ansi).finish().into(),
     }
 }
+
+/// Log lines written in memory, for tests that read what a subscriber wrote.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct CapturedLog(pub(crate) std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
