@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sparkbridge::core::dedupe::{Acquire, LeaseRequest};
 use sparkbridge::ports::IdempotencyStore;
-use sparkbridge_tests::worker_kit::{envelope, fast_config, harness};
+use sparkbridge_tests::worker_kit::{envelope, fast_config, harness, harness_timed};
 use wiremock::matchers::{header, method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -84,12 +84,18 @@ async fn duplicates_in_one_batch_make_one_call() {
 async fn duplicates_in_two_concurrent_invocations_make_one_call() {
     let fake = MockServer::start().await;
     // The call is slow enough that the second invocation finds the lease held, not done,
-    // even when moto's round trips are slow on a loaded machine.
+    // even when moto's round trips are slow on a loaded machine (the client waits up to 10 s).
     Mock::given(method("PUT"))
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(2000)))
         .mount(&fake)
         .await;
-    let h = harness(&fake.uri(), fast_config()).await;
+    let h = harness_timed(
+        &fake.uri(),
+        Arc::new(sparkbridge::adapters::esp::DryRunEsp("none")),
+        fast_config(),
+        Duration::from_secs(10),
+    )
+    .await;
     h.send(&unsub("msg_conc", "a@example.com")).await;
     let first = h.batch().await;
     h.send(&unsub("msg_conc", "a@example.com")).await;
