@@ -10,6 +10,9 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Number, Value};
 
+/// The four characters JSON allows around a value (RFC 8259, section 2).
+pub(crate) const JSON_WHITESPACE: [char; 4] = [' ', '\t', '\n', '\r'];
+
 /// One JSON value of the head, as `Value` would read it: a string (borrowed when it has no
 /// escapes), null, or any other value as its `Value`. Read with `deserialize_any`, the call
 /// `Value` itself makes, so what it accepts and refuses is what `Value` accepts and refuses.

@@ -117,7 +117,7 @@ fn read_in_one_pass(text: &str) -> Option<Vec<(Activity<'_>, &str)>> {
 
 /// JSON's whitespace skipped from the front.
 fn json_ws(text: &str) -> &str {
-    text.trim_start_matches([' ', '\t', '\n', '\r'])
+    text.trim_start_matches(crate::core::json_read::JSON_WHITESPACE)
 }
 
 fn element(raw: &RawValue, tz: Tz) -> Element {

@@ -60,7 +60,7 @@ fn text(raw: Option<&RawValue>) -> Option<String> {
 /// The JSON text of a body without the whitespace JSON allows around it: what a
 /// `Box<RawValue>` of the body holds.
 pub(crate) fn trim_json_whitespace(text: &str) -> &str {
-    text.trim_matches([' ', '\t', '\n', '\r'])
+    text.trim_matches(crate::core::json_read::JSON_WHITESPACE)
 }
 
 /// Parses a verified body. Only structure we rely on is checked; the rest stays in the payload.
