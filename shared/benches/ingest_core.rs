@@ -188,6 +188,32 @@ fn bench(c: &mut Criterion) {
     g.bench_function("sparkloop_parse", |b| {
         b.iter(|| sparkloop::parse(black_box(sl_body.as_bytes())).expect("parses"))
     });
+    // The floor under `sparkloop_parse`: serde_json checking the body without keeping
+    // anything (what keeping it as the payload requires), and the two SHA-256 the dedupe id
+    // is defined by (the subscriber as serde_json writes it, then the key's fields).
+    g.bench_function("sparkloop_floor_check", |b| {
+        b.iter(|| serde_json::from_str::<serde::de::IgnoredAny>(black_box(&sl_body)).expect("JSON"))
+    });
+    let subscriber_json = serde_json::from_str::<serde_json::Value>(&sl_body).expect("JSON")
+        ["subscriber"]
+        .to_string();
+    g.bench_function("sparkloop_floor_hashes", |b| {
+        b.iter(|| {
+            let sub =
+                sparkbridge::core::envelope::sha256_hex(black_box(subscriber_json.as_bytes()));
+            sparkbridge::core::envelope::derive_dedupe_id(&[
+                "sync_subscriber",
+                "sub_042448acb02a",
+                "partner_campaign_de9c1c7c7bbc",
+                "rejected",
+                "",
+                "",
+                "",
+                "",
+                &sub,
+            ])
+        })
+    });
     g.bench_function("sparkloop_full", |b| {
         b.iter(|| {
             assert!(token.matches(black_box(b"dev-sparkloop-token")));

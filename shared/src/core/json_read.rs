@@ -223,11 +223,13 @@ impl<'a> Tree<'a> {
     }
 
     /// The text of a field: a string as it is, null as nothing, anything else as JSON.
-    pub(crate) fn text(&self) -> String {
+    pub(crate) fn text(&self) -> Cow<'_, str> {
         match self {
-            Tree::Str(s) => s.to_string(),
-            Tree::Null => String::new(),
-            other => serde_json::to_string(other).expect("a JSON tree always serializes"),
+            Tree::Str(s) => Cow::Borrowed(s),
+            Tree::Null => Cow::Borrowed(""),
+            other => {
+                Cow::Owned(serde_json::to_string(other).expect("a JSON tree always serializes"))
+            }
         }
     }
 
@@ -340,6 +342,249 @@ impl<'de> Visitor<'de> for TreeVisitor {
     }
 }
 
+/// A value read for a few of its fields and for the SHA-256 of what `Value` writes of it
+/// (SparkLoop's subscriber), without decoding what it only copies. An object of scalars is
+/// read flat: each value that `Value` writes back exactly as it was sent (a string without
+/// escapes, an integer of at most 18 digits, `true`, `false`, `null`) is kept as its text, any
+/// other scalar is read into a [`Tree`]. An object or array inside that object is refused
+/// (read on its own, a nested value would get serde_json's whole nesting limit again), so
+/// such a body is read by the `Value` head. Any other value is a [`Tree`].
+#[derive(Debug, PartialEq)]
+pub(crate) enum Fields<'a> {
+    /// Sorted by key, each key once, as in [`Tree::Object`].
+    Flat(Vec<Field<'a>>),
+    Tree(Tree<'a>),
+}
+
+#[derive(Debug, PartialEq)]
+pub(crate) struct Field<'a> {
+    /// The key's first eight bytes, big-endian and zero-padded: ordered as the keys are up
+    /// to a tie, so that sorting and finding compare integers first.
+    rank: u64,
+    key: Cow<'a, str>,
+    value: Sent<'a>,
+}
+
+/// A scalar of a flat object.
+#[derive(Debug, PartialEq)]
+enum Sent<'a> {
+    /// The JSON text as sent, which is what `Value` writes of it.
+    Verbatim(&'a str),
+    /// Boxed: rare, and it would double the size of every field.
+    Read(Box<Tree<'a>>),
+}
+
+impl<'a> Sent<'a> {
+    fn read(raw: &'a str) -> Result<Self, serde_json::Error> {
+        let verbatim = match raw.as_bytes().first() {
+            Some(b'"') => !raw.contains('\\'),
+            Some(b'n' | b't' | b'f') => true,
+            Some(b'{' | b'[') => {
+                return Err(de::Error::custom("a nested value: read by the Value head"))
+            }
+            _ => is_short_integer(raw),
+        };
+        if verbatim {
+            Ok(Sent::Verbatim(raw))
+        } else {
+            serde_json::from_str(raw).map(|tree| Sent::Read(Box::new(tree)))
+        }
+    }
+
+    fn text(&self) -> Cow<'_, str> {
+        match self {
+            Sent::Verbatim(raw) if raw.starts_with('"') => Cow::Borrowed(&raw[1..raw.len() - 1]),
+            Sent::Verbatim("null") => Cow::Borrowed(""),
+            Sent::Verbatim(raw) => Cow::Borrowed(raw),
+            Sent::Read(tree) => tree.text(),
+        }
+    }
+
+    fn as_i64(&self) -> Option<i64> {
+        match self {
+            Sent::Verbatim(raw) => raw.parse().ok(),
+            Sent::Read(tree) => tree.as_i64(),
+        }
+    }
+}
+
+/// An integer `Value` holds as an `i64`/`u64` and writes back digit for digit: at most 18
+/// digits (within both), and not `-0` (which `Value` reads as the float `-0.0`). JSON's grammar,
+/// already checked, rules out leading zeros.
+fn is_short_integer(raw: &str) -> bool {
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    !digits.is_empty()
+        && digits.len() <= 18
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && raw != "-0"
+}
+
+fn rank(key: &str) -> u64 {
+    match key.as_bytes().first_chunk::<8>() {
+        Some(head) => u64::from_be_bytes(*head),
+        // byte by byte: a copy of a length not known when compiling is a call to memcpy
+        None => key
+            .bytes()
+            .enumerate()
+            .fold(0, |rank, (i, b)| rank | u64::from(b) << (56 - 8 * i)),
+    }
+}
+
+impl<'a> Fields<'a> {
+    /// `Tree::text` of the field `key`.
+    pub(crate) fn text(&self, key: &str) -> Option<Cow<'_, str>> {
+        match self {
+            Fields::Flat(fields) => Self::find(fields, key).map(Sent::text),
+            Fields::Tree(tree) => tree.get(key).map(Tree::text),
+        }
+    }
+
+    /// `Tree::as_i64` of the field `key`.
+    pub(crate) fn as_i64(&self, key: &str) -> Option<i64> {
+        match self {
+            Fields::Flat(fields) => Self::find(fields, key).and_then(Sent::as_i64),
+            Fields::Tree(tree) => tree.get(key).and_then(Tree::as_i64),
+        }
+    }
+
+    fn find<'f>(fields: &'f [Field<'a>], key: &str) -> Option<&'f Sent<'a>> {
+        let r = rank(key);
+        fields
+            .iter()
+            .find(|f| f.rank == r && f.key == key)
+            .map(|f| &f.value)
+    }
+
+    /// `Tree::sha256_hex`: the same text, copied rather than written value by value.
+    pub(crate) fn sha256_hex(&self) -> String {
+        match self {
+            Fields::Flat(fields) => crate::core::envelope::sha256_hex(&write_flat(fields)),
+            Fields::Tree(tree) => tree.sha256_hex(),
+        }
+    }
+}
+
+/// The object as `Value` writes it: its fields are already in `Value`'s order.
+fn write_flat(fields: &[Field]) -> Vec<u8> {
+    let size: usize = fields
+        .iter()
+        .map(|f| f.key.len() + 4 + f.value.sent_len())
+        .sum();
+    let mut json = Vec::with_capacity(2 + size);
+    json.push(b'{');
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        write_key(field, &mut json);
+        json.push(b':');
+        match &field.value {
+            Sent::Verbatim(raw) => json.extend_from_slice(raw.as_bytes()),
+            Sent::Read(tree) => {
+                serde_json::to_writer(&mut json, &**tree).expect("a JSON tree always serializes");
+            }
+        }
+    }
+    json.push(b'}');
+    json
+}
+
+impl Sent<'_> {
+    fn sent_len(&self) -> usize {
+        match self {
+            Sent::Verbatim(raw) => raw.len(),
+            Sent::Read(_) => 16,
+        }
+    }
+}
+
+/// A key as serde_json writes it. One borrowed from the body had no escape sequence, and JSON
+/// text holds no quote or control character unescaped, so it is written as sent; a key that
+/// was unescaped is escaped again by serde_json. (Only serde_json reads `Fields`: it is made of
+/// `RawValue`s.)
+fn write_key(field: &Field, out: &mut Vec<u8>) {
+    match &field.key {
+        Cow::Borrowed(key) => {
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.push(b'"');
+        }
+        Cow::Owned(key) => {
+            serde_json::to_writer(out, key).expect("a string always serializes");
+        }
+    }
+}
+
+impl<'a> From<Tree<'a>> for Fields<'a> {
+    fn from(tree: Tree<'a>) -> Self {
+        Fields::Tree(tree)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FieldsVisitor)
+    }
+}
+
+/// Objects read flat; every other value handed to [`TreeVisitor`].
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::with_capacity(16);
+        while let Some(Key(key)) = map.next_key()? {
+            let raw: &'de serde_json::value::RawValue = map.next_value()?;
+            let value = Sent::read(raw.get()).map_err(de::Error::custom)?;
+            fields.push(Field {
+                rank: rank(&key),
+                key,
+                value,
+            });
+        }
+        // as `TreeVisitor::visit_map`: the last of a repeated key kept
+        fields.reverse();
+        fields.sort_by(|a, b| a.rank.cmp(&b.rank).then_with(|| a.key.cmp(&b.key)));
+        fields.dedup_by(|a, b| a.key == b.key);
+        Ok(Fields::Flat(fields))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        TreeVisitor.visit_seq(seq).map(Fields::Tree)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        TreeVisitor.visit_bool(v).map(Fields::Tree)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        TreeVisitor.visit_i64(v).map(Fields::Tree)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        TreeVisitor.visit_u64(v).map(Fields::Tree)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        TreeVisitor.visit_f64(v).map(Fields::Tree)
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        TreeVisitor.visit_borrowed_str(v).map(Fields::Tree)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        TreeVisitor.visit_str(v).map(Fields::Tree)
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        TreeVisitor.visit_string(v).map(Fields::Tree)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        TreeVisitor.visit_unit().map(Fields::Tree)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        TreeVisitor.visit_none().map(Fields::Tree)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,12 +619,88 @@ mod tests {
                     Value::Null => String::new(),
                     other => other.to_string(),
                 });
-                assert_eq!(tree.get(key).map(Tree::text), want, "{text} {key}");
+                assert_eq!(
+                    tree.get(key).map(|t| t.text().into_owned()),
+                    want,
+                    "{text} {key}"
+                );
                 assert_eq!(
                     tree.get(key).and_then(Tree::as_i64),
                     value.get(key).and_then(Value::as_i64)
                 );
             }
+        }
+    }
+
+    /// Objects of every kind of scalar, as sent or needing a reading: the flat reading finds,
+    /// writes and hashes what `Value` does.
+    #[test]
+    fn flat_fields_find_and_hash_what_value_does() {
+        for text in [
+            r#"{"id":"sub_042448acb02a","first_name":null,"name":null,"email":"a@b.c","referral_code":"6363a0b5","referred":true,"tot_referrals":0,"referral_status":"rejected","last_reward":false,"created_at":1659536359}"#,
+            r#"{"id":12,"uuid":"u\u00e9\"q\n","email":"\u0041@b.c","created_at":-5,"k":1.0,"l":1e2,"m":-0,"n":18446744073709551615,"o":999999999999999999,"p":-999999999999999999,"q":1000000000000000000,"r":12.50}"#,
+            r#"{"k":1,"k":2,"\u006b":3,"referral_status":"a","referral_status":"b","":0,"referral_code":"c","referred":"d"}"#,
+            r#"{"\u0000":1,"a\"b":2,"é":"ü","ab\u0000":3,"ab":4}"#,
+            r#"{}"#,
+        ] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            let fields: Fields = serde_json::from_str(text).unwrap();
+            assert!(matches!(fields, Fields::Flat(_)), "{text}");
+            assert_eq!(
+                fields.sha256_hex(),
+                hex::encode(Sha256::digest(value.to_string())),
+                "{text}"
+            );
+            for key in [
+                "id",
+                "uuid",
+                "email",
+                "created_at",
+                "k",
+                "l",
+                "m",
+                "n",
+                "o",
+                "p",
+                "q",
+                "r",
+                "referral_status",
+                "\u{0}",
+                "ab",
+                "missing",
+            ] {
+                let want = value.get(key).map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                });
+                assert_eq!(fields.text(key).map(Cow::into_owned), want, "{text} {key}");
+                assert_eq!(
+                    fields.as_i64(key),
+                    value.get(key).and_then(Value::as_i64),
+                    "{text} {key}"
+                );
+            }
+        }
+    }
+
+    /// Values that are not a flat object are read as a `Tree` (or, nested in an object,
+    /// refused); what `Value` refuses is refused.
+    #[test]
+    fn fields_of_other_shapes_are_trees_and_refusals_match_value() {
+        for text in [r#""x""#, "[1,{}]", "7", "true"] {
+            let fields: Fields = serde_json::from_str(text).unwrap();
+            let tree: Tree = serde_json::from_str(text).unwrap();
+            assert_eq!(fields, Fields::Tree(tree), "{text}");
+        }
+        for text in [
+            r#"{"a":{"b":1}}"#,
+            r#"{"a":[]}"#,
+            r#"{"a":1e400}"#,
+            r#"{"a":"\ud800"}"#,
+            r#"{"$serde_json::private::RawValue":"1"}"#,
+        ] {
+            assert!(serde_json::from_str::<Fields>(text).is_err(), "{text}");
         }
     }
 

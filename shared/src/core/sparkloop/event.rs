@@ -6,7 +6,9 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::core::envelope::{derive_dedupe_id, sha256_hex, Normalized, Subscriber};
-use crate::core::json_read::{Checked, CheckedVisitor, Key, Scalar, Tree};
+use std::borrow::Cow;
+
+use crate::core::json_read::{Checked, CheckedVisitor, Fields, Key, Scalar, Tree};
 use crate::core::kind::{Kind, SparkloopKind};
 use crate::core::time;
 
@@ -33,7 +35,7 @@ struct Head<'a> {
     #[serde(default, borrow)]
     event: Option<Scalar<'a>>,
     #[serde(default, borrow)]
-    subscriber: Option<Tree<'a>>,
+    subscriber: Option<Fields<'a>>,
     #[serde(default, borrow)]
     campaign: Option<Ids<'a>>,
     #[serde(default, borrow)]
@@ -70,7 +72,7 @@ impl From<ValueHead> for Head<'_> {
         Head {
             kind: h.kind.map(Scalar::from),
             event: h.event.map(Scalar::from),
-            subscriber: h.subscriber.map(Tree::from),
+            subscriber: h.subscriber.map(|v| Tree::from(v).into()),
             campaign: h.campaign.as_ref().map(Ids::from),
             campaign_id: h.campaign_id.map(Scalar::from),
             reward: h.reward.as_ref().map(Ids::from),
@@ -127,23 +129,18 @@ fn normalize(head: Head<'_>, payload: Box<RawValue>) -> (String, Normalized) {
         .parse::<SparkloopKind>()
         .map_or(Kind::Unknown, Kind::Sparkloop);
     let sub = head.subscriber.as_ref();
-    let field = |v: Option<&Tree>, k: &str| {
-        v.and_then(|o| o.get(k))
-            .map(Tree::text)
-            .filter(|s| !s.is_empty())
-    };
+    let field = |k: &str| sub.and_then(|o| o.text(k)).filter(|s| !s.is_empty());
     let id_of = |v: Option<&Scalar>| v.map(Scalar::text).filter(|s| !s.is_empty());
     let subscriber = Subscriber {
-        email: field(sub, "email"),
+        email: field("email").map(Cow::into_owned),
         esp_contact_id: None,
-        sparkloop_id: field(sub, "id").or_else(|| field(sub, "uuid")),
+        sparkloop_id: field("id").or_else(|| field("uuid")).map(Cow::into_owned),
         external_id: None,
     };
     // Unix seconds. Anything else (a float, a string, milliseconds sent as seconds, a number
     // beyond what RFC 3339 can write) is no time: absent, and the receipt time stands in.
     let occurred_at = sub
-        .and_then(|s| s.get("created_at"))
-        .and_then(Tree::as_i64)
+        .and_then(|s| s.as_i64("created_at"))
         .and_then(time::from_unix_secs);
     let campaign = id_of(head.campaign.as_ref().and_then(|c| c.id.as_ref()))
         .or_else(|| head.campaign_id.as_ref().map(Scalar::text));
@@ -164,7 +161,7 @@ fn normalize(head: Head<'_>, payload: Box<RawValue>) -> (String, Normalized) {
             kind.as_str(),
             subscriber.sparkloop_id.as_deref().unwrap_or(""),
             campaign.as_deref().unwrap_or(""),
-            field(sub, "referral_status").as_deref().unwrap_or(""),
+            field("referral_status").as_deref().unwrap_or(""),
             id_of(head.reward.as_ref().and_then(|r| r.id.as_ref()))
                 .as_deref()
                 .unwrap_or(""),
@@ -178,7 +175,7 @@ fn normalize(head: Head<'_>, payload: Box<RawValue>) -> (String, Normalized) {
             )
             .as_deref()
             .unwrap_or(""),
-            field(sub, "tot_referrals")
+            field("tot_referrals")
                 .filter(|_| {
                     matches!(
                         kind,
@@ -190,7 +187,7 @@ fn normalize(head: Head<'_>, payload: Box<RawValue>) -> (String, Normalized) {
                 .as_deref()
                 .unwrap_or(""),
             &sub.filter(|_| kind == Kind::Sparkloop(SparkloopKind::SyncSubscriber))
-                .map(Tree::sha256_hex)
+                .map(Fields::sha256_hex)
                 .unwrap_or_default(),
         ])
     };
