@@ -31,11 +31,11 @@ impl Scalar<'_> {
     }
 
     /// `text_of` of the same value read as a `Value`.
-    pub(crate) fn text(&self) -> String {
+    pub(crate) fn text(&self) -> Cow<'_, str> {
         match self {
-            Scalar::Str(s) => s.to_string(),
-            Scalar::Null => String::new(),
-            Scalar::Other(v) => v.to_string(),
+            Scalar::Str(s) => Cow::Borrowed(s),
+            Scalar::Null => Cow::Borrowed(""),
+            Scalar::Other(v) => Cow::Owned(v.to_string()),
         }
     }
 }

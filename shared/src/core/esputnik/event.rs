@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use chrono::format::{Item, Parsed, StrftimeItems};
-use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -60,11 +60,8 @@ pub fn split(body: &[u8], tz: Tz) -> Vec<Element> {
             "body is not UTF-8",
         )];
     };
-    if let Some(read) = read_in_one_pass(text) {
-        return read
-            .into_iter()
-            .map(|(activity, raw)| element_of(activity, raw, tz))
-            .collect();
+    if let Some(elements) = read_in_one_pass(text, tz) {
+        return elements;
     }
     split_element_by_element(text, tz)
 }
@@ -86,11 +83,11 @@ fn split_element_by_element(text: &str, tz: Tz) -> Vec<Element> {
     }
 }
 
-/// The documented shape read in one pass: an array of activity objects, each element's text
-/// kept beside what was read from it. `None` for anything else (not an array, an element that
+/// The documented shape read in one pass: an array of activity objects, each element made from
+/// what was read from it and its text. `None` for anything else (not an array, an element that
 /// is not an activity object, text after the array); `split` then reads the body element by
 /// element as before, which parks what cannot be read with the reason.
-fn read_in_one_pass(text: &str) -> Option<Vec<(Activity<'_>, &str)>> {
+fn read_in_one_pass(text: &str, tz: Tz) -> Option<Vec<Element>> {
     let mut rest = json_ws(text).strip_prefix('[')?;
     let mut read = Vec::new();
     if let Some(after) = json_ws(rest).strip_prefix(']') {
@@ -105,7 +102,7 @@ fn read_in_one_pass(text: &str) -> Option<Vec<(Activity<'_>, &str)>> {
         let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Activity>();
         let activity = stream.next()?.ok()?;
         let (raw, after) = rest.split_at(stream.byte_offset());
-        read.push((activity, raw));
+        read.push(element_of(activity, raw, tz));
         rest = json_ws(after);
         match rest.as_bytes().first() {
             Some(b',') => rest = &rest[1..],
@@ -135,7 +132,10 @@ fn element(raw: &RawValue, tz: Tz) -> Element {
 }
 
 fn element_of(activity: Activity<'_>, raw: &str, tz: Tz) -> Element {
-    let contact_id = activity.contact_id.as_ref().map(Scalar::text);
+    let contact_id = activity
+        .contact_id
+        .as_ref()
+        .map(|id| id.text().into_owned());
     let message_instance_id = activity.message_instance_id.as_ref().map(Scalar::text);
     // Why this key: eSputnik resends the same request (same elements, same fields) until it
     // gets a 200, so the key is identical across retries. Across real events at least one of
@@ -170,7 +170,10 @@ fn element_of(activity: Activity<'_>, raw: &str, tz: Tz) -> Element {
                     .map(Cow::into_owned),
                 esp_contact_id: contact_id,
                 sparkloop_id: None,
-                external_id: activity.external_customer_id.as_ref().map(Scalar::text),
+                external_id: activity
+                    .external_customer_id
+                    .as_ref()
+                    .map(|id| id.text().into_owned()),
             },
             occurred_at: activity
                 .activity_date_time
@@ -204,12 +207,13 @@ fn parked(raw: Box<RawValue>, reason: &str) -> Element {
 /// A time that is not one, or lies outside what RFC 3339 can write once in UTC (year 9999 late
 /// on 31 December west of UTC, a five-digit year), is absent: the receipt time stands in.
 pub(crate) fn localize(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
-    if let Ok(with_offset) = DateTime::parse_from_rfc3339(text) {
-        return time::within_range(with_offset.with_timezone(&Utc));
+    if may_have_offset(text) {
+        if let Ok(with_offset) = DateTime::parse_from_rfc3339(text) {
+            return time::within_range(with_offset.with_timezone(&Utc));
+        }
     }
-    let naive = LOCAL_FORMATS
-        .iter()
-        .find_map(|items| naive_in(text, items))?;
+    let naive = plain_naive(text)
+        .or_else(|| LOCAL_FORMATS.iter().find_map(|items| naive_in(text, items)))?;
     // four-digit years only: the zone's offset then cannot reach the ends of chrono's range
     if !(0..=9999).contains(&naive.year()) {
         return None;
@@ -218,6 +222,37 @@ pub(crate) fn localize(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
         .earliest()
         .map(|d| d.with_timezone(&Utc))
         .and_then(time::within_range)
+}
+
+/// Whether `text` could be RFC 3339: its offset (`Z`, `+hh:mm`, `-hh:mm`) follows the 19
+/// characters of date and time. eSputnik sends none, and a failed RFC 3339 reading costs
+/// as much as the reading that follows it.
+fn may_have_offset(text: &str) -> bool {
+    text.as_bytes()
+        .get(19..)
+        .is_some_and(|tail| tail.iter().any(|b| matches!(b, b'Z' | b'z' | b'+' | b'-')))
+}
+
+/// The form eSputnik sends, `YYYY-MM-DDTHH:MM:SS`, read digit by digit; `None` for any other
+/// text and for what this form does not hold (a leap second), which the formats then read.
+/// Where it gives a time, it is the one `%Y-%m-%dT%H:%M:%S%.f` gives.
+fn plain_naive(text: &str) -> Option<NaiveDateTime> {
+    let b: &[u8; 19] = text.as_bytes().try_into().ok()?;
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(i, c)| b[i] != c) {
+        return None;
+    }
+    let number = |from: usize, to: usize| {
+        b[from..to].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let year = i32::try_from(number(0, 4)?).ok()?;
+    NaiveDate::from_ymd_opt(year, number(5, 7)?, number(8, 10)?)?.and_hms_opt(
+        number(11, 13)?,
+        number(14, 16)?,
+        number(17, 19)?,
+    )
 }
 
 /// The two forms of a time without offset, as `NaiveDateTime::parse_from_str` reads them
@@ -277,9 +312,9 @@ mod tests {
                 assert_eq!(a.event.payload.get(), b.event.payload.get(), "{body}");
             }
         }
-        assert!(read_in_one_pass(&bodies[0]).is_some());
-        assert!(read_in_one_pass(&bodies[4]).is_some());
-        assert!(read_in_one_pass(&bodies[6]).is_none());
+        assert!(read_in_one_pass(&bodies[0], Tz::UTC).is_some());
+        assert!(read_in_one_pass(&bodies[4], Tz::UTC).is_some());
+        assert!(read_in_one_pass(&bodies[6], Tz::UTC).is_none());
     }
 
     #[test]
@@ -309,6 +344,45 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every text the digit-by-digit reading gives a time for, the format gives the same.
+    #[test]
+    fn plain_times_read_as_the_format_reads_them() {
+        let mut read = 0;
+        for date in [
+            "2023-09-14",
+            "0000-01-01",
+            "9999-12-31",
+            "2024-02-29",
+            "2023-02-29",
+            "2023-00-10",
+            "2023-13-01",
+            "2023-04-31",
+            "2023-4-014",
+            "20a3-09-14",
+        ] {
+            for time in [
+                "08:30:03", "00:00:00", "23:59:59", "23:59:60", "24:00:00", "12:60:00", "12:00:61",
+                "1:30:033", "12:3a:00",
+            ] {
+                for sep in ['T', ' ', 't'] {
+                    let text = format!("{date}{sep}{time}");
+                    let plain = plain_naive(&text);
+                    if plain.is_some() {
+                        read += 1;
+                        assert_eq!(plain, naive_in(&text, &LOCAL_FORMATS[0]), "{text}");
+                    }
+                }
+            }
+        }
+        assert!(read > 0);
+        assert_eq!(plain_naive("2023-09-14T08:30:03.5"), None);
+        assert_eq!(plain_naive("2023-09-14T23:59:60"), None);
+        assert!(
+            localize("2023-09-14T23:59:60", Tz::UTC).is_some(),
+            "the format reads a leap second"
+        );
     }
 
     const DOC_BATCH: &str = r#"[{"broadcastId":3459207,"messageName":"test","iid":"99d591ab-e7a5-49ed-8e16-b3023378fc18","contactId":1967597908,"externalCustomerId":"789456512","email":"test1@yourdomain.com","mediaType":"email","activityStatus":"DELIVERED","messageId":2489300,"messageInstanceId":4702518,"activityDateTime":"2023-09-14T08:30:03","viewMessageLink":"https://u51739.esclick.me/J9o6EvyAKGmB","statusData":{}},
@@ -403,6 +477,29 @@ mod tests {
         let a = split(br#"[{"activityStatus":"CLICKED","iid":"i","contactId":1,"activityDateTime":"2023-09-14T08:30:03","clickEventLink":"https://a"}]"#, Tz::UTC);
         let b = split(br#"[{"activityStatus":"CLICKED","iid":"i","contactId":1,"activityDateTime":"2023-09-14T08:30:03","clickEventLink":"https://b"}]"#, Tz::UTC);
         assert_ne!(a[0].dedupe_id, b[0].dedupe_id);
+    }
+
+    /// The RFC 3339 reading is skipped only for texts it refuses.
+    #[test]
+    fn texts_without_an_offset_are_not_rfc3339() {
+        for text in [
+            "2023-09-14T08:30:03Z",
+            "2023-09-14t08:30:03z",
+            "2023-09-14 08:30:03+02:00",
+            "2023-09-14T08:30:03.123456789-05:30",
+            "2023-09-14T08:30:03",
+            "2023-09-14T08:30:03.5",
+            "2023-09-14",
+            "2023-09-14T08:30Z",
+            "+2023-09-14T08:30:03Z",
+            "",
+            "é",
+        ] {
+            if DateTime::parse_from_rfc3339(text).is_ok() {
+                assert!(may_have_offset(text), "{text}");
+            }
+        }
+        assert!(!may_have_offset("2023-09-14T08:30:03.123456"));
     }
 
     #[test]

@@ -130,7 +130,9 @@ fn normalize(head: Head<'_>, payload: Box<RawValue>) -> (String, Normalized) {
         .map_or(Kind::Unknown, Kind::Sparkloop);
     let sub = head.subscriber.as_ref();
     let field = |k: &str| sub.and_then(|o| o.text(k)).filter(|s| !s.is_empty());
-    let id_of = |v: Option<&Scalar>| v.map(Scalar::text).filter(|s| !s.is_empty());
+    fn id_of<'s>(v: Option<&'s Scalar<'_>>) -> Option<Cow<'s, str>> {
+        v.map(Scalar::text).filter(|s| !s.is_empty())
+    }
     let subscriber = Subscriber {
         email: field("email").map(Cow::into_owned),
         esp_contact_id: None,
