@@ -26,6 +26,7 @@ import hmac
 import json
 import pathlib
 import platform
+import re
 import sys
 import timeit
 import zoneinfo
@@ -52,6 +53,16 @@ def dedupe_id(fields):
         h.update(len(b).to_bytes(8, "big"))
         h.update(b)
     return h.hexdigest()
+
+
+def pinned_dedupe_id(sample, kind=None):
+    """The dedupe id the bridge gives a sample, as its golden test pins it: the baselines
+    must compute the same key, not merely a similar one."""
+    pinned = (ROOT / "shared" / "tests" / "it" / "sample_dedupe_ids.rs").read_text()
+    kind_re = re.escape(kind) if kind else r"[^\"]+"
+    found = re.search(rf'"{re.escape(sample)}",\s*"{kind_re}",\s*"([0-9a-f]{{64}})"', pinned)
+    assert found, f"{sample} {kind}: not pinned"
+    return found.group(1)
 
 
 def text(v):
@@ -96,7 +107,9 @@ def sparkloop_full(expected, given, body):
             text((event.get("referrer") or {}).get("id")),
             text((event.get("referrer") or {}).get("tot_referrals")),
             text(sub.get("tot_referrals")) if kind.startswith("reward_") else "",
-            hashlib.sha256(json.dumps(sub, separators=(",", ":")).encode()).hexdigest()
+            # as serde_json writes it: keys sorted, no spaces, non-ASCII as UTF-8
+            hashlib.sha256(json.dumps(sub, separators=(",", ":"), sort_keys=True,
+                                      ensure_ascii=False).encode()).hexdigest()
             if kind == "sync_subscriber" else "",
         ])
     return key, kind, sub.get("email"), sl_id, occurred
@@ -158,13 +171,17 @@ def main() -> None:
 
     token = b"dev-sparkloop-token"
     sl_body = sample_body("sparkloop", "sync_subscriber")
-    assert sparkloop_full(token, token, sl_body)[1] == "sync_subscriber"
+    assert sparkloop_full(token, token, sl_body)[:2] == (
+        pinned_dedupe_id("sparkloop/sync_subscriber.json"), "sync_subscriber"), \
+        "the same dedupe id as the bridge"
 
     two = json.dumps(json.loads(sample_body("esputnik", "batch"))[:2], separators=(",", ":"))
     basic = "Basic " + base64.b64encode(b"dev:dev-password").decode()
     utc = zoneinfo.ZoneInfo("UTC")
     got = esputnik_full(b"dev", b"dev-password", basic, two, utc)
     assert [g[1] for g in got] == ["DELIVERED", "UNDELIVERED"] and got[0][0] != got[1][0]
+    assert [g[0] for g in got] == [pinned_dedupe_id("esputnik/batch.json", status)
+                                   for status in ("DELIVERED", "UNDELIVERED")]
 
     result = {
         "library": "standardwebhooks",
