@@ -152,6 +152,10 @@ if ih:
     if q:
         say(f"| Diagnostic: `POST /webhooks/loops`, INFO logs off (`RUST_LOG=warn`) | {fmt(q['requests_per_s'])} | "
             f"{fmt(q['p50_ms'], 2)} | {fmt(q['p90_ms'], 2)} | {fmt(q['p99_ms'], 2)} | {q['non_2xx']} | {q['reused_ids']} |")
+    nw = ih.get("loops_no_worker")
+    if nw:
+        say(f"| Diagnostic: `POST /webhooks/loops`, no dev worker (`--no-worker`) | {fmt(nw['requests_per_s'])} | "
+            f"{fmt(nw['p50_ms'], 2)} | {fmt(nw['p90_ms'], 2)} | {fmt(nw['p99_ms'], 2)} | {nw['non_2xx']} | {nw['reused_ids']} |")
     say(f"| **Baseline** `GET /healthz`, same server, same run | {fmt(h['requests_per_s'])} | {fmt(h['p50_ms'], 2)} | "
         f"{fmt(h['p90_ms'], 2)} | {fmt(h['p99_ms'], 2)} | {h['non_2xx']} | – |")
     pn = ih.get("pinned")
@@ -166,6 +170,7 @@ if ih:
     ratio = ih["ratio_loops_to_healthz_rps"]
     say(f"Loops ingest runs at {ratio:.2f}× the `/healthz` throughput of the same server"
         + (f" ({pn['ratio_loops_to_healthz_rps']:.2f}× pinned)" if pn else "")
+        + (f"; {nw['requests_per_s'] / h['requests_per_s']:.2f}× with no dev worker" if nw else "")
         + f". nproc = {ih['nproc']}; unpinned, wrk and the server share both cores. Each accepted request was "
         "verified, parsed, enveloped, queued (in memory) and logged (INFO, text lines to a file, as `make dev` "
         "writes them); the dev worker consumed the queue at the same time (dry run: dedupe, rules, a log line "

@@ -5,7 +5,8 @@
 # then both again with the server pinned to one core and wrk (one thread) to the other, so
 # that the two never compete for a core. Writes $OUT/ingest_http.json.
 #   env: DURATION (s, default 10), CONNECTIONS (64), THREADS (2), RATE_HINT (requests/s to
-#   sign for, default 40000: DURATION*RATE_HINT distinct webhook-ids are generated per run)
+#   sign for, default 60000: DURATION*RATE_HINT distinct webhook-ids are generated per run; a
+#   run faster than that wraps around and reports its reused ids)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-target/bench}"
@@ -14,20 +15,22 @@ DEV_BIN="${DEV_BIN:-target/release/sparkbridge}"
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
-RATE_HINT="${RATE_HINT:-40000}"
+RATE_HINT="${RATE_HINT:-60000}"
 mkdir -p "$OUT"
 DEV_PID=""
 trap '[ -n "$DEV_PID" ] && kill $DEV_PID 2>/dev/null || true' EXIT
 
-start_dev() { # log, extra env...: `make dev` exactly (memory, dry run, default secrets)
+start_dev() { # log [--pin core] [--no-worker] extra env...: `make dev` exactly (memory, dry
+  # run, default secrets)
   local log="$1"; shift
-  local pin=()
+  local pin=() args=()
   if [ "${1:-}" = --pin ]; then pin=(taskset -c "$2"); shift 2; fi
+  if [ "${1:-}" = --no-worker ]; then args=(--no-worker); shift; fi
   PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
   URL="http://127.0.0.1:$PORT"
   env -u AWS_ENDPOINT_URL -u SPARKLOOP_API_KEY -u LOOPS_SIGNING_SECRET -u RUST_LOG \
     -u AWS_LAMBDA_LOG_LEVEL -u AWS_LAMBDA_LOG_FORMAT "$@" \
-    "${pin[@]}" "$DEV_BIN" dev --listen "127.0.0.1:$PORT" > "$log" 2>&1 &
+    "${pin[@]}" "$DEV_BIN" dev --listen "127.0.0.1:$PORT" "${args[@]}" > "$log" 2>&1 &
   DEV_PID=$!
   for _ in $(seq 200); do curl -sf -o /dev/null "$URL/healthz" && return 0; sleep 0.05; done
   echo "dev did not start; see $log" >&2; exit 1
@@ -59,7 +62,9 @@ ACCEPTED="$(accepted "$OUT/wrk-loops.json")"
 start=$(date +%s%N)
 DRAINED=null
 for _ in $(seq 480); do
-  n=$(grep -c 'would call SparkLoop' "$OUT/ingest-dev.log" || true)
+  # one record line per delivery the worker processed (a duplicate makes no call, so calls
+  # undercount when ids wrap around)
+  n=$(grep -c ' INFO record ' "$OUT/ingest-dev.log" || true)
   if [ "$n" -ge "$ACCEPTED" ]; then DRAINED=$(( ($(date +%s%N) - start) / 1000000 )); break; fi
   sleep 0.25
 done
@@ -71,6 +76,12 @@ stop_dev
 start_dev "$OUT/ingest-dev-quiet.log" RUST_LOG=warn
 sign
 BENCH_WRK_REQUESTS="$OUT/wrk-loops-requests.txt" run_wrk loops /webhooks/loops "$OUT/wrk-loops-quiet.json"
+stop_dev
+
+# 2b. Diagnostic: the same load with no dev worker (`--no-worker`): what receiving alone costs.
+start_dev "$OUT/ingest-dev-noworker.log" --no-worker
+sign
+BENCH_WRK_REQUESTS="$OUT/wrk-loops-requests.txt" run_wrk loops /webhooks/loops "$OUT/wrk-loops-noworker.json"
 stop_dev
 
 # 3. The same two loads, server on one core and wrk on the other (needs 2 cores).
@@ -92,8 +103,9 @@ out, accepted, drained, hwm, log_bytes, conns, threads, pinned = sys.argv[1:]
 h = json.load(open(f"{out}/wrk-healthz.json"))
 l = json.load(open(f"{out}/wrk-loops.json"))
 q = json.load(open(f"{out}/wrk-loops-quiet.json"))
+nw = json.load(open(f"{out}/wrk-loops-noworker.json"))
 res = {
-    "healthz": h, "loops": l, "loops_logs_off": q,
+    "healthz": h, "loops": l, "loops_logs_off": q, "loops_no_worker": nw,
     "ratio_loops_to_healthz_rps": round(l["requests_per_s"] / h["requests_per_s"], 3),
     "accepted": int(accepted),
     "worker_caught_up_after_s": None if drained == "null" else int(drained) / 1000,

@@ -39,6 +39,8 @@ pub struct DevOptions {
     pub create: bool,
     pub name: String,
     pub pollers: usize,
+    /// Whether the dev worker consumes the queue.
+    pub worker: bool,
 }
 
 struct Ingest {
@@ -96,12 +98,16 @@ pub async fn run(opts: DevOptions) -> Result<(), CliError> {
         queue: work_queue,
         cfg,
     });
-    tokio::spawn(sparkbridge::local::run(
-        source,
-        worker,
-        opts.pollers,
-        Duration::from_secs(30),
-    ));
+    if opts.worker {
+        tokio::spawn(sparkbridge::local::run(
+            source,
+            worker,
+            opts.pollers,
+            Duration::from_secs(30),
+        ));
+    } else {
+        tracing::warn!(mode, "worker off (--no-worker): deliveries stay queued");
+    }
 
     let app = Router::new()
         .route("/webhooks/loops", any(loops))

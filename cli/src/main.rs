@@ -48,6 +48,10 @@ enum Command {
         /// Concurrent worker invocations (the event source mapping's concurrency)
         #[arg(long, default_value_t = 2)]
         pollers: usize,
+        /// Receive only: no worker consumes the queue (with --aws, leave it to another
+        /// consumer; in memory, deliveries accumulate until the process ends)
+        #[arg(long)]
+        no_worker: bool,
     },
     /// Send a sample event (or a file), authenticated as the provider would
     Send {
@@ -186,6 +190,7 @@ async fn main() -> ExitCode {
             create,
             name,
             pollers,
+            no_worker,
         } => {
             dev::run(dev::DevOptions {
                 listen,
@@ -193,6 +198,7 @@ async fn main() -> ExitCode {
                 create,
                 name,
                 pollers,
+                worker: !no_worker,
             })
             .await
         }

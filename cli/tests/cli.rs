@@ -45,19 +45,25 @@ impl Drop for Dev {
 }
 
 async fn start_dev(port: u16, env: &[(&str, &str)], aws: bool) -> Dev {
+    let name = dev_name(port);
+    let on_moto = ["--aws", "--create", "--name", name.as_str()];
+    start_dev_with(port, env, if aws { &on_moto } else { &[] }).await
+}
+
+/// `sparkbridge dev` with these arguments; `--aws` runs it on moto.
+async fn start_dev_with(port: u16, env: &[(&str, &str)], args: &[&str]) -> Dev {
     let mut c = Command::new(BIN);
     let listen = format!("127.0.0.1:{port}");
     c.args(["dev", "--listen", &listen])
+        .args(args)
         .stdout(debug_output())
         .stderr(debug_output());
     c.env_remove("AWS_ENDPOINT_URL")
         .env_remove("QUEUE_URL")
         .env_remove("DLQ_URL")
         .env_remove("TABLE_NAME");
-    if aws {
-        let name = dev_name(port);
-        c.args(["--aws", "--create", "--name", &name])
-            .env("AWS_ENDPOINT_URL", moto_endpoint());
+    if args.contains(&"--aws") {
+        c.env("AWS_ENDPOINT_URL", moto_endpoint());
     }
     for (k, v) in env {
         c.env(k, v);
@@ -289,6 +295,40 @@ async fn dev_on_moto_creates_its_queue_and_table() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(wait_for_calls(&fake, 1).await >= 1);
+}
+
+/// `--no-worker` answers and queues but calls nothing; what it queued waits for the next
+/// consumer of the queue.
+#[tokio::test]
+async fn dev_without_its_worker_leaves_deliveries_queued_for_another_consumer() {
+    let fake = fake_sparkloop().await;
+    let env = [
+        ("SPARKLOOP_API_KEY", "k"),
+        ("SPARKLOOP_API_URL", &fake.uri() as &str),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let name = dev_name(free_port());
+    let on_moto = ["--aws", "--create", "--name", name.as_str()];
+    let port = free_port();
+    let receiver = start_dev_with(port, &env, &[&on_moto[..], &["--no-worker"]].concat()).await;
+    let url = format!("http://127.0.0.1:{port}");
+    let out = cli(
+        &["send", "esputnik", "SPAM", "--url", &url, "--new-id"],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fake.received_requests().await.unwrap().len(), 0);
+    drop(receiver);
+
+    let _consumer = start_dev_with(free_port(), &env, &on_moto).await;
+    assert_eq!(wait_for_calls(&fake, 1).await, 1);
 }
 
 #[tokio::test]
