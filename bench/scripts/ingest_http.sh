@@ -5,7 +5,7 @@
 # then both again with the server pinned to one core and wrk (one thread) to the other, so
 # that the two never compete for a core. Writes $OUT/ingest_http.json.
 #   env: DURATION (s, default 10), CONNECTIONS (64), THREADS (2), RATE_HINT (requests/s to
-#   sign for, default 60000: DURATION*RATE_HINT distinct webhook-ids are generated per run; a
+#   sign for, default 80000: DURATION*RATE_HINT distinct webhook-ids are generated per run; a
 #   run faster than that wraps around and reports its reused ids)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,7 +15,7 @@ DEV_BIN="${DEV_BIN:-target/release/sparkbridge}"
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
-RATE_HINT="${RATE_HINT:-60000}"
+RATE_HINT="${RATE_HINT:-80000}"
 mkdir -p "$OUT"
 DEV_PID=""
 trap '[ -n "$DEV_PID" ] && kill $DEV_PID 2>/dev/null || true' EXIT
