@@ -124,6 +124,8 @@ if rust:
         ("loops_envelope_json", "Loops: serde_json::to_string of the envelope only"),
         ("sparkloop_token", "SparkLoop: Secret::matches only (the token)"),
         ("sparkloop_parse", "SparkLoop: sparkloop::parse only (sync_subscriber)"),
+        ("sparkloop_floor_check", "SparkLoop, floor: serde_json checking the body, nothing kept"),
+        ("sparkloop_floor_hashes", "SparkLoop, floor: the key's two SHA-256 (subscriber JSON, then the fields)"),
         ("sparkloop_full_envelope_json", "SparkLoop: check + parse + envelope + JSON"),
         ("esputnik_check", "eSputnik: WebhookAuth::check only (Basic)"),
         ("esputnik_split", "eSputnik: esputnik::split only (2 elements)"),

@@ -272,18 +272,19 @@ async fn dev_refuses_wrong_credentials() {
     assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
 }
 
-#[tokio::test]
-async fn dev_on_moto_creates_its_queue_and_table() {
-    let fake = fake_sparkloop().await;
-    let port = free_port();
-    let env = [
+/// `sparkbridge dev`'s environment on moto, its SparkLoop calls going to `sparkloop`.
+fn moto_dev_env(sparkloop: &str) -> [(&'static str, &str); 5] {
+    [
         ("SPARKLOOP_API_KEY", "k"),
-        ("SPARKLOOP_API_URL", &fake.uri() as &str),
+        ("SPARKLOOP_API_URL", sparkloop),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
-    ];
-    let _dev = start_dev(port, &env, true).await;
+    ]
+}
+
+/// A new eSputnik spam complaint sent to the dev server on `port`, answered 2xx.
+fn send_new_spam(port: u16) {
     let url = format!("http://127.0.0.1:{port}");
     let out = cli(
         &["send", "esputnik", "SPAM", "--url", &url, "--new-id"],
@@ -294,6 +295,16 @@ async fn dev_on_moto_creates_its_queue_and_table() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn dev_on_moto_creates_its_queue_and_table() {
+    let fake = fake_sparkloop().await;
+    let port = free_port();
+    let uri = fake.uri();
+    let env = moto_dev_env(&uri);
+    let _dev = start_dev(port, &env, true).await;
+    send_new_spam(port);
     assert!(wait_for_calls(&fake, 1).await >= 1);
 }
 
@@ -302,27 +313,13 @@ async fn dev_on_moto_creates_its_queue_and_table() {
 #[tokio::test]
 async fn dev_without_its_worker_leaves_deliveries_queued_for_another_consumer() {
     let fake = fake_sparkloop().await;
-    let env = [
-        ("SPARKLOOP_API_KEY", "k"),
-        ("SPARKLOOP_API_URL", &fake.uri() as &str),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-    ];
+    let uri = fake.uri();
+    let env = moto_dev_env(&uri);
     let name = dev_name(free_port());
     let on_moto = ["--aws", "--create", "--name", name.as_str()];
     let port = free_port();
     let receiver = start_dev_with(port, &env, &[&on_moto[..], &["--no-worker"]].concat()).await;
-    let url = format!("http://127.0.0.1:{port}");
-    let out = cli(
-        &["send", "esputnik", "SPAM", "--url", &url, "--new-id"],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    send_new_spam(port);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(fake.received_requests().await.unwrap().len(), 0);
     drop(receiver);
