@@ -1,13 +1,13 @@
 //! SparkLoop webhook payloads.
 
+use std::borrow::Cow;
+
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::core::envelope::{derive_dedupe_id, sha256_hex, Normalized, Subscriber};
-use std::borrow::Cow;
-
 use crate::core::json_read::{Checked, CheckedVisitor, Fields, Key, Scalar, Tree};
 use crate::core::kind::{Kind, SparkloopKind};
 use crate::core::time;
