@@ -708,4 +708,94 @@ mod tests {
     fn a_key_that_marks_a_raw_value_is_refused() {
         assert!(serde_json::from_str::<Tree>(r#"{"$serde_json::private::RawValue":"1"}"#).is_err());
     }
+
+    mod flat_against_value {
+        use super::*;
+        use proptest::prelude::*;
+
+        const KEYS: [&str; 8] = [
+            "id",
+            "email",
+            "ab",
+            "ab\u{0}",
+            "référence",
+            "referral_status",
+            "referred",
+            "k\"",
+        ];
+
+        /// Every character as a `\uXXXX` escape (a pair for one outside the BMP).
+        fn all_escaped(s: &str) -> String {
+            let mut out = String::from("\"");
+            for unit in s.encode_utf16() {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+            out + "\""
+        }
+
+        /// A scalar as JSON text, in the forms senders write.
+        fn scalar_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap()),
+                any::<String>().prop_map(|s| all_escaped(&s)),
+                "[a-z@.]{0,12}".prop_map(|s| format!("\"{s}\"")),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+                any::<f64>()
+                    .prop_filter("JSON writes finite numbers", |f| f.is_finite())
+                    .prop_map(|f| serde_json::to_string(&f).unwrap()),
+                prop::sample::select(vec![
+                    "-0", "0", "1.0", "1e2", "12.50", "1E-2", "-0.0", "true", "false", "null"
+                ])
+                .prop_map(str::to_string),
+            ]
+        }
+
+        fn key_text() -> impl Strategy<Value = String> {
+            (prop::sample::select(KEYS.to_vec()), any::<bool>()).prop_map(|(k, escaped)| {
+                if escaped {
+                    all_escaped(k)
+                } else {
+                    serde_json::to_string(k).unwrap()
+                }
+            })
+        }
+
+        fn object_text() -> impl Strategy<Value = String> {
+            let ws = prop::sample::select(vec!["", " ", "\n\t", "\r "]);
+            prop::collection::vec((key_text(), scalar_text(), ws.clone(), ws), 0..12).prop_map(
+                |fields| {
+                    let body: Vec<String> = fields
+                        .into_iter()
+                        .map(|(k, v, a, b)| format!("{a}{k}{b}:{a}{v}{b}"))
+                        .collect();
+                    format!("{{{}}}", body.join(","))
+                },
+            )
+        }
+
+        proptest! {
+            /// A flat object of any scalars, keys repeated or escaped, finds and hashes as
+            /// `Value` does.
+            #[test]
+            fn flat_objects_read_as_value_reads_them(text in object_text()) {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                let fields: Fields = serde_json::from_str(&text).unwrap();
+                prop_assert!(matches!(fields, Fields::Flat(_)));
+                prop_assert_eq!(
+                    fields.sha256_hex(),
+                    hex::encode(Sha256::digest(value.to_string()))
+                );
+                for key in KEYS {
+                    let want = value.get(key).map(|v| match v {
+                        Value::String(s) => s.clone(),
+                        Value::Null => String::new(),
+                        other => other.to_string(),
+                    });
+                    prop_assert_eq!(fields.text(key).map(Cow::into_owned), want, "{}", key);
+                    prop_assert_eq!(fields.as_i64(key), value.get(key).and_then(Value::as_i64));
+                }
+            }
+        }
+    }
 }
