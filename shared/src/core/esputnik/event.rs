@@ -385,6 +385,24 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any date and time in the sent form, in range or just out of it: where the
+        /// digit-by-digit reading gives a time, the format gives the same; where it gives
+        /// none, the format gives none or reads a leap second.
+        #[test]
+        fn plain_times_agree_with_the_format(
+            (y, mo, d) in (0u32..=9999, 0u32..=13, 0u32..=32),
+            (h, mi, sec) in (0u32..=24, 0u32..=60, 0u32..=61),
+        ) {
+            let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{sec:02}");
+            let by_format = naive_in(&text, &LOCAL_FORMATS[0]);
+            match plain_naive(&text) {
+                Some(plain) => proptest::prop_assert_eq!(Some(plain), by_format),
+                None => proptest::prop_assert!(by_format.is_none() || sec == 60, "{}", text),
+            }
+        }
+    }
+
     const DOC_BATCH: &str = r#"[{"broadcastId":3459207,"messageName":"test","iid":"99d591ab-e7a5-49ed-8e16-b3023378fc18","contactId":1967597908,"externalCustomerId":"789456512","email":"test1@yourdomain.com","mediaType":"email","activityStatus":"DELIVERED","messageId":2489300,"messageInstanceId":4702518,"activityDateTime":"2023-09-14T08:30:03","viewMessageLink":"https://u51739.esclick.me/J9o6EvyAKGmB","statusData":{}},
  {"broadcastId":3459207,"messageName":"test","hardBounce":false,"iid":"99d591ab-e7a5-49ed-8e16-b3023378fc18","contactId":1967597908,"externalCustomerId":"789456512","email":"test1@yourdomain.com","mediaType":"email","activityStatus":"UNDELIVERED","messageId":2489300,"messageInstanceId":4702518,"activityDateTime":"2023-09-14T08:30:07","statusDescription":"5.1.2 (bad destination system: no such domain)","viewMessageLink":"https://u51739.esclick.me/J9o6EvyAKGmB","statusData":{}}]"#;
 
