@@ -4,6 +4,7 @@
 //! reading gave (each parser has a test comparing the two).
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -333,13 +334,18 @@ impl<'de> Visitor<'de> for TreeVisitor {
         while let Some(Key(key)) = map.next_key()? {
             entries.push((key, map.next_value()?));
         }
-        // `Value` keeps the last of a repeated key: reversed, a stable sort puts the last one
-        // first among its equals, and `dedup_by` keeps the first.
-        entries.reverse();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        entries.dedup_by(|a, b| a.0 == b.0);
+        sort_keeping_the_last(&mut entries, |a, b| a.0.cmp(&b.0));
         Ok(Tree::Object(entries))
     }
+}
+
+/// Object entries as `Value`'s map holds them: sorted by key, the last of a repeated key kept.
+/// Reversed, a stable sort puts the last one first among its equals, and `dedup_by` keeps the
+/// first. `by_key` orders entries by their keys.
+fn sort_keeping_the_last<T>(entries: &mut Vec<T>, by_key: impl Fn(&T, &T) -> Ordering) {
+    entries.reverse();
+    entries.sort_by(&by_key);
+    entries.dedup_by(|a, b| by_key(a, b) == Ordering::Equal);
 }
 
 /// A value read for a few of its fields and for the SHA-256 of what `Value` writes of it
@@ -547,10 +553,9 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                 value,
             });
         }
-        // as `TreeVisitor::visit_map`: the last of a repeated key kept
-        fields.reverse();
-        fields.sort_by(|a, b| a.rank.cmp(&b.rank).then_with(|| a.key.cmp(&b.key)));
-        fields.dedup_by(|a, b| a.key == b.key);
+        sort_keeping_the_last(&mut fields, |a, b| {
+            a.rank.cmp(&b.rank).then_with(|| a.key.cmp(&b.key))
+        });
         Ok(Fields::Flat(fields))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
