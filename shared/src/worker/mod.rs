@@ -332,7 +332,7 @@ impl Worker {
     fn lease_request(&self, env: &Envelope, batch: &Batch) -> LeaseRequest {
         let now_ms = Utc::now().timestamp_millis();
         LeaseRequest {
-            owner: uuid::Uuid::new_v4().to_string(),
+            owner: lease_owner(),
             payload_hash: env.payload_hash(),
             now_ms,
             lease_until_ms: batch.deadline_ms.min(now_ms + self.cfg.lease_budget_ms),
@@ -1217,10 +1217,30 @@ impl std::fmt::Display for Comma<'_> {
     }
 }
 
+/// A fresh lease owner: a version 4 UUID from the thread's CSPRNG (seeded from the OS), where
+/// `Uuid::new_v4` would make a system call for every lease.
+fn lease_owner() -> String {
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{secs_until, Aside, Finished, Outcome, Settled, Verdict};
+    use super::{lease_owner, secs_until, Aside, Finished, Outcome, Settled, Verdict};
     use crate::core::ReferralStatus;
+
+    #[test]
+    fn every_lease_has_its_own_random_v4_owner() {
+        let owners: std::collections::HashSet<String> = (0..1000).map(|_| lease_owner()).collect();
+        assert_eq!(owners.len(), 1000);
+        for owner in owners.iter().take(10) {
+            let id = uuid::Uuid::parse_str(owner).expect("a UUID");
+            assert_eq!(id.get_version(), Some(uuid::Version::Random), "{owner}");
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "{owner}");
+            assert_eq!(owner, &id.hyphenated().to_string());
+        }
+    }
 
     #[test]
     fn waits_until_just_after_the_lease() {
