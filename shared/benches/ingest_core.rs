@@ -23,6 +23,7 @@ use sparkbridge::core::esputnik::{self, WebhookAuth};
 use sparkbridge::core::loops::{self, SigningKeys};
 use sparkbridge::core::secret::Secret;
 use sparkbridge::core::sparkloop;
+use sparkbridge::core::sqs_text;
 
 struct LoopsRequest {
     secret: String,
@@ -129,6 +130,16 @@ fn bench(c: &mut Criterion) {
     );
     g.bench_function("loops_envelope_json", |b| {
         b.iter(|| serde_json::to_string(black_box(&env)).expect("serializes"))
+    });
+    // The check that the queued body holds only characters SQS accepts (made twice per
+    // request: by ingest and by the queue adapter), and the character-by-character reading
+    // it replaced.
+    let queued = serde_json::to_string(&env).expect("serializes");
+    g.bench_function("queue_check", |b| {
+        b.iter(|| sqs_text::is_clean(black_box(&queued)))
+    });
+    g.bench_function("queue_check_by_character", |b| {
+        b.iter(|| black_box(&queued).chars().all(sqs_text::is_allowed))
     });
 
     // eSputnik: Basic auth, then the documented array shape (the first two elements of

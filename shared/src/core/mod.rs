@@ -19,7 +19,7 @@ pub mod secret;
 pub mod secrets;
 pub mod sender;
 pub mod sparkloop;
-pub(crate) mod sqs_text;
+pub mod sqs_text;
 mod subscriber;
 pub(crate) mod time;
 
