@@ -142,9 +142,15 @@ if ih:
     h, l = ih["healthz"], ih["loops"]
     say("## 2. Ingest over HTTP: `sparkbridge dev` under wrk")
     say("")
-    say(f"Command: `make bench FIGURES=2` (`bench/scripts/ingest_http.sh`: `wrk -t{ih['wrk_threads']} "
-        f"-c{ih['connections']} -d{round(l['duration_s'])}s --latency -s bench/wrk/webhooks.lua`, "
+    procs = ih.get("wrk_processes")
+    load_cmd = (f"{procs} × `wrk -t1 -c{ih['connections'] // procs}` side by side" if procs
+                else f"`wrk -t{ih['wrk_threads']} -c{ih['connections']}`")
+    say(f"Command: `make bench FIGURES=2` (`bench/scripts/ingest_http.sh`: {load_cmd} "
+        f"`-d{round(l['duration_s'])}s --latency -s bench/wrk/webhooks.lua`, "
         "release `target/release/sparkbridge dev`, in-memory queue and store, dry run)")
+    if procs:
+        say("")
+        say(f"Latencies are the slowest process's; rates and counts the sum of the {procs}.")
     say("")
     say("| Endpoint | requests/s | p50 ms | p90 ms | p99 ms | non-2xx | reused webhook-ids |")
     say("|---|---:|---:|---:|---:|---:|---:|")

@@ -4,6 +4,9 @@
 # same run; then, as a diagnostic, the same Loops load with INFO logs off (RUST_LOG=warn);
 # then both again with the server pinned to one core and wrk (one thread) to the other, so
 # that the two never compete for a core. Writes $OUT/ingest_http.json.
+# The load is THREADS wrk processes of one thread each, started together, each with its share
+# of the connections and of the signed requests; their rates are added (bench/wrk/webhooks.lua
+# says why not one wrk with THREADS threads).
 #   env: DURATION (s, default 10), CONNECTIONS (64), THREADS (2), RATE_HINT (requests/s to
 #   sign for, default 80000: DURATION*RATE_HINT distinct webhook-ids are generated per run; a
 #   run faster than that wraps around and reports its reused ids)
@@ -38,11 +41,16 @@ start_dev() { # log [--pin core] [--no-worker] extra env...: `make dev` exactly 
 
 stop_dev() { kill "$DEV_PID"; wait "$DEV_PID" 2>/dev/null || true; DEV_PID=""; }
 
-run_wrk() { # mode path out [threads [pinned command...]]
-  local threads="${4:-$THREADS}"
-  BENCH_WRK_MODE="$1" BENCH_WRK_OUT="$3" BENCH_WRK_THREADS="$threads" \
-    "${@:5}" wrk -t"$threads" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/wrk/webhooks.lua \
-    "$URL$2" > "$3.txt"
+run_wrk() { # mode path out [processes [pinned command...]]: one wrk -t1 per process
+  local procs="${4:-$THREADS}" pids=() parts=()
+  for part in $(seq "$procs"); do
+    BENCH_WRK_MODE="$1" BENCH_WRK_OUT="$3.$part.json" BENCH_WRK_PART="$part" \
+      BENCH_WRK_PARTS="$procs" "${@:5}" wrk -t1 -c$(( CONNECTIONS / procs )) -d"${DURATION}s" \
+      --latency -s bench/wrk/webhooks.lua "$URL$2" > "$3.$part.txt" &
+    pids+=($!); parts+=("$3.$part.json")
+  done
+  wait "${pids[@]}"
+  "$PY" bench/scripts/wrk_merge.py "$3" "${parts[@]}"
 }
 
 sign() { # fresh ids and timestamps, right before each run (the verifier allows 5 minutes)
@@ -111,7 +119,7 @@ res = {
     "worker_caught_up_after_s": None if drained == "null" else int(drained) / 1000,
     "dev_vm_hwm_kb": int(hwm),
     "dev_log_bytes_per_request": round(int(log_bytes) / max(1, int(accepted)), 1),
-    "connections": int(conns), "wrk_threads": int(threads),
+    "connections": int(conns), "wrk_processes": int(threads), "wrk_threads": 1,
     "nproc": os.cpu_count(),
 }
 if pinned == "1":
