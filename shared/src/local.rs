@@ -140,13 +140,34 @@ pub async fn run(
     }
 }
 
+/// How long a poller of the in-memory queue waits, once a message is in, for the rest of a
+/// batch of [`MAX_BATCH`]: the deployed event source waits up to a second
+/// (`MaximumBatchingWindowInSeconds` in template.yaml), which would slow a local test for
+/// nothing. Under load a poller takes full batches instead of one message each, so each
+/// invocation's fixed cost is shared by ten events.
+pub const MEMORY_BATCHING_WINDOW: Duration = Duration::from_millis(2);
+
+/// The template's `BatchSize`.
+pub const MAX_BATCH: usize = 10;
+
 #[async_trait]
 impl BatchSource for MemoryQueue {
     async fn receive(&self) -> Result<Vec<Delivery>, SourceError> {
-        let mut got = MemoryQueue::receive(self, 10);
+        let mut got = MemoryQueue::receive(self, MAX_BATCH);
         if got.is_empty() {
             self.wait(Duration::from_millis(200)).await;
-            got = MemoryQueue::receive(self, 10);
+            got = MemoryQueue::receive(self, MAX_BATCH);
+        }
+        if !got.is_empty() {
+            let until = tokio::time::Instant::now() + MEMORY_BATCHING_WINDOW;
+            while got.len() < MAX_BATCH {
+                let left = until.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                self.wait(left).await;
+                got.extend(MemoryQueue::receive(self, MAX_BATCH - got.len()));
+            }
         }
         Ok(got
             .into_iter()
@@ -223,5 +244,59 @@ impl BatchSource for SqsSource {
                 SourceError::Delete(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
             })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::{EventQueue, OutboundMessage};
+
+    fn queue() -> MemoryQueue {
+        MemoryQueue::new(Duration::from_secs(60), 5, 256 * 1024)
+    }
+
+    async fn send(q: &MemoryQueue, n: usize) {
+        let messages = (0..n)
+            .map(|i| OutboundMessage {
+                body: format!("m{i}"),
+                attributes: BTreeMap::new(),
+            })
+            .collect();
+        q.enqueue(messages).await.expect("in memory");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poller_takes_what_arrives_within_the_batching_window_in_one_batch() {
+        let q = Arc::new(queue());
+        send(&q, 1).await;
+        let later = q.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(MEMORY_BATCHING_WINDOW / 2).await;
+            send(&later, 3).await;
+        });
+        let got = BatchSource::receive(q.as_ref()).await.unwrap();
+        assert_eq!(got.len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_message_waits_no_longer_than_the_batching_window() {
+        let q = queue();
+        send(&q, 1).await;
+        let start = tokio::time::Instant::now();
+        let got = BatchSource::receive(&q).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(start.elapsed(), MEMORY_BATCHING_WINDOW);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_is_taken_at_once_and_the_rest_left_for_the_next() {
+        let q = queue();
+        send(&q, MAX_BATCH + 2).await;
+        let start = tokio::time::Instant::now();
+        let got = BatchSource::receive(&q).await.unwrap();
+        assert_eq!(got.len(), MAX_BATCH);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(BatchSource::receive(&q).await.unwrap().len(), 2);
     }
 }
