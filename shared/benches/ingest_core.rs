@@ -96,7 +96,7 @@ fn bench(c: &mut Criterion) {
         .expect("the request verifies");
         let event = loops::parse(body).expect("the body parses");
         let env = Envelope::new(Provider::Loops, req.id.clone(), Utc::now(), event);
-        serde_json::to_string(&env).expect("serializes")
+        env.to_json()
     };
     assert!(!loops_full().is_empty());
 
@@ -129,7 +129,7 @@ fn bench(c: &mut Criterion) {
         loops::parse(body).expect("parses"),
     );
     g.bench_function("loops_envelope_json", |b| {
-        b.iter(|| serde_json::to_string(black_box(&env)).expect("serializes"))
+        b.iter(|| black_box(&env).to_json())
     });
     // The check that the queued body holds only characters SQS accepts (made twice per
     // request: by ingest and by the queue adapter), and the character-by-character reading
@@ -184,7 +184,7 @@ fn bench(c: &mut Criterion) {
                 .into_iter()
                 .map(|el| {
                     let env = Envelope::new(Provider::Esputnik, el.dedupe_id, received, el.event);
-                    serde_json::to_string(&env).expect("serializes")
+                    env.to_json()
                 })
                 .collect::<Vec<_>>()
         })
@@ -235,8 +235,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             assert!(token.matches(black_box(b"dev-sparkloop-token")));
             let (id, event) = sparkloop::parse(black_box(sl_body.as_bytes())).expect("parses");
-            let env = Envelope::new(Provider::Sparkloop, id, Utc::now(), event);
-            serde_json::to_string(&env).expect("serializes")
+            Envelope::new(Provider::Sparkloop, id, Utc::now(), event).to_json()
         })
     });
     g.finish();

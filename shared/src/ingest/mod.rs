@@ -35,7 +35,7 @@ pub fn to_message(env: &Envelope) -> OutboundMessage {
         attributes.insert("parked_reason".to_string(), truncate(reason, 256));
     }
     sqs_safe(OutboundMessage {
-        body: serde_json::to_string(env).expect("envelopes always serialize"),
+        body: env.to_json(),
         attributes,
     })
 }
