@@ -92,7 +92,7 @@ if rounds:
     say("")
     fig1 = [
         ("loops_verify_parse", "loops_verify", "Loops: SigningKeys::verify + loops::parse", 20),
-        ("loops_full", "loops_full", "Loops: … + Envelope::new + serde_json::to_string (what ingest queues)", None),
+        ("loops_full", "loops_full", "Loops: … + Envelope::new + Envelope::to_json (what ingest queues)", None),
         ("sparkloop_full", "sparkloop_full", "SparkLoop: Secret::matches + sparkloop::parse", 10),
         ("esputnik_full", "esputnik_full", "eSputnik: WebhookAuth::check (Basic) + esputnik::split (2 elements)", 10),
     ]
@@ -121,7 +121,7 @@ if rust:
     for key, what in (
         ("loops_verify", "Loops: SigningKeys::verify only"),
         ("loops_parse", "Loops: loops::parse only"),
-        ("loops_envelope_json", "Loops: serde_json::to_string of the envelope only"),
+        ("loops_envelope_json", "Loops: Envelope::to_json only"),
         ("sparkloop_token", "SparkLoop: Secret::matches only (the token)"),
         ("sparkloop_parse", "SparkLoop: sparkloop::parse only (sync_subscriber)"),
         ("sparkloop_floor_check", "SparkLoop, floor: serde_json checking the body, nothing kept"),
