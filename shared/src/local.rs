@@ -201,7 +201,7 @@ impl BatchSource for SqsSource {
             .client
             .receive_message()
             .queue_url(&self.url)
-            .max_number_of_messages(10)
+            .max_number_of_messages(MAX_BATCH as i32)
             .wait_time_seconds(2)
             .visibility_timeout(self.visibility_secs)
             .message_attribute_names("All")
