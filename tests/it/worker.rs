@@ -1059,6 +1059,19 @@ async fn record_lines_at(
     h: &sparkbridge_tests::worker_kit::Harness,
     level: sparkbridge::telemetry::LevelFilter,
 ) -> Vec<serde_json::Value> {
+    logged_lines(h, &h.worker, level)
+        .await
+        .into_iter()
+        .filter(|l| l["message"] == "record")
+        .collect()
+}
+
+/// The fields of every line `worker` logs at `level` for the harness's next batch.
+async fn logged_lines(
+    h: &sparkbridge_tests::worker_kit::Harness,
+    worker: &sparkbridge::worker::Worker,
+    level: sparkbridge::telemetry::LevelFilter,
+) -> Vec<serde_json::Value> {
     use sparkbridge::telemetry::{dispatch, LevelFilter, LogFormat};
     use tracing_subscriber::util::SubscriberInitExt;
     let ev = h.batch().await;
@@ -1072,14 +1085,63 @@ async fn record_lines_at(
         // makes every callsite ask them all.
         let _second = dispatch(LogFormat::Json, LevelFilter::OFF, false, std::io::sink);
         let _guard = dispatch(LogFormat::Json, level, false, move || writer.clone()).set_default();
-        h.invoke(&h.worker, &ev).await;
+        h.invoke(worker, &ev).await;
     }
     let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
     text.lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("one JSON object a line"))
-        .filter(|l| l["fields"]["message"] == "record")
         .map(|l| l["fields"].clone())
         .collect()
+}
+
+/// A dry run says so where the call would be: `sparkloop.unsubscribe=dry_run` in the record's
+/// one line, not `done` and not a second line per call (that detail is at DEBUG).
+#[tokio::test]
+async fn a_dry_run_call_is_named_in_the_record_line_and_nowhere_else() {
+    use sparkbridge::adapters::sparkloop::DryRunSparkLoop;
+    use sparkbridge::adapters::sqs::SqsWorkQueue;
+    use sparkbridge::telemetry::LevelFilter;
+    use sparkbridge::worker::Worker;
+    let fake = MockServer::start().await;
+    let h = harness(&fake.uri(), fast_config()).await;
+    let dry = Worker {
+        store: h.store.clone(),
+        subscribers: h.store.clone(),
+        sparkloop: Arc::new(DryRunSparkLoop),
+        esp: Arc::new(sparkbridge::adapters::esp::DryRunEsp("none")),
+        queue: Arc::new(SqsWorkQueue::new(
+            h.sqs.clone(),
+            h.queue_url.clone(),
+            h.dlq_url.clone(),
+        )),
+        cfg: fast_config(),
+    };
+    h.send(&unsub("msg_dry", "dry@example.com")).await;
+    let lines = logged_lines(&h, &dry, LevelFilter::INFO).await;
+    let per_record: Vec<_> = lines
+        .iter()
+        .filter(|l| {
+            l["dedupe_id"] == "msg_dry"
+                || l["message"].as_str().is_some_and(|m| m.contains("dry run"))
+        })
+        .collect();
+    assert_eq!(per_record.len(), 1, "{lines:?}");
+    assert_eq!(
+        summary(per_record[0]),
+        ["-", "sparkloop.unsubscribe=dry_run", "done", "-", "-"]
+    );
+    assert!(fake.received_requests().await.unwrap().is_empty());
+
+    h.send(&unsub("msg_dry_2", "dry2@example.com")).await;
+    let debug = logged_lines(&h, &dry, LevelFilter::DEBUG).await;
+    assert!(
+        debug
+            .iter()
+            .any(|l| l["message"] == "dry run: would call SparkLoop"
+                && l["call"] == "unsubscribe"
+                && l["target_subscriber"] != "dry2@example.com"),
+        "the detail at DEBUG, masked: {debug:?}"
+    );
 }
 
 /// The line's `dedupe`, `calls`, `outcome`, `note` and `error` (`-` when absent).

@@ -281,8 +281,9 @@ impl SparkLoopApi for DryRunSparkLoop {
         } else {
             target.to_string()
         };
-        tracing::info!(target_subscriber = %shown, call = call.name(), "dry run: would call SparkLoop");
-        CallOutcome::Done
+        // The record's line says `sparkloop.<call>=dry_run`: this detail only when asked for.
+        tracing::debug!(target_subscriber = %shown, call = call.name(), "dry run: would call SparkLoop");
+        CallOutcome::DryRun
     }
 
     async fn referrals(&self, _page: u32, _per_page: u32) -> Result<ReferralPage, CallOutcome> {

@@ -60,6 +60,10 @@ impl SparkLoopCall {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallOutcome {
     Done,
+    /// Not made: a dry run (no API key, or `DRY_RUN`) only noted it. Counts as done, and says
+    /// so in the record's line and the `OutboundCalls` metric, where `done` would claim a call
+    /// that never left.
+    DryRun,
     /// 404 from SparkLoop on a subscriber identifier: not a subscriber there. Done, but
     /// logged and counted.
     NotFound,
@@ -82,6 +86,7 @@ impl CallOutcome {
     pub fn label(&self) -> &'static str {
         match self {
             CallOutcome::Done => "done",
+            CallOutcome::DryRun => "dry_run",
             CallOutcome::NotFound => "not_found",
             CallOutcome::AlreadyDone => "already_done",
             CallOutcome::Retry { .. } => "retry",
@@ -92,7 +97,10 @@ impl CallOutcome {
     pub fn is_success(&self) -> bool {
         matches!(
             self,
-            CallOutcome::Done | CallOutcome::NotFound | CallOutcome::AlreadyDone
+            CallOutcome::Done
+                | CallOutcome::DryRun
+                | CallOutcome::NotFound
+                | CallOutcome::AlreadyDone
         )
     }
 }
@@ -232,6 +240,8 @@ mod tests {
         );
         assert_eq!(parse_retry_after(None), None);
         assert!(CallOutcome::NotFound.is_success() && !retry(500, None).is_success());
+        assert!(CallOutcome::DryRun.is_success());
+        assert_eq!(CallOutcome::DryRun.label(), "dry_run");
     }
 
     #[test]
