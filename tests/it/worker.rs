@@ -906,10 +906,8 @@ async fn an_older_event_never_reverts_a_contacts_address() {
 async fn the_sparkloop_key_comes_from_the_secret_and_a_new_key_is_used_after_the_ttl() {
     use sparkbridge::adapters::secretsmanager::SecretsManagerSource;
     use sparkbridge::adapters::sparkloop::{ClientSettings, SparkLoopClient};
-    use sparkbridge::adapters::sqs::SqsWorkQueue;
     use sparkbridge::core::secrets::{needs, SPARKLOOP_API_KEY};
     use sparkbridge::secrets::{Component, SecretValues, Secrets};
-    use sparkbridge::worker::Worker;
     use sparkbridge_tests::{fresh_secret, put_secret, sdk_config};
 
     let fake = MockServer::start().await;
@@ -944,18 +942,11 @@ async fn the_sparkloop_key_comes_from_the_secret_and_a_new_key_is_used_after_the
         rate_per_min: 60_000,
         ..ClientSettings::default()
     };
-    let worker = Worker {
-        store: h.store.clone(),
-        subscribers: h.store.clone(),
-        sparkloop: Arc::new(SparkLoopClient::with_key(&fake.uri(), key, &settings)),
-        esp: Arc::new(sparkbridge::adapters::esp::DryRunEsp("none")),
-        queue: Arc::new(SqsWorkQueue::new(
-            h.sqs.clone(),
-            h.queue_url.clone(),
-            h.dlq_url.clone(),
-        )),
-        cfg: fast_config(),
-    };
+    let worker = h.worker_calling(Arc::new(SparkLoopClient::with_key(
+        &fake.uri(),
+        key,
+        &settings,
+    )));
     let unsubscribe = |n: u32| {
         let (h, worker) = (&h, &worker);
         async move {
@@ -1099,23 +1090,10 @@ async fn logged_lines(
 #[tokio::test]
 async fn a_dry_run_call_is_named_in_the_record_line_and_nowhere_else() {
     use sparkbridge::adapters::sparkloop::DryRunSparkLoop;
-    use sparkbridge::adapters::sqs::SqsWorkQueue;
     use sparkbridge::telemetry::LevelFilter;
-    use sparkbridge::worker::Worker;
     let fake = MockServer::start().await;
     let h = harness(&fake.uri(), fast_config()).await;
-    let dry = Worker {
-        store: h.store.clone(),
-        subscribers: h.store.clone(),
-        sparkloop: Arc::new(DryRunSparkLoop),
-        esp: Arc::new(sparkbridge::adapters::esp::DryRunEsp("none")),
-        queue: Arc::new(SqsWorkQueue::new(
-            h.sqs.clone(),
-            h.queue_url.clone(),
-            h.dlq_url.clone(),
-        )),
-        cfg: fast_config(),
-    };
+    let dry = h.worker_calling(Arc::new(DryRunSparkLoop));
     h.send(&unsub("msg_dry", "dry@example.com")).await;
     let lines = logged_lines(&h, &dry, LevelFilter::INFO).await;
     let per_record: Vec<_> = lines

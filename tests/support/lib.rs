@@ -296,6 +296,26 @@ pub mod worker_kit {
     }
 
     impl Harness {
+        /// Another worker on this harness's queue and table, with its own SparkLoop client and
+        /// no ESP (`fast_config`).
+        pub fn worker_calling(
+            &self,
+            sparkloop: Arc<dyn sparkbridge::ports::SparkLoopApi>,
+        ) -> Worker {
+            Worker {
+                store: self.store.clone(),
+                subscribers: self.store.clone(),
+                sparkloop,
+                esp: Arc::new(sparkbridge::adapters::esp::DryRunEsp("none")),
+                queue: Arc::new(SqsWorkQueue::new(
+                    self.sqs.clone(),
+                    self.queue_url.clone(),
+                    self.dlq_url.clone(),
+                )),
+                cfg: fast_config(),
+            }
+        }
+
         pub async fn send(&self, body: &str) {
             self.sqs
                 .send_message()
