@@ -95,7 +95,11 @@ any 2 3 4 5 6 7 && timed cli_and_benchkit cargo build --release -q -p sparkbridg
 # Figures 5-7 measure the functions as deployed: built with the size profile (natively, for
 # x86_64 init, memory and CPU time; through cargo-lambda with the same settings for arm64).
 any 5 6 7 && timed functions_x86_64_lambda_size cargo build --profile lambda-size -q $(pkgs)
-any 1 && [ "${SKIP_BUILD:-0}" != 1 ] && timed criterion_bench cargo bench -q -p sparkbridge --bench ingest_core --no-run
+any 1 2 && [ "${SKIP_BUILD:-0}" != 1 ] && timed criterion_bench cargo bench -q -p sparkbridge --bench ingest_core --no-run
+# Figure 2's floor: dev's per-delivery work (criterion, shared's `dev` feature) and the server of
+# bench/handler-floor (its own crate and lock).
+any 2 && [ "${SKIP_BUILD:-0}" != 1 ] && timed criterion_dev_event cargo bench -q -p sparkbridge --features dev --bench dev_event --no-run
+any 2 && timed handler_floor cargo build --release -q --locked --manifest-path bench/handler-floor/Cargo.toml
 ARCH=arm64
 VENV_BIN="$(cd "$VENV/bin" && pwd)"
 # The arm64 bootstraps are only weighed (and started under qemu), which the machine's load does
@@ -158,6 +162,20 @@ fi
 if has 2; then
   step "figure 2: sparkbridge dev under wrk (signed Loops) vs GET /healthz"
   OUT="$OUT" PY="$PY" bench/scripts/ingest_http.sh
+  step "figure 2's floor: the CPU a delivery may cost at 60 % of /healthz, and what dev's steps cost"
+  # The spins around 60 % (report.py interpolates between them), under the same load.
+  OUT="$OUT/handler-floor" PY="$PY" ROUNDS=2 DURATION=5 \
+    SKIP_BUILD="$([ -x bench/handler-floor/target/release/handler-floor ] && echo 1)" \
+    bench/handler-floor/measure.sh 1500 2000 2500 > /dev/null
+  "${PIN[@]}" cargo bench -q -p sparkbridge --bench ingest_core -- --warm-up-time 1 \
+    --measurement-time 2 \
+    'ingest_core/(loops_verify_parse|loops_envelope_json)$|ingest_log/loops_request_(logs_off|text)$' \
+    > /dev/null
+  "${PIN[@]}" cargo bench -q -p sparkbridge --features dev --bench dev_event -- --warm-up-time 1 \
+    --measurement-time 3 > /dev/null
+  "$PY" bench/collect_criterion.py target/criterion/ingest_core "$OUT/fig2-floor-core.json" > /dev/null
+  "$PY" bench/collect_criterion.py target/criterion/ingest_log "$OUT/fig2-log-line.json" > /dev/null
+  "$PY" bench/collect_criterion.py target/criterion/dev_event "$OUT/fig2-dev-event.json" > /dev/null
 fi
 
 if has 3; then
