@@ -25,18 +25,11 @@ mkdir -p "$OUT"
 SERVER=""
 trap '[ -n "$SERVER" ] && kill $SERVER 2>/dev/null || true' EXIT
 
-rate() { # path name: THREADS wrk processes side by side, their rates added
-  local pids=() parts=()
-  for part in $(seq "$THREADS"); do
-    BENCH_WRK_MODE="$([ "$1" = /healthz ] && echo plain || echo loops)" \
-      BENCH_WRK_REQUESTS="$OUT/requests.txt" BENCH_WRK_OUT="$OUT/$2.$part.json" \
-      BENCH_WRK_PART="$part" BENCH_WRK_PARTS="$THREADS" \
-      wrk -t1 -c$(( CONNECTIONS / THREADS )) -d"${DURATION}s" -s bench/wrk/webhooks.lua \
-      "$URL$1" > "$OUT/$2.$part.txt" &
-    pids+=($!); parts+=("$OUT/$2.$part.json")
-  done
-  wait "${pids[@]}"
-  "$PY" bench/scripts/wrk_merge.py "$OUT/$2.json" "${parts[@]}"
+. bench/scripts/wrk_load.sh
+rate() { # path name: figure 2's load on the route; prints its rate and its non-2xx count
+  local mode=loops
+  [ "$1" = /healthz ] && mode=plain
+  BENCH_WRK_REQUESTS="$OUT/requests.txt" run_wrk "$mode" "$1" "$OUT/$2.json"
   "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["requests_per_s"], d["non_2xx"])' "$OUT/$2.json"
 }
 

@@ -41,17 +41,7 @@ start_dev() { # log [--pin core] [--no-worker] extra env...: `make dev` exactly 
 
 stop_dev() { kill "$DEV_PID"; wait "$DEV_PID" 2>/dev/null || true; DEV_PID=""; }
 
-run_wrk() { # mode path out [processes [pinned command...]]: one wrk -t1 per process
-  local procs="${4:-$THREADS}" pids=() parts=()
-  for part in $(seq "$procs"); do
-    BENCH_WRK_MODE="$1" BENCH_WRK_OUT="$3.$part.json" BENCH_WRK_PART="$part" \
-      BENCH_WRK_PARTS="$procs" "${@:5}" wrk -t1 -c$(( CONNECTIONS / procs )) -d"${DURATION}s" \
-      --latency -s bench/wrk/webhooks.lua "$URL$2" > "$3.$part.txt" &
-    pids+=($!); parts+=("$3.$part.json")
-  done
-  wait "${pids[@]}"
-  "$PY" bench/scripts/wrk_merge.py "$3" "${parts[@]}"
-}
+. bench/scripts/wrk_load.sh
 
 sign() { # fresh ids and timestamps, right before each run (the verifier allows 5 minutes)
   "$PY" bench/python/sign_loops.py wrk "$OUT/wrk-loops-requests.txt" $(( DURATION * RATE_HINT ))
