@@ -65,6 +65,29 @@ def median(xs):
     return None if n == 0 else (xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2)
 
 
+# The least work a figure-1 row can do, measured in the same rounds (shared/benches/ingest_core/):
+# the Rust bench of that floor, by the row's Rust bench.
+FIG1_FLOORS = {
+    "sparkloop_full": ("sparkloop_floor_all", "the least any reader on serde_json and sha2 does "
+                       "(one pass finding the fields, the subscriber's text, both hashes, the kept text)"),
+}
+
+
+def figure_1_floor(rust_key, python_key):
+    """The floor of a missed figure-1 target: its time and the best ratio it leaves, per round;
+    None when the row has no floor or it was not measured."""
+    if rust_key not in FIG1_FLOORS:
+        return None
+    floor_key, what = FIG1_FLOORS[rust_key]
+    pairs = [(r[floor_key]["median_ns"], p_[python_key]["median_ns"])
+             for p_, r in rounds if floor_key in r and python_key in p_]
+    if not pairs:
+        return None
+    ratios = [b / a for a, b in pairs]
+    return (f"floor: {what}, {fmt(median([a for a, _ in pairs]))} ns, at most "
+            f"**{median(ratios):.1f}×** (range {min(ratios):.1f}–{max(ratios):.1f}×; `{floor_key}`)")
+
+
 rounds = []
 i = 1
 while (OUT / f"fig1-round-{i}-python.json").exists() and (OUT / f"fig1-round-{i}-rust.json").exists():
@@ -79,7 +102,8 @@ if rounds:
         "bench/python/ingest_baselines.py target/bench/loops-request.json` then "
         "`BENCH_LOOPS_REQUEST=target/bench/loops-request.json taskset -c 1 cargo bench -p sparkbridge --bench "
         "ingest_core -- --warm-up-time 1 --measurement-time 2 "
-        "'ingest_core/(loops_verify_parse|loops_full|sparkloop_full|esputnik_full)$'` (criterion medians; "
+        "'ingest_core/(loops_verify_parse|loops_full|sparkloop_full|sparkloop_floor_all|esputnik_full)$'` "
+        "(criterion medians; "
         "timeit medians of 3 repeats). The ratio is taken within each round; the table gives the median "
         "of the rounds and their range.")
     say("")
@@ -107,11 +131,12 @@ if rounds:
         say(f"| {what} | {fmt(median([a for a, _ in pairs]))} | {fmt(median([b for _, b in pairs]))} | "
             f"**{m:.1f}×** | {min(ratios):.1f}–{max(ratios):.1f}× | {f'≥ {goal}×' if goal else '–'} |")
         if goal:
+            floor = figure_1_floor(rk, pk) if m < goal else None
             targets.append(("1", f"{what.split(':')[0]} verify + parse ≥ {goal}× the same in Python "
                             f"(median of {len(pairs)} alternating rounds)",
                             f"**{m:.1f}×** (range {min(ratios):.1f}–{max(ratios):.1f}×; Rust "
                             f"{fmt(median([a for a, _ in pairs]))} ns)", m >= goal,
-                            f"Python {fmt(median([b for _, b in pairs]))} ns"))
+                            f"Python {fmt(median([b for _, b in pairs]))} ns" + (f"; {floor}" if floor else "")))
     say("")
 if rust:
     say("Components, one criterion run after the rounds (`cargo bench -p sparkbridge --bench ingest_core`):")
@@ -126,6 +151,7 @@ if rust:
         ("sparkloop_parse", "SparkLoop: sparkloop::parse only (sync_subscriber)"),
         ("sparkloop_floor_check", "SparkLoop, floor: serde_json checking the body, nothing kept"),
         ("sparkloop_floor_hashes", "SparkLoop, floor: the key's two SHA-256 (subscriber JSON, then the fields)"),
+        ("sparkloop_floor_all", "SparkLoop, floor: the token and the least any reader on serde_json and sha2 does"),
         ("sparkloop_full_envelope_json", "SparkLoop: check + parse + envelope + JSON"),
         ("esputnik_check", "eSputnik: WebhookAuth::check only (Basic)"),
         ("esputnik_split", "eSputnik: esputnik::split only (2 elements)"),

@@ -148,7 +148,7 @@ if has 1; then
       "$OUT/fig1-round-$round-python.json" > /dev/null
     BENCH_LOOPS_REQUEST="$PWD/$OUT/loops-request.json" "${PIN[@]}" \
       cargo bench -q -p sparkbridge --bench ingest_core -- --warm-up-time 1 --measurement-time 2 \
-      'ingest_core/(loops_verify_parse|loops_full|sparkloop_full|esputnik_full)$' > /dev/null
+      'ingest_core/(loops_verify_parse|loops_full|sparkloop_full|sparkloop_floor_all|esputnik_full)$' > /dev/null
     "$PY" bench/collect_criterion.py target/criterion/ingest_core "$OUT/fig1-round-$round-rust.json" > /dev/null
     echo "   round $round of $FIG1_ROUNDS done"
   done

@@ -25,6 +25,9 @@ use sparkbridge::core::secret::Secret;
 use sparkbridge::core::sparkloop;
 use sparkbridge::core::sqs_text;
 
+#[path = "ingest_core/sparkloop_floor.rs"]
+mod sparkloop_floor;
+
 struct LoopsRequest {
     secret: String,
     id: String,
@@ -223,6 +226,21 @@ fn bench(c: &mut Criterion) {
                 "",
                 &sub,
             ])
+        })
+    });
+    // The whole floor: what any reader on serde_json and sha2 does for this body (the token,
+    // one pass finding the fields, the subscriber's text, both hashes, the kept text), and
+    // nothing that makes it exact (sparkloop_floor.rs). Same dedupe id as the parser's.
+    let (parsed_id, _) = sparkloop::parse(sl_body.as_bytes()).expect("parses");
+    assert_eq!(
+        sparkloop_floor::parse(sl_body.as_bytes()).map(|kept| kept.0),
+        Some(parsed_id),
+        "the floor hashes what the parser hashes"
+    );
+    g.bench_function("sparkloop_floor_all", |b| {
+        b.iter(|| {
+            assert!(token.matches(black_box(b"dev-sparkloop-token")));
+            sparkloop_floor::parse(black_box(sl_body.as_bytes())).expect("the sample's shape")
         })
     });
     g.bench_function("sparkloop_full", |b| {
