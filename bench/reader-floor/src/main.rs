@@ -1,6 +1,8 @@
 //! `reader-floor [ITERATIONS]`: the time per check of SparkLoop's `sync_subscriber` sample body
-//! (events/sparkloop/sync_subscriber.json) read into `IgnoredAny`, nothing kept, by serde_json
-//! and by sonic-rs, three rounds, each reader in turn. Run it pinned: `taskset -c 1`.
+//! (events/sparkloop/sync_subscriber.json) checked, nothing kept: read into `IgnoredAny` by
+//! serde_json and by sonic-rs, and skipped by jiter's own reader (`Jiter::next_skip`, then
+//! `finish` for nothing after it); three rounds, each reader in turn. Run it pinned:
+//! `taskset -c 1`.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -27,7 +29,15 @@ fn main() {
         let sonic_ns = per_check(n, || {
             sonic_rs::from_str::<IgnoredAny>(black_box(body)).expect("JSON");
         });
-        println!("round {round}: serde_json {serde_ns:.0} ns, sonic-rs {sonic_ns:.0} ns");
+        let jiter_ns = per_check(n, || {
+            let mut j = jiter::Jiter::new(black_box(body.as_bytes()));
+            j.next_skip().expect("JSON");
+            j.finish().expect("one value");
+        });
+        println!(
+            "round {round}: serde_json {serde_ns:.0} ns, sonic-rs {sonic_ns:.0} ns, \
+             jiter {jiter_ns:.0} ns"
+        );
     }
 }
 
